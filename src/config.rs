@@ -1,0 +1,580 @@
+//! `kefu.yaml` → typed [`Settings`].
+//!
+//! The file is read, `${VAR}` / `${VAR:-default}` are expanded line by line (so an unset variable
+//! is reported with its line), then parsed with unknown keys refused. Every problem names the key
+//! and the file line. Relative paths are resolved against the config file's folder, so a config
+//! means the same thing from any working directory. Secrets are wrapped in [`Secret`], whose
+//! `Debug` never shows them.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::faq::FaqSettings;
+use crate::protocol::Format;
+use crate::protocol::crypto::AesKey;
+
+/// A config error: where, and what.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: cannot read config: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}: {message}")]
+    At {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
+    #[error("{path}: {message}")]
+    File { path: PathBuf, message: String },
+}
+
+/// A string that must not reach logs: `Debug` and `Display` print `***`.
+#[derive(Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_empty() { "\"\"" } else { "***" })
+    }
+}
+
+/// Mini Program or Official Account: decides whether a passive text reply is possible.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AppKind {
+    Miniprogram,
+    OfficialAccount,
+}
+
+/// The message encryption mode chosen in the WeChat console. It decides what the server accepts
+/// (never what a request claims) and what `kefu send` builds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    Plaintext,
+    Compatible,
+    Safe,
+}
+
+/// How many messages WeChat lets an app send one user (SPEC §6; protocol doc §6.3).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QuotaSettings {
+    /// Messages allowed after a user message…
+    pub per_user_message: u32,
+    /// …within this many seconds of it (48 h).
+    pub user_message_window_secs: u64,
+    /// Messages allowed after `user_enter_tempsession`…
+    pub per_session_enter: u32,
+    /// …within this many seconds of it (1 min).
+    pub session_enter_window_secs: u64,
+}
+
+impl Default for QuotaSettings {
+    fn default() -> Self {
+        Self {
+            per_user_message: 5,
+            user_message_window_secs: 48 * 3600,
+            per_session_enter: 2,
+            session_enter_window_secs: 60,
+        }
+    }
+}
+
+/// One WeChat app (Mini Program or Official Account) served under `/wechat/{id}`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppConfig {
+    /// URL path segment: `/wechat/{id}`.
+    pub id: String,
+    #[serde(default = "default_kind")]
+    pub kind: AppKind,
+    /// The appid: checked inside every encrypted payload, and used to fetch the access token.
+    pub appid: String,
+    /// The AppSecret; empty means dry-run.
+    #[serde(default)]
+    pub secret: Secret,
+    /// The console's Token: the key of every signature.
+    pub token: Secret,
+    #[serde(default)]
+    pub encoding_aes_key: Secret,
+    /// The key before the last rotation, still accepted (protocol doc §3.8).
+    #[serde(default)]
+    pub encoding_aes_key_previous: Secret,
+    #[serde(default = "default_format")]
+    pub format: Format,
+    #[serde(default = "default_mode")]
+    pub mode: Mode,
+    #[serde(default = "default_handoff_minutes")]
+    pub handoff_minutes: u64,
+    /// Record and log outbound API calls instead of making them.
+    #[serde(default)]
+    pub dry_run: bool,
+    /// Rules folder of this app; the global `rules_dir` when absent.
+    #[serde(default)]
+    pub rules_dir: Option<PathBuf>,
+
+    /// Parsed AES keys: current first, then the previous one. Filled by [`load`].
+    #[serde(skip)]
+    pub aes_keys: Vec<AesKey>,
+}
+
+impl AppConfig {
+    /// No secret means no token, so nothing can be sent: the app runs in dry-run.
+    pub fn effective_dry_run(&self) -> bool {
+        self.dry_run || self.secret.is_empty()
+    }
+}
+
+fn default_kind() -> AppKind {
+    AppKind::Miniprogram
+}
+fn default_format() -> Format {
+    Format::Xml
+}
+fn default_mode() -> Mode {
+    Mode::Plaintext
+}
+fn default_handoff_minutes() -> u64 {
+    30
+}
+
+/// The whole of `kefu.yaml`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    #[serde(default = "default_admin_listen")]
+    pub admin_listen: String,
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    #[serde(default = "default_rules_dir")]
+    pub rules_dir: PathBuf,
+    #[serde(default = "default_timezone")]
+    pub timezone: String,
+    #[serde(default = "default_api_base")]
+    pub api_base: String,
+    #[serde(default = "default_skew")]
+    pub max_timestamp_skew_secs: u64,
+    #[serde(default = "default_max_body")]
+    pub max_body_bytes: usize,
+    #[serde(default = "default_retention")]
+    pub log_retention_days: u32,
+    #[serde(default)]
+    pub faq: FaqSettings,
+    #[serde(default)]
+    pub quota: QuotaSettings,
+    /// Bearer token required by the admin listener (`/metrics`, console) when set.
+    #[serde(default)]
+    pub admin_token: Secret,
+    pub apps: Vec<AppConfig>,
+
+    /// The parsed `timezone`. Filled by [`load`].
+    #[serde(skip, default = "default_tz")]
+    pub tz: chrono_tz::Tz,
+    /// The file this was loaded from.
+    #[serde(skip)]
+    pub source: PathBuf,
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:8080".into()
+}
+fn default_admin_listen() -> String {
+    "127.0.0.1:9091".into()
+}
+fn default_data_dir() -> PathBuf {
+    "./data".into()
+}
+fn default_rules_dir() -> PathBuf {
+    "./rules".into()
+}
+fn default_timezone() -> String {
+    "Asia/Shanghai".into()
+}
+fn default_tz() -> chrono_tz::Tz {
+    chrono_tz::Asia::Shanghai
+}
+fn default_api_base() -> String {
+    "https://api.weixin.qq.com".into()
+}
+fn default_skew() -> u64 {
+    300
+}
+fn default_max_body() -> usize {
+    65536
+}
+fn default_retention() -> u32 {
+    30
+}
+
+impl Settings {
+    /// The app served at `/wechat/{id}`.
+    pub fn app(&self, id: &str) -> Option<&AppConfig> {
+        self.apps.iter().find(|a| a.id == id)
+    }
+
+    /// The rules folder an app uses.
+    pub fn rules_dir_of<'a>(&'a self, app: &'a AppConfig) -> &'a Path {
+        app.rules_dir.as_deref().unwrap_or(&self.rules_dir)
+    }
+
+    /// Every distinct rules folder, in the order the apps name them (global one first).
+    pub fn all_rules_dirs(&self) -> Vec<PathBuf> {
+        let mut dirs = vec![self.rules_dir.clone()];
+        for app in &self.apps {
+            if let Some(dir) = &app.rules_dir
+                && !dirs.contains(dir)
+            {
+                dirs.push(dir.clone());
+            }
+        }
+        dirs
+    }
+}
+
+/// Reads, expands and validates a config file.
+pub fn load(path: &Path) -> Result<Settings, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    parse(&text, path, &|name| std::env::var(name).ok())
+}
+
+/// Parses config text; `env` looks variables up (the process environment in [`load`]).
+pub fn parse(
+    text: &str,
+    path: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Settings, ConfigError> {
+    let expanded = expand_env(text, path, env)?;
+    let mut settings: Settings = serde_yaml::from_str(&expanded).map_err(|e| {
+        let line = e.location().map(|l| l.line()).unwrap_or(0);
+        ConfigError::At {
+            path: path.to_path_buf(),
+            line,
+            message: e.to_string(),
+        }
+    })?;
+    settings.source = path.to_path_buf();
+    let at = |key: &str, nth: usize, message: String| ConfigError::At {
+        path: path.to_path_buf(),
+        line: line_of_key(text, key, nth),
+        message,
+    };
+
+    settings.tz = settings.timezone.parse().map_err(|_| {
+        at(
+            "timezone",
+            0,
+            format!("timezone: unknown time zone {:?}", settings.timezone),
+        )
+    })?;
+    if settings.apps.is_empty() {
+        return Err(at("apps", 0, "apps: at least one app is required".into()));
+    }
+    if settings.max_body_bytes == 0 {
+        return Err(at(
+            "max_body_bytes",
+            0,
+            "max_body_bytes: must be positive".into(),
+        ));
+    }
+    let mut aes_nth: usize = 0;
+    let mut prev_nth: usize = 0;
+    for (i, app) in settings.apps.iter_mut().enumerate() {
+        let app_id = app.id.clone();
+        if app_id.is_empty()
+            || !app_id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(at(
+                "id",
+                i,
+                format!("apps[{i}].id: {app_id:?} must be letters, digits, - or _"),
+            ));
+        }
+        if app.token.is_empty() {
+            return Err(at(
+                "token",
+                i,
+                format!("apps[{i}].token: must not be empty"),
+            ));
+        }
+        let mut keys = Vec::new();
+        if text_has_key_for_app(text, "encoding_aes_key", i) {
+            aes_nth += 1;
+        }
+        if !app.encoding_aes_key.is_empty() {
+            keys.push(AesKey::parse(app.encoding_aes_key.expose()).map_err(|e| {
+                at(
+                    "encoding_aes_key",
+                    aes_nth.saturating_sub(1),
+                    format!("apps[{i}].encoding_aes_key: {e}"),
+                )
+            })?);
+        }
+        if text_has_key_for_app(text, "encoding_aes_key_previous", i) {
+            prev_nth += 1;
+        }
+        if !app.encoding_aes_key_previous.is_empty() {
+            keys.push(
+                AesKey::parse(app.encoding_aes_key_previous.expose()).map_err(|e| {
+                    at(
+                        "encoding_aes_key_previous",
+                        prev_nth.saturating_sub(1),
+                        format!("apps[{i}].encoding_aes_key_previous: {e}"),
+                    )
+                })?,
+            );
+        }
+        if app.mode != Mode::Plaintext && keys.is_empty() {
+            return Err(at(
+                "mode",
+                i,
+                format!("apps[{i}].mode: {:?} mode needs encoding_aes_key", app.mode)
+                    .to_lowercase(),
+            ));
+        }
+        app.aes_keys = keys;
+    }
+    for (i, app) in settings.apps.iter().enumerate() {
+        if settings.apps[..i].iter().any(|a| a.id == app.id) {
+            return Err(at(
+                "id",
+                i,
+                format!("apps[{i}].id: duplicate app id {:?}", app.id),
+            ));
+        }
+    }
+
+    let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let resolve = |p: &Path| {
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            base.join(p)
+        }
+    };
+    settings.data_dir = resolve(&settings.data_dir);
+    settings.rules_dir = resolve(&settings.rules_dir);
+    for app in &mut settings.apps {
+        if let Some(dir) = &app.rules_dir {
+            app.rules_dir = Some(resolve(dir));
+        }
+    }
+    Ok(settings)
+}
+
+/// Does the block of the `nth` app mention `key`? Used only to count occurrences for line
+/// numbers; a rough scan is enough because the value was already validated by serde.
+fn text_has_key_for_app(text: &str, key: &str, nth: usize) -> bool {
+    let starts: Vec<usize> = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| l.trim_start().starts_with("- id:"))
+        .map(|(n, _)| n)
+        .collect();
+    let Some(&start) = starts.get(nth) else {
+        return false;
+    };
+    let end = starts.get(nth + 1).copied().unwrap_or(usize::MAX);
+    text.lines()
+        .enumerate()
+        .filter(|(n, _)| *n >= start && *n < end)
+        .any(|(_, l)| {
+            let t = l.trim_start().trim_start_matches("- ");
+            t.strip_prefix(key)
+                .is_some_and(|r| r.trim_start().starts_with(':'))
+        })
+}
+
+/// The 1-based line of the `nth` (0-based) occurrence of `key:`; 0 when not found.
+fn line_of_key(text: &str, key: &str, nth: usize) -> usize {
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| {
+            let t = l.trim_start().trim_start_matches("- ");
+            t.strip_prefix(key)
+                .is_some_and(|r| r.trim_start().starts_with(':'))
+        })
+        .nth(nth)
+        .map(|(n, _)| n + 1)
+        .unwrap_or(0)
+}
+
+/// Expands `${VAR}` and `${VAR:-default}`; an unset `${VAR}` without default is an error naming
+/// the variable and its line. Comments are left as they are.
+fn expand_env(
+    text: &str,
+    path: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<String, ConfigError> {
+    let mut out = String::with_capacity(text.len());
+    for (n, line) in text.split_inclusive('\n').enumerate() {
+        let mut rest = line;
+        while let Some(start) = rest.find("${") {
+            // Leave comments alone: a `#` before the `${` that starts a comment.
+            if let Some(hash) = comment_start(rest)
+                && hash < start
+            {
+                break;
+            }
+            out.push_str(&rest[..start]);
+            let after = &rest[start + 2..];
+            let Some(end) = after.find('}') else {
+                return Err(ConfigError::At {
+                    path: path.to_path_buf(),
+                    line: n + 1,
+                    message: "unterminated ${".into(),
+                });
+            };
+            let inner = &after[..end];
+            let (name, default) = match inner.split_once(":-") {
+                Some((name, default)) => (name, Some(default)),
+                None => (inner, None),
+            };
+            let valid =
+                !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !valid {
+                return Err(ConfigError::At {
+                    path: path.to_path_buf(),
+                    line: n + 1,
+                    message: format!("invalid variable name in ${{{inner}}}"),
+                });
+            }
+            match (env(name), default) {
+                (Some(value), _) => out.push_str(&value),
+                (None, Some(default)) => out.push_str(default),
+                (None, None) => {
+                    return Err(ConfigError::At {
+                        path: path.to_path_buf(),
+                        line: n + 1,
+                        message: format!(
+                            "environment variable {name} is not set (write ${{{name}:-default}} for a default)"
+                        ),
+                    });
+                }
+            }
+            rest = &after[end + 1..];
+        }
+        out.push_str(rest);
+    }
+    Ok(out)
+}
+
+/// Byte offset of a `#` that starts a YAML comment (at line start or after a blank), if any.
+fn comment_start(line: &str) -> Option<usize> {
+    let bytes = line.as_bytes();
+    (0..bytes.len())
+        .find(|&i| bytes[i] == b'#' && (i == 0 || bytes[i - 1] == b' ' || bytes[i - 1] == b'\t'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env_none(_: &str) -> Option<String> {
+        None
+    }
+
+    const MINIMAL: &str = "apps:\n  - id: demo\n    appid: wx1\n    token: t\n";
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let s = parse(MINIMAL, Path::new("/etc/kefu/kefu.yaml"), &env_none).unwrap();
+        assert_eq!(s.listen, "127.0.0.1:8080");
+        assert_eq!(s.max_timestamp_skew_secs, 300);
+        assert_eq!(s.rules_dir, PathBuf::from("/etc/kefu/./rules"));
+        assert_eq!(s.apps[0].format, Format::Xml);
+        assert!(s.apps[0].effective_dry_run(), "no secret means dry-run");
+        assert_eq!(s.tz, chrono_tz::Asia::Shanghai);
+    }
+
+    #[test]
+    fn env_expansion_with_default_and_value() {
+        let text = "apps:\n  - id: demo\n    appid: wx1\n    token: \"${TOK:-fallback}\"\n    secret: \"${SEC}\"\n";
+        let env = |name: &str| (name == "SEC").then(|| "s3cret".to_string());
+        let s = parse(text, Path::new("k.yaml"), &env).unwrap();
+        assert_eq!(s.apps[0].token.expose(), "fallback");
+        assert_eq!(s.apps[0].secret.expose(), "s3cret");
+        assert_eq!(format!("{:?}", s.apps[0].secret), "***");
+    }
+
+    #[test]
+    fn unset_variable_names_variable_and_line() {
+        let text = "apps:\n  - id: demo\n    appid: wx1\n    token: \"${NOPE}\"\n";
+        let err = parse(text, Path::new("k.yaml"), &env_none)
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("k.yaml:4:"), "{err}");
+        assert!(err.contains("NOPE"), "{err}");
+    }
+
+    #[test]
+    fn unknown_key_names_key_and_line() {
+        let text = "listen: x\nlisten_typo: y\napps: []\n";
+        let err = parse(text, Path::new("k.yaml"), &env_none)
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("k.yaml:2:"), "{err}");
+        assert!(err.contains("listen_typo"), "{err}");
+    }
+
+    #[test]
+    fn missing_required_key_is_named() {
+        let text = "apps:\n  - id: demo\n    appid: wx1\n";
+        let err = parse(text, Path::new("k.yaml"), &env_none)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("token"), "{err}");
+    }
+
+    #[test]
+    fn bad_aes_key_names_key_and_line() {
+        let text =
+            "apps:\n  - id: demo\n    appid: wx1\n    token: t\n    encoding_aes_key: short\n";
+        let err = parse(text, Path::new("k.yaml"), &env_none)
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("k.yaml:5:"), "{err}");
+        assert!(err.contains("encoding_aes_key"), "{err}");
+    }
+
+    #[test]
+    fn safe_mode_without_key_is_refused() {
+        let text = "apps:\n  - id: demo\n    appid: wx1\n    token: t\n    mode: safe\n";
+        let err = parse(text, Path::new("k.yaml"), &env_none)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("encoding_aes_key"), "{err}");
+    }
+
+    #[test]
+    fn comments_are_not_expanded() {
+        let text =
+            "# uses ${UNSET}\napps:\n  - id: demo # ${ALSO_UNSET}\n    appid: wx1\n    token: t\n";
+        assert!(parse(text, Path::new("k.yaml"), &env_none).is_ok());
+    }
+}

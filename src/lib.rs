@@ -1,0 +1,41 @@
+//! kefu (客服): a daemon that answers WeChat customer-service messages by rules.
+//!
+//! # A tour
+//!
+//! A push from WeChat travels through the crate in one direction:
+//!
+//! 1. [`http`] receives it on `POST /wechat/{app}`, refuses what is malformed (the checks run in
+//!    the order of SPEC §3: app, method, parameters, timestamp window, signature, body) and hands
+//!    the body to
+//! 2. [`protocol`], which is pure: signature, AES (safe and compatible mode), XML/JSON parsing into
+//!    an [`protocol::InboundMessage`] and the rendering of passive replies.
+//! 3. [`dispatch`] decides what to do: a pending clarify menu, a sticky handoff, the highest-priority
+//!    [`rules`] match, the [`faq`] matcher, the default rule, or nothing. Every decision is an
+//!    explainable [`dispatch::Decision`].
+//! 4. [`store`] makes the decision durable before the push is answered: dedupe memo, session
+//!    state, quota and the outbox entries, committed in groups.
+//! 5. The outbox worker in [`store`] sends the entries through the [`wechat`] API client after the
+//!    push has been answered, retrying what can succeed and recording what cannot.
+//!
+//! [`config`] turns `kefu.yaml` into typed settings; [`startup`] builds the application, binds the
+//! listeners and supervises the background tasks; [`cli`] holds one small function per command.
+//!
+//! Dependencies point one way: `text`, `diag`, `protocol`, `rules` and `faq` do no I/O on the
+//! request path and know nothing of actix or reqwest; `dispatch` depends on them; `wechat` and
+//! `store` on the domain types; `http` and `startup` on everything; `cli` on `startup`.
+
+pub mod cli;
+pub mod config;
+pub mod diag;
+pub mod dispatch;
+pub mod faq;
+pub mod http;
+pub mod metrics;
+pub mod outbound;
+pub mod protocol;
+pub mod rules;
+pub mod startup;
+pub mod store;
+pub mod telemetry;
+pub mod text;
+pub mod wechat;

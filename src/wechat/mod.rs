@@ -1,0 +1,32 @@
+//! The WeChat API client: access tokens (`stable_token`, cached, single-flight) and
+//! `custom/send`, with every outcome classified for the outbox worker.
+//! STUB: to be implemented by the WeChat-client work.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use crate::outbound::OutboundMessage;
+
+/// What became of one send attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SendOutcome {
+    /// WeChat accepted it (errcode 0), or dry-run recorded it.
+    Accepted,
+    /// Worth retrying later: network error, timeout, HTTP 5xx, errcode -1 or 45011.
+    Retry { reason: String },
+    /// Cannot succeed by retrying (45015, 45047, 40003, 43004, 48001, 45009, …).
+    Failed { errcode: i64, reason: String },
+}
+
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Sends one message to one user of one app. Implemented by the API client; the outbox worker
+/// depends only on this.
+pub trait Deliver: Send + Sync {
+    fn deliver<'a>(
+        &'a self,
+        app_id: &'a str,
+        openid: &'a str,
+        message: &'a OutboundMessage,
+    ) -> BoxFuture<'a, SendOutcome>;
+}
