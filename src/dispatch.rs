@@ -1,1 +1,356 @@
-//! TODO
+//! The decision: what kefu does with one message, as a pure function of the rule set, the
+//! message, the user's session and the time. Shared by the webhook, `kefu try` and `kefu eval`,
+//! so that what an operator tries is what users get.
+//!
+//! Order for a text message (SPEC §4): a pending clarify menu answered by its number; a sticky
+//! handoff; the highest-priority matching rule; the FAQ matcher; the default rule; nothing.
+
+use chrono::DateTime;
+use chrono_tz::Tz;
+use rand::Rng;
+use serde::Serialize;
+
+use crate::faq::{Candidate, FaqOutcome};
+use crate::outbound::OutboundMessage;
+use crate::protocol::{InboundMessage, MsgKind};
+use crate::rules::{Captures, MatchInput, Rule, RuleSet, render_template};
+use crate::store::{Menu, QuotaTrigger, Session};
+use crate::text::normalize;
+
+/// What kind of answer was given (`action` of `kefu try --json`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// A rule's replies.
+    Reply,
+    /// An FAQ entry, directly or through a rule with `faq:`.
+    Faq,
+    /// A numbered menu asking the user to choose.
+    Clarify,
+    /// A transfer to humans decided by a rule or by a sticky handoff.
+    Handoff,
+    /// Only the default rule applied.
+    Default,
+    /// Nothing applied.
+    Ignore,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Reply => "reply",
+            Action::Faq => "faq",
+            Action::Clarify => "clarify",
+            Action::Handoff => "handoff",
+            Action::Default => "default",
+            Action::Ignore => "ignore",
+        }
+    }
+}
+
+/// The decision for one message, explainable to an operator.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Decision {
+    /// The rule that decided, if any.
+    pub rule: Option<String>,
+    /// The FAQ entry answered, if any.
+    pub faq: Option<String>,
+    pub action: Action,
+    /// Messages to send, in order.
+    pub replies: Vec<OutboundMessage>,
+    /// Transfer the conversation to the human tool.
+    pub handoff: bool,
+    /// The FAQ matcher's best entries (empty when a rule decided).
+    pub candidates: Vec<Candidate>,
+    /// One line for an operator.
+    pub why: String,
+    /// The user's session after this message; `None` when unchanged.
+    #[serde(skip)]
+    pub session: Option<Session>,
+}
+
+/// The time and per-app settings a decision depends on.
+#[derive(Debug, Clone, Copy)]
+pub struct Context {
+    /// Now, in the configured time zone.
+    pub now: DateTime<Tz>,
+    /// How long a handoff sticks.
+    pub handoff_minutes: u64,
+    /// How long a clarify menu answers by number.
+    pub menu_ttl_secs: u64,
+}
+
+impl Context {
+    pub fn at_unix(now: i64, tz: Tz, handoff_minutes: u64, menu_ttl_secs: u64) -> Self {
+        let now = DateTime::from_timestamp(now, 0)
+            .unwrap_or_default()
+            .with_timezone(&tz);
+        Self {
+            now,
+            handoff_minutes,
+            menu_ttl_secs,
+        }
+    }
+
+    fn unix(&self) -> i64 {
+        self.now.timestamp()
+    }
+}
+
+/// Which send window a message opens (protocol doc §6.3).
+pub fn quota_trigger(msg: &InboundMessage) -> Option<QuotaTrigger> {
+    match &msg.kind {
+        MsgKind::Event { event, .. } if event == "user_enter_tempsession" => {
+            Some(QuotaTrigger::SessionEnter)
+        }
+        MsgKind::Event { .. } => None,
+        _ => Some(QuotaTrigger::UserMessage),
+    }
+}
+
+/// Decides what to do with a message.
+pub fn decide(set: &RuleSet, msg: &InboundMessage, session: &Session, ctx: &Context) -> Decision {
+    let (text, event) = match &msg.kind {
+        MsgKind::Text { content } => (normalize(content), None),
+        MsgKind::Event { event, .. } => (String::new(), Some(event.as_str())),
+        _ => (String::new(), None),
+    };
+    let is_event = matches!(msg.kind, MsgKind::Event { .. });
+    let now = ctx.unix();
+    // Any message answers (or dismisses) a pending menu: only the very next one counts.
+    let mut next = session.clone();
+    let had_menu = next.menu.take();
+    let mut session_changed = had_menu.is_some();
+
+    let mut decision = decide_inner(set, msg, &text, event, had_menu.as_ref(), session, ctx);
+
+    if let Some(options) = decision.session.take().and_then(|s| s.menu) {
+        next.menu = Some(options);
+        session_changed = true;
+    }
+    if decision.handoff && !is_event {
+        next.handoff_until = Some(now + (ctx.handoff_minutes as i64) * 60);
+        session_changed = true;
+    }
+    if next.handoff_until.is_some_and(|until| until <= now) {
+        next.handoff_until = None;
+        session_changed = true;
+    }
+    decision.session = session_changed.then_some(next);
+    decision
+}
+
+fn decide_inner(
+    set: &RuleSet,
+    msg: &InboundMessage,
+    text: &str,
+    event: Option<&str>,
+    menu: Option<&Menu>,
+    session: &Session,
+    ctx: &Context,
+) -> Decision {
+    let now = ctx.unix();
+    let is_text = matches!(msg.kind, MsgKind::Text { .. });
+    let is_event = matches!(msg.kind, MsgKind::Event { .. });
+
+    // 1. A pending clarify menu answered by its number.
+    if is_text
+        && let Some(menu) = menu
+        && menu.expires_at > now
+        && let Some(choice) = menu_choice(text, menu.options.len())
+        && let Some(id) = menu.options.get(choice)
+        && let Some(entry) = set.faq().get(id)
+    {
+        return Decision {
+            rule: None,
+            faq: Some(entry.id.clone()),
+            action: Action::Faq,
+            replies: vec![OutboundMessage::text(entry.answer.clone())],
+            handoff: false,
+            candidates: Vec::new(),
+            why: format!("clarify menu choice {} → faq {}", choice + 1, entry.id),
+            session: None,
+        };
+    }
+
+    // 2. A sticky handoff: the user is talking to humans.
+    if !is_event && session.handoff_until.is_some_and(|until| until > now) {
+        return Decision {
+            rule: None,
+            faq: None,
+            action: Action::Handoff,
+            replies: Vec::new(),
+            handoff: true,
+            candidates: Vec::new(),
+            why: "user is in a handoff: transferred again".into(),
+            session: None,
+        };
+    }
+
+    // 3. The highest-priority matching rule.
+    let input = MatchInput {
+        msg_type: msg.kind.type_name(),
+        event,
+        text,
+        now: ctx.now,
+    };
+    if let Some(hit) = set.match_message(&input) {
+        return from_rule(set, hit.rule, &hit.captures, hit.why, is_event, false);
+    }
+
+    // 4. The FAQ matcher, for text.
+    let mut candidates = Vec::new();
+    let mut faq_why = String::new();
+    if is_text && !text.is_empty() && !set.faq().is_empty() {
+        let verdict = set.faq().ask(text);
+        candidates = verdict.candidates;
+        faq_why = verdict.why;
+        match verdict.outcome {
+            FaqOutcome::Answer { faq, .. } => {
+                if let Some(entry) = set.faq().get(&faq) {
+                    return Decision {
+                        rule: None,
+                        faq: Some(entry.id.clone()),
+                        action: Action::Faq,
+                        replies: vec![OutboundMessage::text(entry.answer.clone())],
+                        handoff: false,
+                        candidates,
+                        why: faq_why,
+                        session: None,
+                    };
+                }
+            }
+            FaqOutcome::Clarify { options } if !options.is_empty() => {
+                let options: Vec<String> = options.into_iter().take(3).collect();
+                return Decision {
+                    rule: None,
+                    faq: None,
+                    action: Action::Clarify,
+                    replies: vec![OutboundMessage::text(set.faq().menu_text(&options))],
+                    handoff: false,
+                    candidates,
+                    why: faq_why,
+                    session: Some(Session {
+                        menu: Some(Menu {
+                            options,
+                            expires_at: now + ctx.menu_ttl_secs as i64,
+                        }),
+                        handoff_until: None,
+                    }),
+                };
+            }
+            _ => {}
+        }
+    }
+
+    // 5. The default rule (never for events: a welcome is not a fallback).
+    if !is_event && let Some(rule) = set.default_rule() {
+        let mut d = from_rule(set, rule, &Captures::new(), String::new(), false, true);
+        d.candidates = candidates;
+        d.why = if faq_why.is_empty() {
+            format!("no rule matched: default rule {}", rule.id)
+        } else {
+            format!("no rule matched, {faq_why}: default rule {}", rule.id)
+        };
+        return d;
+    }
+
+    // 6. Nothing.
+    Decision {
+        rule: None,
+        faq: None,
+        action: Action::Ignore,
+        replies: Vec::new(),
+        handoff: false,
+        candidates,
+        why: if faq_why.is_empty() {
+            "no rule matched and there is no default rule".into()
+        } else {
+            format!("no rule matched, {faq_why}, and there is no default rule")
+        },
+        session: None,
+    }
+}
+
+/// `1`, `2`, `3` (also full-width, already normalized) → index, within the menu's size.
+fn menu_choice(text: &str, options: usize) -> Option<usize> {
+    let n: usize = text.trim_end_matches(['.', '。']).trim().parse().ok()?;
+    (1..=options).contains(&n).then(|| n - 1)
+}
+
+/// The decision a rule makes.
+fn from_rule(
+    set: &RuleSet,
+    rule: &Rule,
+    captures: &Captures,
+    why: String,
+    is_event: bool,
+    is_default: bool,
+) -> Decision {
+    let action = &rule.action;
+    let mut replies = Vec::new();
+    if action.reply_all {
+        replies.extend(
+            action
+                .replies
+                .iter()
+                .map(|t| OutboundMessage::text(render_template(t, captures))),
+        );
+    } else if !action.replies.is_empty() {
+        let pick = if action.replies.len() == 1 {
+            0
+        } else {
+            rand::rng().random_range(0..action.replies.len())
+        };
+        if let Some(t) = action.replies.get(pick) {
+            replies.push(OutboundMessage::text(render_template(t, captures)));
+        }
+    }
+    let mut faq = None;
+    if let Some(id) = &action.faq
+        && let Some(entry) = set.faq().get(id)
+    {
+        replies.push(OutboundMessage::text(entry.answer.clone()));
+        faq = Some(entry.id.clone());
+    }
+    replies.extend(action.media.iter().cloned());
+    // Events are never transferred to humans (protocol doc §5.1).
+    let handoff = action.handoff && !is_event;
+    let kind = if is_default {
+        Action::Default
+    } else if faq.is_some() {
+        Action::Faq
+    } else if handoff {
+        Action::Handoff
+    } else {
+        Action::Reply
+    };
+    Decision {
+        rule: Some(rule.id.clone()),
+        faq,
+        action: kind,
+        replies,
+        handoff,
+        candidates: Vec::new(),
+        why: if why.is_empty() {
+            format!("rule {}", rule.id)
+        } else {
+            why
+        },
+        session: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn menu_choice_accepts_numbers_in_range() {
+        assert_eq!(menu_choice("1", 3), Some(0));
+        assert_eq!(menu_choice("3。", 3), Some(2));
+        assert_eq!(menu_choice("3", 2), None);
+        assert_eq!(menu_choice("0", 3), None);
+        assert_eq!(menu_choice("一", 3), None);
+    }
+}

@@ -1,1 +1,175 @@
-//! TODO
+//! Prometheus metrics, all under `kefu_`, with bounded label sets: app ids, rule and FAQ ids,
+//! message types, outcomes and refusal reasons — never openids or message text.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AppTypeLabels {
+    pub app: String,
+    pub r#type: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AppLabels {
+    pub app: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RuleLabels {
+    pub rule: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FaqLabels {
+    pub faq: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub outcome: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: String,
+}
+
+/// Every series kefu exports. Cheap to clone (the metrics are shared handles).
+#[derive(Clone)]
+pub struct Metrics {
+    /// Pushes accepted, by app and message type.
+    pub messages: Family<AppTypeLabels, Counter>,
+    /// Decisions made by a rule, by rule id.
+    pub rule_hits: Family<RuleLabels, Counter>,
+    /// Answers from the FAQ, by entry id.
+    pub faq_hits: Family<FaqLabels, Counter>,
+    /// Clarify menus sent.
+    pub clarifies: Family<AppLabels, Counter>,
+    /// Transfers to the human customer-service tool.
+    pub handoffs: Family<AppLabels, Counter>,
+    /// Messages nothing answered (default rule or ignored).
+    pub unmatched: Family<AppLabels, Counter>,
+    /// Send attempts by outcome (sent, retry, failed, dropped, dry_run).
+    pub sends: Family<OutcomeLabels, Counter>,
+    /// Outbox entries waiting to be sent.
+    pub outbox_depth: Gauge,
+    /// Rule reloads by outcome (swapped, refused).
+    pub reloads: Family<OutcomeLabels, Counter>,
+    /// Time from request to response of pushes, in seconds.
+    pub request_seconds: Histogram,
+    /// Refused requests by reason.
+    pub refused: Family<ReasonLabels, Counter>,
+    /// Replays of a memoized answer to a repeated push.
+    pub duplicates: Family<AppLabels, Counter>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self {
+            messages: Family::default(),
+            rule_hits: Family::default(),
+            faq_hits: Family::default(),
+            clarifies: Family::default(),
+            handoffs: Family::default(),
+            unmatched: Family::default(),
+            sends: Family::default(),
+            outbox_depth: Gauge::default(),
+            reloads: Family::default(),
+            request_seconds: Histogram::new([
+                0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25, 1.0, 4.5,
+            ]),
+            refused: Family::default(),
+            duplicates: Family::default(),
+        }
+    }
+}
+
+impl Metrics {
+    /// Registers every series in a fresh registry.
+    pub fn registry(&self) -> Registry {
+        let mut r = Registry::with_prefix("kefu");
+        r.register(
+            "messages",
+            "Pushes accepted, by app and message type",
+            self.messages.clone(),
+        );
+        r.register(
+            "rule_hits",
+            "Decisions made by a rule",
+            self.rule_hits.clone(),
+        );
+        r.register("faq_hits", "Answers from the FAQ", self.faq_hits.clone());
+        r.register("clarifies", "Clarify menus sent", self.clarifies.clone());
+        r.register(
+            "handoffs",
+            "Transfers to human customer service",
+            self.handoffs.clone(),
+        );
+        r.register(
+            "unmatched",
+            "Messages no rule or FAQ entry answered",
+            self.unmatched.clone(),
+        );
+        r.register("sends", "Send attempts by outcome", self.sends.clone());
+        r.register(
+            "outbox_depth",
+            "Outbox entries waiting to be sent",
+            self.outbox_depth.clone(),
+        );
+        r.register("reloads", "Rule reloads by outcome", self.reloads.clone());
+        r.register(
+            "request_duration_seconds",
+            "Time to answer a push",
+            self.request_seconds.clone(),
+        );
+        r.register(
+            "refused",
+            "Refused requests by reason",
+            self.refused.clone(),
+        );
+        r.register(
+            "duplicates",
+            "Repeated pushes answered from the memo",
+            self.duplicates.clone(),
+        );
+        r
+    }
+
+    pub fn refuse(&self, reason: &str) {
+        self.refused
+            .get_or_create(&ReasonLabels {
+                reason: reason.to_string(),
+            })
+            .inc();
+    }
+
+    pub fn send_outcome(&self, outcome: &str) {
+        self.sends
+            .get_or_create(&OutcomeLabels {
+                outcome: outcome.to_string(),
+            })
+            .inc();
+    }
+
+    pub fn reload_outcome(&self, outcome: &str) {
+        self.reloads
+            .get_or_create(&OutcomeLabels {
+                outcome: outcome.to_string(),
+            })
+            .inc();
+    }
+}
+
+/// Renders the registry in the Prometheus text format.
+pub fn render(registry: &Registry) -> String {
+    let mut out = String::new();
+    if prometheus_client::encoding::text::encode(&mut out, registry).is_err() {
+        out.clear();
+    }
+    out
+}

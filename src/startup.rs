@@ -1,1 +1,188 @@
-//! TODO
+//! Start-up in one place: [`Application::build`] loads the rules, opens the store, builds the
+//! shared state, binds both listeners and spawns the background tasks; [`Application::run_until_stopped`]
+//! supervises them and handles the signals (SIGTERM/SIGINT: graceful stop; SIGHUP: reload).
+//! Tests bind port 0 and read the ports back.
+
+use std::collections::HashMap;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use actix_web::dev::Server;
+use actix_web::{App, HttpServer, web};
+use anyhow::{Context as _, bail};
+
+use crate::config::Settings;
+use crate::http::{self, AppRuntime, State};
+use crate::metrics::Metrics;
+use crate::rules::reload::RulesHandle;
+use crate::store::Store;
+use crate::store::memory::MemoryStore;
+
+/// A built, bound, not yet running kefu.
+pub struct Application {
+    port: u16,
+    admin_port: u16,
+    server: Server,
+    admin: Server,
+    state: web::Data<State>,
+    /// One handle per distinct rules folder; SIGHUP reloads them all.
+    rule_handles: Vec<Arc<RulesHandle>>,
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let settings = Arc::new(settings);
+        let metrics = Metrics::default();
+
+        let mut handles: HashMap<PathBuf, Arc<RulesHandle>> = HashMap::new();
+        let mut rule_handles = Vec::new();
+        for dir in settings.all_rules_dirs() {
+            let (handle, report) = RulesHandle::load(dir.clone(), settings.faq.clone());
+            for d in &report.diagnostics {
+                if d.is_error() {
+                    tracing::error!("{d}");
+                } else {
+                    tracing::warn!("{d}");
+                }
+            }
+            let Some(handle) = handle else {
+                bail!(
+                    "the rules in {} have errors (run `kefu check`)",
+                    dir.display()
+                );
+            };
+            let handle = Arc::new(handle);
+            handles.insert(dir, handle.clone());
+            rule_handles.push(handle);
+        }
+        let global = handles
+            .get(&settings.rules_dir)
+            .cloned()
+            .context("the global rules folder was not loaded")?;
+
+        let mut apps = HashMap::new();
+        for app in &settings.apps {
+            let dir = settings.rules_dir_of(app).to_path_buf();
+            let rules = handles.get(&dir).cloned().unwrap_or_else(|| global.clone());
+            if app.effective_dry_run() {
+                tracing::info!(
+                    app = app.id.as_str(),
+                    reason = if app.secret.is_empty() {
+                        "no secret"
+                    } else {
+                        "dry_run: true"
+                    },
+                    "app runs in dry-run: API calls are logged, not sent"
+                );
+            }
+            apps.insert(
+                app.id.clone(),
+                Arc::new(AppRuntime {
+                    config: app.clone(),
+                    rules,
+                }),
+            );
+        }
+
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let state = web::Data::new(State {
+            settings: settings.clone(),
+            apps,
+            rules: global,
+            store,
+            metrics,
+        });
+
+        let listener = TcpListener::bind(&settings.listen)
+            .with_context(|| format!("binding listen address {}", settings.listen))?;
+        let port = listener.local_addr()?.port();
+        let admin_listener = TcpListener::bind(&settings.admin_listen)
+            .with_context(|| format!("binding admin_listen address {}", settings.admin_listen))?;
+        let admin_port = admin_listener.local_addr()?.port();
+
+        let public_state = state.clone();
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(public_state.clone())
+                .configure(http::public_routes)
+        })
+        .disable_signals()
+        .shutdown_timeout(10)
+        .listen(listener)?
+        .run();
+        let admin_state = state.clone();
+        let admin = HttpServer::new(move || {
+            App::new()
+                .app_data(admin_state.clone())
+                .configure(http::admin_routes)
+        })
+        .workers(1)
+        .disable_signals()
+        .shutdown_timeout(2)
+        .listen(admin_listener)?
+        .run();
+
+        tracing::info!(
+            listen = %settings.listen,
+            port,
+            admin_port,
+            apps = settings.apps.len(),
+            "kefu is listening"
+        );
+        Ok(Self {
+            port,
+            admin_port,
+            server,
+            admin,
+            state,
+            rule_handles,
+        })
+    }
+
+    /// The port of the public listener (useful with port 0).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn admin_port(&self) -> u16 {
+        self.admin_port
+    }
+
+    /// The shared state (tests inspect the store through it).
+    pub fn state(&self) -> web::Data<State> {
+        self.state.clone()
+    }
+
+    /// Runs until SIGTERM or SIGINT (or until a server stops on its own), reloading the rules on
+    /// SIGHUP. A stop finishes the requests in flight; unsent replies stay in the outbox.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        let mut hup = signal(SignalKind::hangup())?;
+        let server_handle = self.server.handle();
+        let admin_handle = self.admin.handle();
+        let mut server = tokio::spawn(self.server);
+        let mut admin = tokio::spawn(self.admin);
+        loop {
+            tokio::select! {
+                _ = term.recv() => { tracing::info!("SIGTERM: stopping"); break; }
+                _ = int.recv() => { tracing::info!("SIGINT: stopping"); break; }
+                _ = hup.recv() => {
+                    tracing::info!("SIGHUP: reloading rules");
+                    for handle in &self.rule_handles {
+                        let handle = handle.clone();
+                        let _ = tokio::task::spawn_blocking(move || handle.reload()).await;
+                    }
+                }
+                r = &mut server => { tracing::error!(result = ?r, "public listener stopped"); break; }
+                r = &mut admin => { tracing::error!(result = ?r, "admin listener stopped"); break; }
+            }
+        }
+        server_handle.stop(true).await;
+        admin_handle.stop(true).await;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}

@@ -1,1 +1,180 @@
-//! TODO
+//! The command line (SPEC §1): one small module per command. Commands resolve their flags
+//! against the config file here; the work itself is done by the library modules.
+
+pub mod check;
+pub mod eval;
+pub mod send;
+pub mod serve;
+pub mod try_cmd;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+
+use crate::config::{self, Settings};
+use crate::telemetry::LogFormat;
+
+/// kefu (客服): answers WeChat customer-service messages by rules.
+#[derive(Debug, Parser)]
+#[command(name = "kefu", version, about)]
+pub struct Cli {
+    /// Log format: human-readable text or one JSON object per line.
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon.
+    Serve {
+        #[arg(long, default_value = "kefu.yaml")]
+        config: PathBuf,
+    },
+    /// Load and validate every rule and FAQ file; print each problem as path:line:column: message.
+    Check {
+        #[arg(long, default_value = "kefu.yaml")]
+        config: PathBuf,
+        /// Check this rules folder instead of the config's.
+        #[arg(long)]
+        rules: Option<PathBuf>,
+    },
+    /// Show what the bot would do with MESSAGE (or each stdin line), without sending anything.
+    Try {
+        #[arg(long, default_value = "kefu.yaml")]
+        config: PathBuf,
+        #[arg(long)]
+        rules: Option<PathBuf>,
+        /// One JSON object per message.
+        #[arg(long)]
+        json: bool,
+        /// The user's openid (sessions are per user).
+        #[arg(long, default_value = "o_kefu_try_user")]
+        user: String,
+        message: Option<String>,
+    },
+    /// Act as the WeChat server: sign (and encrypt) a push and POST it to the running daemon.
+    Send {
+        #[arg(long, default_value = "kefu.yaml")]
+        config: PathBuf,
+        /// The app to send as (default: the first configured app).
+        #[arg(long)]
+        app: Option<String>,
+        /// The daemon's push URL (default: from the config's listen address).
+        #[arg(long)]
+        url: Option<String>,
+        /// The user's openid.
+        #[arg(long, default_value = "o_kefu_send_user")]
+        user: String,
+        /// Send this event instead of a text message (e.g. user_enter_tempsession).
+        #[arg(long)]
+        event: Option<String>,
+        message: Option<String>,
+    },
+    /// Run {q, expect, also} cases against the rules and FAQ and report accuracy.
+    Eval {
+        #[arg(long, default_value = "kefu.yaml")]
+        config: PathBuf,
+        #[arg(long)]
+        rules: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+        /// Exit 1 when accuracy (0..1 or percent) is below this.
+        #[arg(long)]
+        min_accuracy: Option<f64>,
+        /// Exit 1 when more off-topic cases than this got an FAQ answer.
+        #[arg(long)]
+        max_false: Option<usize>,
+        cases: PathBuf,
+    },
+    /// Summarize the conversation log.
+    Stats {
+        #[arg(long, default_value = "kefu.yaml")]
+        config: PathBuf,
+        /// How far back: 30m, 24h, 7d.
+        #[arg(long, default_value = "7d")]
+        since: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+impl Cli {
+    /// The log filter when RUST_LOG is not set: the daemon logs at info, tools only warnings.
+    pub fn default_log_filter(&self) -> &'static str {
+        match self.command {
+            Command::Serve { .. } => "info,actix_server=warn",
+            _ => "warn",
+        }
+    }
+}
+
+/// Runs a parsed command.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Serve { config } => serve::run(&config),
+        Command::Check { config, rules } => check::run(&config, rules.as_deref()),
+        Command::Try {
+            config,
+            rules,
+            json,
+            user,
+            message,
+        } => try_cmd::run(&config, rules.as_deref(), json, &user, message.as_deref()),
+        Command::Send {
+            config,
+            app,
+            url,
+            user,
+            event,
+            message,
+        } => send::run(
+            &config,
+            app.as_deref(),
+            url.as_deref(),
+            &user,
+            event.as_deref(),
+            message.as_deref(),
+        ),
+        Command::Eval {
+            config,
+            rules,
+            json,
+            min_accuracy,
+            max_false,
+            cases,
+        } => eval::run(
+            &config,
+            rules.as_deref(),
+            json,
+            min_accuracy,
+            max_false,
+            &cases,
+        ),
+        Command::Stats {
+            config,
+            since,
+            json,
+        } => {
+            let _ = (config, since, json);
+            anyhow::bail!("kefu stats is not available yet")
+        }
+    }
+}
+
+/// Loads the config, naming the file in the error.
+pub fn load_settings(path: &Path) -> anyhow::Result<Settings> {
+    config::load(path).with_context(|| format!("loading {}", path.display()))
+}
+
+/// Loads the config when it exists; tools that only need rules fall back to defaults.
+pub fn load_settings_or_default(path: &Path) -> anyhow::Result<Settings> {
+    if path.exists() {
+        return load_settings(path);
+    }
+    let text = "apps:\n  - id: try\n    appid: wx0000000000000000\n    token: try\n";
+    Ok(config::parse(text, Path::new("kefu.yaml"), &|_| None)?)
+}

@@ -1,1 +1,43 @@
-//! TODO
+//! The HTTP edge: the public listener (webhook, health) and the admin listener (metrics,
+//! operator console). Handlers turn requests into calls on the state; they hold no logic of
+//! their own beyond the refusal order of SPEC §3.
+
+pub mod admin;
+pub mod error;
+pub mod health;
+pub mod webhook;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use actix_web::web;
+
+use crate::config::Settings;
+use crate::metrics::Metrics;
+use crate::rules::reload::RulesHandle;
+use crate::store::Store;
+pub use webhook::AppRuntime;
+
+/// Everything a handler may use; shared by both listeners.
+pub struct State {
+    pub settings: Arc<Settings>,
+    /// Configured apps by id.
+    pub apps: HashMap<String, Arc<AppRuntime>>,
+    /// The rules of the global `rules_dir` (what `/healthz` reports).
+    pub rules: Arc<RulesHandle>,
+    pub store: Arc<dyn Store>,
+    pub metrics: Metrics,
+}
+
+/// Routes of the public listener.
+pub fn public_routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/healthz", web::get().to(health::healthz))
+        .service(web::resource("/wechat/{app}").route(web::route().to(webhook::with_app)))
+        .service(web::resource("/wechat").route(web::route().to(webhook::single)));
+}
+
+/// Routes of the admin listener.
+pub fn admin_routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/metrics", web::get().to(admin::metrics))
+        .route("/healthz", web::get().to(health::healthz));
+}

@@ -2,6 +2,8 @@
 //! at a cost that does not grow with the number of rules, and swapped atomically on reload.
 //! STUB: to be implemented by the rules work. The public API below is what dispatch relies on.
 
+pub mod reload;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 

@@ -7,6 +7,8 @@
 //! STUB: the trait is fixed; the SQLite implementation and the outbox worker come with the
 //! store work.
 
+pub mod memory;
+
 use serde::{Deserialize, Serialize};
 use tokio::sync::{oneshot, watch};
 
