@@ -29,3 +29,63 @@ pub async fn metrics(req: HttpRequest, state: web::Data<State>) -> HttpResponse 
         .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
         .body(crate::metrics::render(&registry))
 }
+
+/// The operator console page (assets embedded in the binary).
+pub async fn console(req: HttpRequest, state: web::Data<State>) -> HttpResponse {
+    if !authorized(&req, &state) && !token_in_query(&req, &state) {
+        return HttpResponse::Unauthorized().finish();
+    }
+    HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .body(include_str!("assets/console.html"))
+}
+
+/// The page itself may be opened with `?token=…` (it then sends the bearer header).
+fn token_in_query(req: &HttpRequest, state: &State) -> bool {
+    let token = state.settings.admin_token.expose();
+    web::Query::<std::collections::HashMap<String, String>>::from_query(req.query_string())
+        .ok()
+        .and_then(|q| q.get("token").cloned())
+        .is_some_and(|given| {
+            subtle::ConstantTimeEq::ct_eq(given.as_bytes(), token.as_bytes()).into()
+        })
+}
+
+#[derive(Debug, serde::Deserialize)]
+pub struct TryRequest {
+    pub message: String,
+    #[serde(default)]
+    pub user: Option<String>,
+}
+
+/// `POST /api/try`: what the live rules would do with a message (same output as `kefu try --json`).
+pub async fn try_message(
+    req: HttpRequest,
+    body: web::Json<TryRequest>,
+    state: web::Data<State>,
+) -> HttpResponse {
+    if !authorized(&req, &state) {
+        return HttpResponse::Unauthorized().finish();
+    }
+    let set = state.rules.current();
+    let now = chrono::Utc::now().timestamp();
+    let handoff_minutes = state
+        .settings
+        .apps
+        .first()
+        .map(|a| a.handoff_minutes)
+        .unwrap_or(30);
+    let ctx = crate::dispatch::Context::at_unix(
+        now,
+        state.settings.tz,
+        handoff_minutes,
+        state.settings.faq.menu_ttl_secs,
+    );
+    let mut session = crate::store::Session::default();
+    let user = body.user.as_deref().unwrap_or("o_console_try");
+    let decision = crate::dispatch::trial::try_one(&set, user, &body.message, &mut session, &ctx);
+    HttpResponse::Ok().json(crate::dispatch::trial::TryOutput::new(
+        &body.message,
+        &decision,
+    ))
+}

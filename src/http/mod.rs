@@ -39,5 +39,7 @@ pub fn public_routes(cfg: &mut web::ServiceConfig) {
 /// Routes of the admin listener.
 pub fn admin_routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/metrics", web::get().to(admin::metrics))
-        .route("/healthz", web::get().to(health::healthz));
+        .route("/healthz", web::get().to(health::healthz))
+        .route("/", web::get().to(admin::console))
+        .route("/api/try", web::post().to(admin::try_message));
 }

@@ -5,6 +5,8 @@
 //! Order for a text message (SPEC §4): a pending clarify menu answered by its number; a sticky
 //! handoff; the highest-priority matching rule; the FAQ matcher; the default rule; nothing.
 
+pub mod trial;
+
 use chrono::DateTime;
 use chrono_tz::Tz;
 use rand::Rng;
