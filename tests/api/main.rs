@@ -2,3 +2,4 @@
 //! loopback and the mock WeChat API.
 
 mod mock_wechat;
+mod wechat_client;
