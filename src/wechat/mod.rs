@@ -1,11 +1,31 @@
 //! The WeChat API client: access tokens (`stable_token`, cached, single-flight) and
 //! `custom/send`, with every outcome classified for the outbox worker.
-//! STUB: to be implemented by the WeChat-client work.
+//!
+//! - [`client`]: [`WechatClient`], the [`Deliver`] implementation (HTTP, dry-run).
+//! - [`token`]: the per-app token cache and its refresh policy (no I/O of its own).
+//! - [`errcode`]: what each WeChat errcode means for a send (protocol doc §7.3).
+//! - [`body`]: the `custom/send` JSON bodies (protocol doc §6.2).
+//! - [`dry_run`]: the in-memory record of what dry-run apps would have sent.
+//! - [`clock`]: the injectable clock that decides when a token is stale.
+//!
+//! This module knows the config and the outbound message types, nothing of the store, the
+//! rules or actix: the outbox worker depends on [`Deliver`] only.
 
 use std::future::Future;
 use std::pin::Pin;
 
 use crate::outbound::OutboundMessage;
+
+pub mod body;
+pub mod client;
+pub mod clock;
+pub mod dry_run;
+pub mod errcode;
+pub mod token;
+
+pub use client::{ClientError, ClientOptions, WechatClient};
+pub use clock::{Clock, ManualClock};
+pub use dry_run::DryRunSend;
 
 /// What became of one send attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -14,7 +34,8 @@ pub enum SendOutcome {
     Accepted,
     /// Worth retrying later: network error, timeout, HTTP 5xx, errcode -1 or 45011.
     Retry { reason: String },
-    /// Cannot succeed by retrying (45015, 45047, 40003, 43004, 48001, 45009, …).
+    /// Cannot succeed by retrying (45015, 45047, 40003, 43004, 48001, 45009, …). `errcode` is
+    /// WeChat's, or [`errcode::NOT_FROM_WECHAT`] when WeChat gave none (HTTP 4xx, unknown app).
     Failed { errcode: i64, reason: String },
 }
 

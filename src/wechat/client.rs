@@ -1,0 +1,598 @@
+//! [`WechatClient`]: sends one message through `cgi-bin/message/custom/send` and says what
+//! became of it, as a [`SendOutcome`] the outbox worker can act on.
+//!
+//! One send is: get the app's token ([`super::token`]), POST the body, classify the answer
+//! ([`super::errcode`]). If WeChat refuses the token (40001/40014/42001), the token is expired
+//! (compare-and-expire), a new one fetched, and the send made once more; a second refusal is a
+//! `Retry` and lets the next fetch use `force_refresh` (see [`super::token`] for the policy).
+//! Dry-run apps never reach the network: the would-be call is logged and kept in memory.
+//!
+//! Nothing here retries with backoff or stores anything: that is the outbox worker's job. Tokens
+//! and secrets never reach a log line or a reason string; reqwest errors are stripped of their
+//! URL because it carries the token.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use reqwest::header::{CONTENT_TYPE, HeaderValue};
+use serde::Deserialize;
+
+use super::body;
+use super::clock::Clock;
+use super::dry_run::{DryRunLog, DryRunSend};
+use super::errcode::{self, NOT_FROM_WECHAT, SendClass, TokenClass};
+use super::token::{
+    AccessToken, FetchMode, Fetched, Invalidate, TokenError, TokenPolicy, TokenSlot,
+};
+use super::{BoxFuture, Deliver, SendOutcome};
+use crate::config::{AppConfig, Secret};
+use crate::outbound::OutboundMessage;
+
+/// WeChat's answers are a few hundred bytes; anything past this is not read.
+const MAX_RESPONSE_BYTES: usize = 64 * 1024;
+
+/// How the client behaves; `Default` is what production uses.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// Upper bound on one HTTP request, connect to last byte (token fetch or send).
+    pub request_timeout: Duration,
+    /// A token is replaced this long before WeChat says it expires (protocol doc §7.2: 5 min).
+    pub token_refresh_margin: Duration,
+    /// The least time between two `force_refresh: true` token fetches of one app.
+    pub force_refresh_min_interval: Duration,
+    /// How many dry-run sends [`WechatClient::dry_run_sends`] remembers.
+    pub dry_run_capacity: usize,
+    /// What decides that a token is stale; [`Clock::System`] except in tests.
+    pub clock: Clock,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        Self {
+            request_timeout: Duration::from_secs(5),
+            token_refresh_margin: Duration::from_secs(300),
+            force_refresh_min_interval: Duration::from_secs(2 * 3600),
+            dry_run_capacity: 100,
+            clock: Clock::System,
+        }
+    }
+}
+
+/// Why a client could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("api_base {api_base:?} is not an http(s) URL: {message}")]
+    ApiBase { api_base: String, message: String },
+    #[error("apps[].id {0:?} appears twice")]
+    DuplicateApp(String),
+    #[error("cannot build the HTTP client: {0}")]
+    Http(String),
+}
+
+/// The WeChat API client of every configured app. Cheap to clone; clones share tokens and the
+/// dry-run record.
+#[derive(Clone)]
+pub struct WechatClient {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// One connection pool for every app.
+    http: reqwest::Client,
+    /// `{api_base}/cgi-bin/stable_token`
+    token_url: String,
+    /// `{api_base}/cgi-bin/message/custom/send`
+    send_url: String,
+    /// By kefu app id.
+    apps: HashMap<String, App>,
+    /// What dry-run apps would have sent.
+    dry_runs: DryRunLog,
+}
+
+/// One app as the client sees it.
+enum App {
+    /// `effective_dry_run()`: log and record, never send.
+    DryRun,
+    /// Sends for real.
+    Live(Box<LiveApp>),
+}
+
+/// What a sending app needs.
+struct LiveApp {
+    /// The WeChat appid, for `stable_token`.
+    appid: String,
+    /// The AppSecret, for `stable_token`; never logged.
+    secret: Secret,
+    /// The app's token cache.
+    token: TokenSlot,
+}
+
+impl fmt::Debug for WechatClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut apps: Vec<(&str, bool)> = self
+            .inner
+            .apps
+            .iter()
+            .map(|(id, app)| (id.as_str(), matches!(app, App::DryRun)))
+            .collect();
+        apps.sort();
+        f.debug_struct("WechatClient")
+            .field("send_url", &self.inner.send_url)
+            .field("apps (id, dry_run)", &apps)
+            .finish()
+    }
+}
+
+/// The part of every WeChat answer kefu reads. A missing errcode means success, as wechatpy
+/// reads it.
+#[derive(Deserialize)]
+struct ApiReply {
+    /// 0 for success.
+    #[serde(default)]
+    errcode: i64,
+    /// WeChat's explanation, with a request id (`rid`) worth quoting to WeChat support.
+    #[serde(default)]
+    errmsg: String,
+}
+
+/// A `stable_token` answer: a token, or an errcode.
+#[derive(Deserialize)]
+struct TokenReply {
+    /// The token, on success.
+    #[serde(default)]
+    access_token: Option<String>,
+    /// Its lifetime in seconds (7200), on success.
+    #[serde(default)]
+    expires_in: Option<u64>,
+    /// Non-zero on failure.
+    #[serde(default)]
+    errcode: i64,
+    /// WeChat's explanation of a failure.
+    #[serde(default)]
+    errmsg: String,
+}
+
+/// An HTTP exchange that got an answer.
+struct Answer {
+    /// The HTTP status.
+    status: StatusCode,
+    /// The body, cut at [`MAX_RESPONSE_BYTES`].
+    body: Vec<u8>,
+}
+
+/// One POST to `custom/send`, before deciding whether to go again.
+enum Attempt {
+    /// Final for this delivery.
+    Done(SendOutcome),
+    /// The token was refused with this errcode and errmsg.
+    TokenRejected(i64, String),
+}
+
+impl WechatClient {
+    /// A client for `apps`, talking to `api_base` (`https://api.weixin.qq.com`, or a mock).
+    pub fn new(
+        api_base: &str,
+        apps: &[AppConfig],
+        options: ClientOptions,
+    ) -> Result<Self, ClientError> {
+        let base = api_base.trim_end_matches('/');
+        let bad = |message: String| ClientError::ApiBase {
+            api_base: api_base.to_string(),
+            message,
+        };
+        let url = reqwest::Url::parse(base).map_err(|e| bad(e.to_string()))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(bad(format!("unsupported scheme {:?}", url.scheme())));
+        }
+        if url.query().is_some() || url.fragment().is_some() {
+            return Err(bad("must not have a query or fragment".into()));
+        }
+
+        let mut builder = reqwest::Client::builder()
+            .timeout(options.request_timeout)
+            .connect_timeout(options.request_timeout)
+            // A redirected POST would become a GET; WeChat never redirects.
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("kefu/", env!("CARGO_PKG_VERSION")));
+        if is_loopback(&url) {
+            // A test's mock must not be reached through a proxy from the environment.
+            builder = builder.no_proxy();
+        }
+        let http = builder
+            .build()
+            .map_err(|e| ClientError::Http(error_chain(&e)))?;
+
+        let policy = TokenPolicy {
+            refresh_margin: options.token_refresh_margin,
+            force_refresh_min_interval: options.force_refresh_min_interval,
+        };
+        let mut by_id = HashMap::new();
+        for app in apps {
+            let entry = if app.effective_dry_run() {
+                App::DryRun
+            } else {
+                App::Live(Box::new(LiveApp {
+                    appid: app.appid.clone(),
+                    secret: app.secret.clone(),
+                    token: TokenSlot::new(&app.id, policy.clone(), options.clock.clone()),
+                }))
+            };
+            if by_id.insert(app.id.clone(), entry).is_some() {
+                return Err(ClientError::DuplicateApp(app.id.clone()));
+            }
+        }
+
+        Ok(Self {
+            inner: Arc::new(Inner {
+                http,
+                token_url: format!("{base}/cgi-bin/stable_token"),
+                send_url: format!("{base}/cgi-bin/message/custom/send"),
+                apps: by_id,
+                dry_runs: DryRunLog::new(options.dry_run_capacity),
+            }),
+        })
+    }
+
+    /// Whether the app sends for real (`Some(false)`) or in dry-run (`Some(true)`); `None` for an
+    /// app the client does not know.
+    pub fn is_dry_run(&self, app_id: &str) -> Option<bool> {
+        self.inner
+            .apps
+            .get(app_id)
+            .map(|app| matches!(app, App::DryRun))
+    }
+
+    /// The last sends of dry-run apps (at most `dry_run_capacity`), oldest first.
+    pub fn dry_run_sends(&self) -> Vec<DryRunSend> {
+        self.inner.dry_runs.snapshot()
+    }
+
+    /// Sends one message to one user of app `app_id` (the kefu id from the config) and
+    /// classifies the result. Never panics and never retries with backoff.
+    #[tracing::instrument(name = "wechat_send", skip_all, fields(app = %app_id, openid = %openid))]
+    pub async fn send(&self, app_id: &str, openid: &str, message: &OutboundMessage) -> SendOutcome {
+        let Some(app) = self.inner.apps.get(app_id) else {
+            return SendOutcome::Failed {
+                errcode: NOT_FROM_WECHAT,
+                reason: format!("no app {app_id:?} in the config"),
+            };
+        };
+        let body = match body::send_body(openid, message) {
+            Ok(body) => body,
+            Err(e) => {
+                return SendOutcome::Failed {
+                    errcode: NOT_FROM_WECHAT,
+                    reason: format!("cannot build the request body: {e}"),
+                };
+            }
+        };
+        let msgtype = body::msgtype(message);
+        let outcome = match app {
+            App::DryRun => {
+                tracing::info!(msgtype, body_bytes = body.len(), "dry-run: would send");
+                tracing::debug!(%body, "dry-run body");
+                self.inner.dry_runs.push(DryRunSend {
+                    at: chrono::Utc::now(),
+                    app_id: app_id.to_string(),
+                    openid: openid.to_string(),
+                    msgtype,
+                    message: message.clone(),
+                    body,
+                });
+                return SendOutcome::Accepted;
+            }
+            App::Live(live) => self.send_live(live, body).await,
+        };
+        match &outcome {
+            SendOutcome::Accepted => tracing::debug!(msgtype, "sent"),
+            SendOutcome::Retry { reason } => tracing::debug!(msgtype, %reason, "send to retry"),
+            SendOutcome::Failed { errcode, reason } => {
+                tracing::debug!(msgtype, errcode, %reason, "send failed")
+            }
+        }
+        outcome
+    }
+
+    async fn send_live(&self, live: &LiveApp, body: String) -> SendOutcome {
+        let (appid, secret, slot) = (live.appid.as_str(), &live.secret, &live.token);
+        let fetch = |mode| self.fetch_token(appid, secret, mode);
+        let token = match slot.get(fetch).await {
+            Ok(token) => token,
+            Err(e) => return e.into_outcome(),
+        };
+        let (errcode, errmsg) = match self.post_send(&token, &body).await {
+            Attempt::Done(outcome) => return outcome,
+            Attempt::TokenRejected(errcode, errmsg) => (errcode, errmsg),
+        };
+        tracing::info!(
+            errcode,
+            "access token refused; refreshing it and sending once more"
+        );
+        slot.invalidate_if(&token, Invalidate::Refresh);
+        let fetch = |mode| self.fetch_token(appid, secret, mode);
+        let fresh = match slot.get(fetch).await {
+            Ok(token) => token,
+            Err(e) => return e.into_outcome(),
+        };
+        if fresh == token {
+            // Normal mode handed back the token WeChat had just refused.
+            tracing::warn!(errcode, "stable_token returned the refused token again");
+        }
+        match self.post_send(&fresh, &body).await {
+            Attempt::Done(outcome) => outcome,
+            Attempt::TokenRejected(again, errmsg2) => {
+                if slot.invalidate_if(&fresh, Invalidate::Escalate) {
+                    tracing::warn!(
+                        errcode = again,
+                        "refreshed access token refused too; the next fetch may force_refresh"
+                    );
+                }
+                SendOutcome::Retry {
+                    reason: format!(
+                        "access token refused twice: {}; then {}",
+                        errcode::reason(errcode, &errmsg),
+                        errcode::reason(again, &errmsg2)
+                    ),
+                }
+            }
+        }
+    }
+
+    /// One POST to `custom/send` with `token`, classified.
+    async fn post_send(&self, token: &AccessToken, body: &str) -> Attempt {
+        let request = self
+            .inner
+            .http
+            .post(&self.inner.send_url)
+            .query(&[("access_token", token.expose())])
+            .header(
+                CONTENT_TYPE,
+                HeaderValue::from_static("application/json; charset=utf-8"),
+            )
+            .body(body.to_string());
+        let answer = match exchange(request).await {
+            Ok(answer) => answer,
+            Err(reason) => return Attempt::Done(SendOutcome::Retry { reason }),
+        };
+        if let Some(outcome) = status_outcome(answer.status) {
+            return Attempt::Done(outcome);
+        }
+        let reply: ApiReply = match serde_json::from_slice(&answer.body) {
+            Ok(reply) => reply,
+            Err(e) => {
+                // Unknown whether WeChat took it; a duplicate beats a lost reply.
+                return Attempt::Done(SendOutcome::Retry {
+                    reason: format!("unreadable answer to custom/send (HTTP 200): {e}"),
+                });
+            }
+        };
+        let outcome = match errcode::classify_send(reply.errcode) {
+            SendClass::Accepted => SendOutcome::Accepted,
+            SendClass::Retry => SendOutcome::Retry {
+                reason: errcode::reason(reply.errcode, &reply.errmsg),
+            },
+            SendClass::TokenRejected => {
+                return Attempt::TokenRejected(reply.errcode, reply.errmsg);
+            }
+            SendClass::Failed => SendOutcome::Failed {
+                errcode: reply.errcode,
+                reason: errcode::reason(reply.errcode, &reply.errmsg),
+            },
+        };
+        Attempt::Done(outcome)
+    }
+
+    /// One POST to `stable_token`.
+    async fn fetch_token(
+        &self,
+        appid: &str,
+        secret: &Secret,
+        mode: FetchMode,
+    ) -> Result<Fetched, TokenError> {
+        let request = self
+            .inner
+            .http
+            .post(&self.inner.token_url)
+            .json(&serde_json::json!({
+                "grant_type": "client_credential",
+                "appid": appid,
+                "secret": secret.expose(),
+                "force_refresh": mode == FetchMode::Force,
+            }));
+        let answer = exchange(request).await.map_err(TokenError::Transient)?;
+        match status_outcome(answer.status) {
+            None => {}
+            Some(SendOutcome::Failed { errcode, reason }) => {
+                return Err(TokenError::Failed { errcode, reason });
+            }
+            Some(SendOutcome::Retry { reason }) => return Err(TokenError::Transient(reason)),
+            Some(SendOutcome::Accepted) => {}
+        }
+        let reply: TokenReply = serde_json::from_slice(&answer.body).map_err(|e| {
+            TokenError::Transient(format!("unreadable answer to stable_token: {e}"))
+        })?;
+        if reply.errcode != 0 {
+            let reason = errcode::reason(reply.errcode, &reply.errmsg);
+            let error = match errcode::classify_token_fetch(reply.errcode) {
+                TokenClass::Retry => TokenError::Transient(reason),
+                TokenClass::Config => {
+                    tracing::error!(
+                        errcode = reply.errcode,
+                        %reason,
+                        "stable_token refused the app's credentials"
+                    );
+                    TokenError::Config {
+                        errcode: reply.errcode,
+                        reason,
+                    }
+                }
+                TokenClass::Failed => TokenError::Failed {
+                    errcode: reply.errcode,
+                    reason,
+                },
+            };
+            return Err(error);
+        }
+        match reply.access_token {
+            Some(token) if !token.is_empty() => Ok(Fetched {
+                token: AccessToken::new(&token),
+                // WeChat always sends it (7200); if not, assume the shortest it ever is.
+                expires_in: Duration::from_secs(reply.expires_in.unwrap_or(300)),
+            }),
+            _ => Err(TokenError::Transient(
+                "stable_token answered without an access_token".into(),
+            )),
+        }
+    }
+}
+
+impl Deliver for WechatClient {
+    fn deliver<'a>(
+        &'a self,
+        app_id: &'a str,
+        openid: &'a str,
+        message: &'a OutboundMessage,
+    ) -> BoxFuture<'a, SendOutcome> {
+        Box::pin(self.send(app_id, openid, message))
+    }
+}
+
+/// Sends a request and reads at most [`MAX_RESPONSE_BYTES`] of the answer. The error is a
+/// reason without the URL (it holds the token).
+async fn exchange(request: reqwest::RequestBuilder) -> Result<Answer, String> {
+    let mut response = request.send().await.map_err(describe)?;
+    let status = response.status();
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(describe)? {
+        let room = MAX_RESPONSE_BYTES.saturating_sub(body.len());
+        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if chunk.len() >= room {
+            break;
+        }
+    }
+    Ok(Answer { status, body })
+}
+
+/// The outcome an HTTP status decides by itself; `None` for 2xx, whose body decides.
+/// 5xx, 408 and 429 are worth retrying; other statuses (3xx, 4xx) mean a wrong `api_base` or a
+/// proxy in the way, which retrying will not fix.
+fn status_outcome(status: StatusCode) -> Option<SendOutcome> {
+    if status.is_success() {
+        None
+    } else if status.is_server_error()
+        || status == StatusCode::REQUEST_TIMEOUT
+        || status == StatusCode::TOO_MANY_REQUESTS
+    {
+        Some(SendOutcome::Retry {
+            reason: format!("HTTP {status}"),
+        })
+    } else {
+        Some(SendOutcome::Failed {
+            errcode: NOT_FROM_WECHAT,
+            reason: format!("HTTP {status}"),
+        })
+    }
+}
+
+/// A reqwest error as a reason: what happened and why, never the URL.
+fn describe(error: reqwest::Error) -> String {
+    let kind = if error.is_timeout() {
+        "timed out"
+    } else if error.is_connect() {
+        "cannot connect"
+    } else {
+        "request failed"
+    };
+    format!("{kind}: {}", error_chain(&error.without_url()))
+}
+
+/// An error and its sources, `: `-separated.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let part = cause.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+fn is_loopback(url: &reqwest::Url) -> bool {
+    let Some(host) = url.host_str() else {
+        return false;
+    };
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || bare
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_are_classified() {
+        assert_eq!(status_outcome(StatusCode::OK), None);
+        for code in [500, 502, 503, 504, 408, 429] {
+            let status = StatusCode::from_u16(code).unwrap();
+            assert!(
+                matches!(status_outcome(status), Some(SendOutcome::Retry { .. })),
+                "{code}"
+            );
+        }
+        for code in [301, 400, 401, 403, 404] {
+            let status = StatusCode::from_u16(code).unwrap();
+            assert!(
+                matches!(
+                    status_outcome(status),
+                    Some(SendOutcome::Failed {
+                        errcode: NOT_FROM_WECHAT,
+                        ..
+                    })
+                ),
+                "{code}"
+            );
+        }
+    }
+
+    #[test]
+    fn bad_api_base_is_refused() {
+        for base in ["not a url", "ftp://x", "http://x/?a=b"] {
+            assert!(
+                matches!(
+                    WechatClient::new(base, &[], ClientOptions::default()),
+                    Err(ClientError::ApiBase { .. })
+                ),
+                "{base}"
+            );
+        }
+        assert!(
+            WechatClient::new("https://api.weixin.qq.com/", &[], ClientOptions::default()).is_ok()
+        );
+    }
+
+    #[test]
+    fn loopback_detection() {
+        for (base, expected) in [
+            ("http://127.0.0.1:1", true),
+            ("http://localhost:1", true),
+            ("http://[::1]:1", true),
+            ("https://api.weixin.qq.com", false),
+        ] {
+            assert_eq!(
+                is_loopback(&reqwest::Url::parse(base).unwrap()),
+                expected,
+                "{base}"
+            );
+        }
+    }
+}
