@@ -499,3 +499,556 @@ fn render(format: Format, msg: &InboundMessage, encrypt: Option<&str>) -> String
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn parse(body: &str) -> (Format, InboundMessage) {
+        parse_message(body.as_bytes()).unwrap()
+    }
+
+    fn msg(kind: MsgKind, msg_id: Option<MsgId>) -> InboundMessage {
+        InboundMessage {
+            to_user_name: "toUser".into(),
+            from_user_name: "fromUser".into(),
+            create_time: 1482048670,
+            msg_id,
+            kind,
+        }
+    }
+
+    const ID: Option<MsgId> = Some(MsgId::Number(1234567890123456));
+
+    #[test]
+    fn mini_program_samples_in_both_formats() {
+        // Doc §2.5, verbatim.
+        let text = msg(
+            MsgKind::Text {
+                content: "this is a test".into(),
+            },
+            ID,
+        );
+        let image = msg(
+            MsgKind::Image {
+                pic_url: "this is a url".into(),
+                media_id: "media_id".into(),
+            },
+            ID,
+        );
+        let event = msg(
+            MsgKind::Event {
+                event: "user_enter_tempsession".into(),
+                session_from: Some("sessionFrom".into()),
+                event_key: None,
+            },
+            None,
+        );
+        let cases = [
+            (
+                "<xml>\n   <ToUserName><![CDATA[toUser]]></ToUserName>\n   <FromUserName><![CDATA[fromUser]]></FromUserName>\n   <CreateTime>1482048670</CreateTime>\n   <MsgType><![CDATA[text]]></MsgType>\n   <Content><![CDATA[this is a test]]></Content>\n   <MsgId>1234567890123456</MsgId>\n</xml>",
+                Format::Xml,
+                &text,
+            ),
+            (
+                r#"{"ToUserName":"toUser","FromUserName":"fromUser","CreateTime":1482048670,"MsgType":"text","Content":"this is a test","MsgId":1234567890123456}"#,
+                Format::Json,
+                &text,
+            ),
+            (
+                "<xml>\n      <ToUserName><![CDATA[toUser]]></ToUserName>\n      <FromUserName><![CDATA[fromUser]]></FromUserName>\n      <CreateTime>1482048670</CreateTime>\n      <MsgType><![CDATA[image]]></MsgType>\n      <PicUrl><![CDATA[this is a url]]></PicUrl>\n      <MediaId><![CDATA[media_id]]></MediaId>\n      <MsgId>1234567890123456</MsgId>\n</xml>",
+                Format::Xml,
+                &image,
+            ),
+            (
+                r#"{"ToUserName":"toUser","FromUserName":"fromUser","CreateTime":1482048670,"MsgType":"image","PicUrl":"this is a url","MediaId":"media_id","MsgId":1234567890123456}"#,
+                Format::Json,
+                &image,
+            ),
+            (
+                "<xml>\n    <ToUserName><![CDATA[toUser]]></ToUserName>\n    <FromUserName><![CDATA[fromUser]]></FromUserName>\n    <CreateTime>1482048670</CreateTime>\n    <MsgType><![CDATA[event]]></MsgType>\n    <Event><![CDATA[user_enter_tempsession]]></Event>\n    <SessionFrom><![CDATA[sessionFrom]]></SessionFrom>\n</xml>",
+                Format::Xml,
+                &event,
+            ),
+            (
+                r#"{"ToUserName":"toUser","FromUserName":"fromUser","CreateTime":1482048670,"MsgType":"event","Event":"user_enter_tempsession","SessionFrom":"sessionFrom"}"#,
+                Format::Json,
+                &event,
+            ),
+        ];
+        for (body, format, expected) in cases {
+            assert_eq!(parse(body), (format, (*expected).clone()), "{body}");
+        }
+    }
+
+    #[test]
+    fn mini_program_page_card() {
+        let xml = "<xml>\n  <ToUserName><![CDATA[toUser]]></ToUserName>\n  <FromUserName><![CDATA[fromUser]]></FromUserName>\n  <CreateTime>1482048670</CreateTime>\n  <MsgType><![CDATA[miniprogrampage]]></MsgType>\n  <MsgId>1234567890123456</MsgId>\n  <Title><![CDATA[Title]]></Title>\n  <AppId><![CDATA[AppId]]></AppId>\n  <PagePath><![CDATA[PagePath]]></PagePath>\n  <ThumbUrl><![CDATA[ThumbUrl]]></ThumbUrl>\n  <ThumbMediaId><![CDATA[ThumbMediaId]]></ThumbMediaId>\n</xml>";
+        let expected = msg(
+            MsgKind::MiniProgramPage {
+                title: "Title".into(),
+                app_id: "AppId".into(),
+                page_path: "PagePath".into(),
+                thumb_url: "ThumbUrl".into(),
+                thumb_media_id: "ThumbMediaId".into(),
+            },
+            ID,
+        );
+        assert_eq!(parse(xml).1, expected);
+        let json = r#"{"ToUserName":"toUser","FromUserName":"fromUser","CreateTime":1482048670,"MsgType":"miniprogrampage","MsgId":1234567890123456,"Title":"title","AppId":"appid","PagePath":"path","ThumbUrl":"","ThumbMediaId":""}"#;
+        let MsgKind::MiniProgramPage {
+            title,
+            app_id,
+            page_path,
+            thumb_url,
+            ..
+        } = parse(json).1.kind
+        else {
+            panic!("not a card");
+        };
+        assert_eq!(
+            (
+                title.as_str(),
+                app_id.as_str(),
+                page_path.as_str(),
+                thumb_url.as_str()
+            ),
+            ("title", "appid", "path", "")
+        );
+    }
+
+    #[test]
+    fn official_account_samples() {
+        // Extra elements (MsgDataId, Idx, bizmsgmenuid) are ignored.
+        let (_, m) = parse(
+            "<xml><ToUserName><![CDATA[toUser]]></ToUserName><FromUserName><![CDATA[fromUser]]></FromUserName><CreateTime>1348831860</CreateTime><MsgType><![CDATA[text]]></MsgType><Content><![CDATA[this is a test]]></Content><MsgId>1234567890123456</MsgId><MsgDataId>xxxx</MsgDataId><Idx>xxxx</Idx><bizmsgmenuid>101</bizmsgmenuid></xml>",
+        );
+        assert_eq!(
+            m.kind,
+            MsgKind::Text {
+                content: "this is a test".into()
+            }
+        );
+        assert_eq!(m.create_time, 1348831860);
+        // Voice: another type, kept by name.
+        let (_, m) = parse(
+            "<xml><ToUserName><![CDATA[toUser]]></ToUserName><FromUserName><![CDATA[fromUser]]></FromUserName><CreateTime>1357290913</CreateTime><MsgType><![CDATA[voice]]></MsgType><MediaId><![CDATA[media_id]]></MediaId><Format><![CDATA[Format]]></Format><MsgId>1234567890123456</MsgId></xml>",
+        );
+        assert_eq!(
+            m.kind,
+            MsgKind::Other {
+                msg_type: "voice".into()
+            }
+        );
+        assert_eq!(m.kind.type_name(), "voice");
+        assert_eq!(m.msg_id, ID);
+        // Subscribe by QR code, with a nested element after it.
+        let (_, m) = parse(
+            "<xml>\n  <ToUserName><![CDATA[toUser]]></ToUserName>\n  <FromUserName><![CDATA[FromUser]]></FromUserName>\n  <CreateTime>123456789</CreateTime>\n  <MsgType><![CDATA[event]]></MsgType>\n  <Event><![CDATA[subscribe]]></Event>\n  <EventKey><![CDATA[qrscene_123123]]></EventKey>\n  <Ticket><![CDATA[TICKET]]></Ticket>\n  <ScanCodeInfo><ScanType><![CDATA[qrcode]]></ScanType><ScanResult><![CDATA[1]]></ScanResult></ScanCodeInfo>\n</xml>",
+        );
+        assert_eq!(
+            m.kind,
+            MsgKind::Event {
+                event: "subscribe".into(),
+                session_from: None,
+                event_key: Some("qrscene_123123".into()),
+            }
+        );
+        assert_eq!(
+            (m.from_user_name.as_str(), m.create_time, m.msg_id),
+            ("FromUser", 123456789, None)
+        );
+    }
+
+    #[test]
+    fn nested_elements_do_not_break_parsing() {
+        let (_, m) = parse(
+            "<xml><ToUserName><![CDATA[u]]></ToUserName><TransInfo><KfAccount><![CDATA[test1@test]]></KfAccount><Content>not this</Content></TransInfo><FromUserName>f</FromUserName><MsgType>text</MsgType><Content>this</Content></xml>",
+        );
+        assert_eq!(
+            m.kind,
+            MsgKind::Text {
+                content: "this".into()
+            }
+        );
+    }
+
+    #[test]
+    fn xml_plain_text_and_entities() {
+        let (_, m) = parse(
+            "<xml><ToUserName>gh_1</ToUserName><FromUserName>o&amp;1</FromUserName><CreateTime> 42 </CreateTime><MsgType>text</MsgType><Content>a &lt;b&gt; &quot;c&quot; &#20320;&#x597D;</Content><MsgId>7</MsgId></xml>",
+        );
+        assert_eq!(m.from_user_name, "o&1");
+        assert_eq!(m.create_time, 42);
+        assert_eq!(
+            m.kind,
+            MsgKind::Text {
+                content: "a <b> \"c\" 你好".into()
+            }
+        );
+        assert_eq!(m.msg_id, Some(MsgId::Number(7)));
+    }
+
+    #[test]
+    fn msg_id_beyond_2_pow_53_is_exact() {
+        let big = 6054768590064713728u64;
+        assert!(big > 1 << 53);
+        let xml = format!(
+            "<xml><ToUserName>a</ToUserName><FromUserName>b</FromUserName><MsgType>text</MsgType><MsgId>{big}</MsgId></xml>"
+        );
+        assert_eq!(parse(&xml).1.msg_id, Some(MsgId::Number(big)));
+        let json =
+            format!(r#"{{"ToUserName":"a","FromUserName":"b","MsgType":"text","MsgId":{big}}}"#);
+        assert_eq!(parse(&json).1.msg_id, Some(MsgId::Number(big)));
+        // 2^53 + 1 would be rounded by a float.
+        let json =
+            r#"{"ToUserName":"a","FromUserName":"b","MsgType":"text","MsgId":9007199254740993}"#;
+        assert_eq!(parse(json).1.msg_id, Some(MsgId::Number(9007199254740993)));
+    }
+
+    #[test]
+    fn json_msg_id_as_string_and_create_time_as_string() {
+        // The cloud-function variant.
+        let json = r#"{"ToUserName":"a","FromUserName":"b","CreateTime":"1555684067","MsgType":"text","Content":"hi","MsgId":"49d72d_1555684067"}"#;
+        let m = parse(json).1;
+        assert_eq!(m.msg_id, Some(MsgId::Text("49d72d_1555684067".into())));
+        assert_eq!(m.msg_id.unwrap().to_string(), "49d72d_1555684067");
+        assert_eq!(m.create_time, 1555684067);
+        // A non-numeric MsgId in XML is kept as text.
+        let xml = "<xml><ToUserName>a</ToUserName><FromUserName>b</FromUserName><MsgType>text</MsgType><MsgId>x_1</MsgId></xml>";
+        assert_eq!(parse(xml).1.msg_id, Some(MsgId::Text("x_1".into())));
+    }
+
+    #[test]
+    fn json_raw_utf8_escapes_and_unknown_fields() {
+        let json = "{\"ToUserName\":\"a\",\"FromUserName\":\"b\",\"CreateTime\":1,\"MsgType\":\"text\",\
+                    \"Content\":\"\\u4f60\\u597d \\ud83d\\ude00 \u{1F600} line\\nnext\",\
+                    \"debug_str\":\"hello world\",\"Nested\":{\"x\":[1,2.5,null]},\"MsgId\":null}";
+        let m = parse(json).1;
+        assert_eq!(
+            m.kind,
+            MsgKind::Text {
+                content: "你好 😀 😀 line\nnext".into()
+            }
+        );
+        assert_eq!(m.msg_id, None);
+    }
+
+    #[test]
+    fn defaults_when_optional_fields_are_absent() {
+        let m = parse(r#"{"ToUserName":"a","FromUserName":"b","MsgType":"text"}"#).1;
+        assert_eq!(
+            (m.create_time, m.msg_id, m.kind),
+            (
+                0,
+                None,
+                MsgKind::Text {
+                    content: String::new()
+                }
+            )
+        );
+        let m = parse("<xml><ToUserName>a</ToUserName><FromUserName>b</FromUserName><MsgType>event</MsgType><CreateTime/></xml>").1;
+        assert_eq!(
+            (m.create_time, m.kind),
+            (
+                0,
+                MsgKind::Event {
+                    event: String::new(),
+                    session_from: None,
+                    event_key: None
+                }
+            )
+        );
+        // JSON event keys may be numbers.
+        let m = parse(r#"{"ToUserName":"a","FromUserName":"b","MsgType":"event","Event":"CLICK","EventKey":7}"#).1;
+        assert!(matches!(m.kind, MsgKind::Event { event_key: Some(k), .. } if k == "7"));
+    }
+
+    #[test]
+    fn refusals() {
+        let cases: &[(&[u8], ParseError)] = &[
+            (b"", ParseError::UnknownFormat),
+            (b"   \n", ParseError::UnknownFormat),
+            (b"success", ParseError::UnknownFormat),
+            (b"[1,2]", ParseError::UnknownFormat),
+            (b"\xEF\xBB\xBF<xml/>", ParseError::UnknownFormat),
+            (b"<xml><Content>\xff</Content></xml>", ParseError::NotUtf8),
+            (b"{\"Content\":\"\xc3\"}", ParseError::NotUtf8),
+            (
+                b"<?xml version=\"1.0\"?><!DOCTYPE xml [<!ENTITY xxe SYSTEM \"file:///etc/passwd\">]><xml><ToUserName>&xxe;</ToUserName></xml>",
+                ParseError::Doctype,
+            ),
+            (b"<xml><FromUserName>b</FromUserName><MsgType>text</MsgType></xml>", ParseError::MissingField("ToUserName")),
+            (b"<xml><ToUserName>a</ToUserName><MsgType>text</MsgType></xml>", ParseError::MissingField("FromUserName")),
+            (b"<xml><ToUserName>a</ToUserName><FromUserName>b</FromUserName></xml>", ParseError::MissingField("MsgType")),
+            (b"<xml><ToUserName></ToUserName><FromUserName>b</FromUserName><MsgType>text</MsgType></xml>", ParseError::MissingField("ToUserName")),
+            (br#"{"ToUserName":"a","FromUserName":"b"}"#, ParseError::MissingField("MsgType")),
+            (br#"{"ToUserName":"a","FromUserName":null,"MsgType":"text"}"#, ParseError::MissingField("FromUserName")),
+            (br#"{"ToUserName":"","FromUserName":"b","MsgType":"text"}"#, ParseError::MissingField("ToUserName")),
+        ];
+        for (body, expected) in cases {
+            assert_eq!(
+                &parse_message(body).unwrap_err(),
+                expected,
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+        let malformed: &[(&str, Format)] = &[
+            ("<xml><ToUserName>a</ToUserName>", Format::Xml),
+            ("<xml><ToUserName>a</FromUserName></xml>", Format::Xml),
+            ("<xml><Content>&nbsp;</Content></xml>", Format::Xml),
+            (
+                "<xml><ToUserName>a</ToUserName><FromUserName>b</FromUserName><MsgType>text</MsgType><CreateTime>soon</CreateTime></xml>",
+                Format::Xml,
+            ),
+            ("{\"ToUserName\":\"a\"", Format::Json),
+            ("{\"ToUserName\":\"a\"} trailing", Format::Json),
+            (
+                r#"{"ToUserName":"a","FromUserName":"b","MsgType":"text","CreateTime":1.5}"#,
+                Format::Json,
+            ),
+            (
+                r#"{"ToUserName":"a","FromUserName":"b","MsgType":"text","MsgId":1e3}"#,
+                Format::Json,
+            ),
+            (
+                r#"{"ToUserName":"a","FromUserName":"b","MsgType":"text","MsgId":-1}"#,
+                Format::Json,
+            ),
+            (
+                r#"{"ToUserName":1,"FromUserName":"b","MsgType":"text"}"#,
+                Format::Json,
+            ),
+            (
+                r#"{"ToUserName":"a","ToUserName":"b","FromUserName":"b","MsgType":"text"}"#,
+                Format::Json,
+            ),
+        ];
+        for (body, format) in malformed {
+            match parse_message(body.as_bytes()) {
+                Err(ParseError::Malformed(f, _)) => assert_eq!(f, *format, "{body}"),
+                other => panic!("{body}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn envelope_of_safe_and_compatible_bodies() {
+        let safe = "<xml>\n    <ToUserName><![CDATA[gh_97417a04a28d]]></ToUserName>\n    <Encrypt><![CDATA[abc+/=]]></Encrypt>\n</xml>";
+        let env = parse_envelope(safe.as_bytes()).unwrap();
+        assert_eq!(
+            env,
+            Envelope {
+                format: Format::Xml,
+                to_user_name: Some("gh_97417a04a28d".into()),
+                encrypt: Some("abc+/=".into())
+            }
+        );
+        let json = r#"{"ToUserName": "gh_97417a04a28d", "Encrypt": "abc+/="}"#;
+        let env = parse_envelope(json.as_bytes()).unwrap();
+        assert_eq!(
+            (env.format, env.encrypt.as_deref()),
+            (Format::Json, Some("abc+/="))
+        );
+        // Compatible: plaintext fields around Encrypt.
+        let m = msg(
+            MsgKind::Text {
+                content: "hi".into(),
+            },
+            ID,
+        );
+        for format in [Format::Xml, Format::Json] {
+            let body = render_compatible(format, &m, "ZW5j");
+            let env = parse_envelope(body.as_bytes()).unwrap();
+            assert_eq!(
+                (
+                    env.format,
+                    env.to_user_name.as_deref(),
+                    env.encrypt.as_deref()
+                ),
+                (format, Some("toUser"), Some("ZW5j"))
+            );
+            assert_eq!(parse_message(body.as_bytes()).unwrap(), (format, m.clone()));
+            let body = render_envelope(format, "gh_1", "ZW5j");
+            let env = parse_envelope(body.as_bytes()).unwrap();
+            assert_eq!(
+                (env.to_user_name.as_deref(), env.encrypt.as_deref()),
+                (Some("gh_1"), Some("ZW5j"))
+            );
+        }
+        // A plaintext body has no Encrypt: the caller decides.
+        let env = parse_envelope(render_push(Format::Xml, &m).as_bytes()).unwrap();
+        assert_eq!(env.encrypt, None);
+        assert_eq!(
+            parse_envelope(b"<!DOCTYPE x><xml/>"),
+            Err(ParseError::Doctype)
+        );
+        assert_eq!(parse_envelope(b"\xff{"), Err(ParseError::UnknownFormat));
+        assert_eq!(parse_envelope(b"{\xff}"), Err(ParseError::NotUtf8));
+        assert!(matches!(
+            parse_envelope(b"{\"Encrypt\":1}"),
+            Err(ParseError::Malformed(Format::Json, _))
+        ));
+        assert!(matches!(
+            parse_envelope(b"<xml><Encrypt>"),
+            Err(ParseError::Malformed(Format::Xml, _))
+        ));
+    }
+
+    #[test]
+    fn render_push_shapes() {
+        let m = msg(
+            MsgKind::Text {
+                content: "this is a test".into(),
+            },
+            ID,
+        );
+        assert_eq!(
+            render_push(Format::Json, &m),
+            r#"{"ToUserName":"toUser","FromUserName":"fromUser","CreateTime":1482048670,"MsgType":"text","Content":"this is a test","MsgId":1234567890123456}"#
+        );
+        assert_eq!(
+            render_push(Format::Xml, &m),
+            "<xml><ToUserName><![CDATA[toUser]]></ToUserName>\n<FromUserName><![CDATA[fromUser]]></FromUserName>\n<CreateTime>1482048670</CreateTime>\n<MsgType><![CDATA[text]]></MsgType>\n<Content><![CDATA[this is a test]]></Content>\n<MsgId>1234567890123456</MsgId>\n</xml>"
+        );
+        let e = msg(
+            MsgKind::Event {
+                event: "user_enter_tempsession".into(),
+                session_from: Some("s".into()),
+                event_key: None,
+            },
+            None,
+        );
+        assert_eq!(
+            render_push(Format::Json, &e),
+            r#"{"ToUserName":"toUser","FromUserName":"fromUser","CreateTime":1482048670,"MsgType":"event","Event":"user_enter_tempsession","SessionFrom":"s"}"#
+        );
+        let t = msg(
+            MsgKind::Text {
+                content: "x".into(),
+            },
+            Some(MsgId::Text("id_1".into())),
+        );
+        assert!(render_push(Format::Json, &t).ends_with(r#""MsgId":"id_1"}"#));
+    }
+
+    /// Every kind round-trips through both formats.
+    #[test]
+    fn render_then_parse_every_kind() {
+        let kinds = [
+            MsgKind::Text {
+                content: "a]]>b <&> 😀".into(),
+            },
+            MsgKind::Image {
+                pic_url: "http://x/y?a=1&b=2".into(),
+                media_id: "m".into(),
+            },
+            MsgKind::MiniProgramPage {
+                title: "t".into(),
+                app_id: "wx1".into(),
+                page_path: "pages/index?x=1".into(),
+                thumb_url: "".into(),
+                thumb_media_id: "th".into(),
+            },
+            MsgKind::Event {
+                event: "subscribe".into(),
+                session_from: None,
+                event_key: Some("".into()),
+            },
+            MsgKind::Event {
+                event: "user_enter_tempsession".into(),
+                session_from: Some("from".into()),
+                event_key: None,
+            },
+            MsgKind::Other {
+                msg_type: "voice".into(),
+            },
+        ];
+        for kind in kinds {
+            for id in [None, ID, Some(MsgId::Text("c_1".into()))] {
+                let m = msg(kind.clone(), id);
+                for format in [Format::Xml, Format::Json] {
+                    assert_eq!(
+                        parse_message(render_push(format, &m).as_bytes()).unwrap(),
+                        (format, m.clone())
+                    );
+                }
+            }
+        }
+    }
+
+    /// What an XML rendering keeps of a text: XML 1.0 characters only.
+    fn xml_visible(s: &str) -> String {
+        s.chars().filter(|&c| xml::is_xml_char(c)).collect()
+    }
+
+    proptest! {
+        #[test]
+        fn render_push_round_trips_any_text(
+            content in "(.|]]>|<|&|\\]|>|😀|\r|\n)*",
+            to in "[^\u{0}]{1,20}",
+            from in "[a-zA-Z0-9_-]{1,28}",
+            create_time in any::<i64>(),
+            id in proptest::option::of(any::<u64>()),
+        ) {
+            let m = InboundMessage {
+                to_user_name: to.clone(),
+                from_user_name: from,
+                create_time,
+                msg_id: id.map(MsgId::Number),
+                kind: MsgKind::Text { content: content.clone() },
+            };
+            let (_, json) = parse_message(render_push(Format::Json, &m).as_bytes()).unwrap();
+            prop_assert_eq!(&json, &m);
+            let visible_to = xml_visible(&to);
+            prop_assume!(!visible_to.is_empty());
+            let (_, xml) = parse_message(render_push(Format::Xml, &m).as_bytes()).unwrap();
+            let expected = InboundMessage {
+                to_user_name: visible_to,
+                kind: MsgKind::Text { content: xml_visible(&content) },
+                ..m
+            };
+            prop_assert_eq!(xml, expected);
+        }
+
+        #[test]
+        fn parsers_never_panic_on_any_bytes(body in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let _ = parse_message(&body);
+            let _ = parse_envelope(&body);
+        }
+
+        #[test]
+        fn parsers_never_panic_on_xml_like_text(body in "[<>/!\\[\\]CDATxmlToUserNamsgIdCreatTie&;#0-9a-f \"=?-]{0,200}") {
+            let _ = parse_message(body.as_bytes());
+            let _ = parse_envelope(body.as_bytes());
+        }
+
+        #[test]
+        fn parsers_never_panic_on_json_like_text(body in "\\{[\"{}\\[\\]:,0-9a-zA-Z\\\\.eE+ -]{0,200}") {
+            let _ = parse_message(body.as_bytes());
+            let _ = parse_envelope(body.as_bytes());
+        }
+
+        #[test]
+        fn parsers_never_panic_on_mutated_pushes(cut in 0usize..400, byte in any::<u8>(), at in 0usize..400) {
+            let m = InboundMessage {
+                to_user_name: "gh_1".into(),
+                from_user_name: "o_1".into(),
+                create_time: 1,
+                msg_id: ID,
+                kind: MsgKind::Text { content: "hi ]]> &".into() },
+            };
+            for format in [Format::Xml, Format::Json] {
+                let mut body = render_compatible(format, &m, "ZW5j").into_bytes();
+                if at < body.len() {
+                    body[at] = byte;
+                }
+                body.truncate(cut);
+                let _ = parse_message(&body);
+                let _ = parse_envelope(&body);
+            }
+        }
+    }
+}
