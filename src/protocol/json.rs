@@ -105,6 +105,12 @@ impl<'de> serde::Deserialize<'de> for JsonText {
 /// Writes `s` as a JSON string literal: raw UTF-8, escaping only `"`, `\` and controls.
 pub(super) fn push_str(out: &mut String, s: &str) {
     out.push('"');
+    // The common case, nothing to escape, is copied whole.
+    if !s.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
+        out.push_str(s);
+        out.push('"');
+        return;
+    }
     for c in s.chars() {
         match c {
             '"' => out.push_str("\\\""),

@@ -134,6 +134,12 @@ pub(super) fn is_xml_char(c: char) -> bool {
 /// sections (`]]]]><![CDATA[>`) so that no user text can close the section early.
 pub(super) fn push_cdata(out: &mut String, s: &str) {
     out.push_str("<![CDATA[");
+    // The common case, an ordinary string, is copied whole.
+    if s.chars().all(is_xml_char) && !s.contains("]]>") {
+        out.push_str(s);
+        out.push_str("]]>");
+        return;
+    }
     for c in s.chars().filter(|&c| is_xml_char(c)) {
         if c == '>' && out.ends_with("]]") {
             out.push_str("]]><![CDATA[>");
