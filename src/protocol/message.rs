@@ -336,11 +336,12 @@ impl<'a> RawPush<'a> {
     }
 
     fn into_message(self) -> Result<InboundMessage, ParseError> {
-        let to_user_name = required(self.to_user_name, "ToUserName")?;
-        let from_user_name = required(self.from_user_name, "FromUserName")?;
+        let to_user_name = required(self.to_user_name, "ToUserName")?.into_owned();
+        let from_user_name = required(self.from_user_name, "FromUserName")?.into_owned();
+        // Stays borrowed: only an unknown type is kept as text.
         let msg_type = required(self.msg_type, "MsgType")?;
         let text = |slot: Slot<'a>| slot.map(Cow::into_owned).unwrap_or_default();
-        let kind = match msg_type.as_str() {
+        let kind = match msg_type.as_ref() {
             "text" => MsgKind::Text {
                 content: text(self.content),
             },
@@ -360,7 +361,9 @@ impl<'a> RawPush<'a> {
                 session_from: self.session_from.map(Cow::into_owned),
                 event_key: self.event_key.map(Cow::into_owned),
             },
-            _ => MsgKind::Other { msg_type },
+            _ => MsgKind::Other {
+                msg_type: msg_type.into_owned(),
+            },
         };
         Ok(InboundMessage {
             to_user_name,
@@ -373,9 +376,9 @@ impl<'a> RawPush<'a> {
 }
 
 /// A required field: present and non-empty.
-fn required(slot: Slot<'_>, name: &'static str) -> Result<String, ParseError> {
+fn required<'a>(slot: Slot<'a>, name: &'static str) -> Result<Cow<'a, str>, ParseError> {
     match slot {
-        Some(value) if !value.is_empty() => Ok(value.into_owned()),
+        Some(value) if !value.is_empty() => Ok(value),
         _ => Err(ParseError::MissingField(name)),
     }
 }
