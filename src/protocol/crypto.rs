@@ -72,10 +72,11 @@ pub enum CryptoError {
 impl AesKey {
     /// Parses a 43-character EncodingAESKey as set in the WeChat console.
     pub fn parse(encoding_aes_key: &str) -> Result<Self, KeyError> {
-        // `len()` counts bytes; a non-ASCII key of 43 bytes fails the character check below.
-        if encoding_aes_key.len() != 43 {
-            return Err(KeyError::Length(encoding_aes_key.chars().count()));
+        let chars = encoding_aes_key.chars().count();
+        if chars != 43 {
+            return Err(KeyError::Length(chars));
         }
+        // ASCII only, so from here on 43 characters are 43 bytes.
         if !encoding_aes_key.bytes().all(|b| b.is_ascii_alphanumeric()) {
             return Err(KeyError::Character);
         }
@@ -293,9 +294,11 @@ mod tests {
             let k = format!("{}{bad}", &KEY_G[..42]);
             assert_eq!(AesKey::parse(&k), Err(KeyError::Character), "{k}");
         }
-        // 43 bytes but not 43 ASCII characters.
+        // Non-ASCII: 43 bytes but 42 characters, and 43 characters but 44 bytes.
         let k = format!("{}é", &KEY_G[..41]);
         assert_eq!(k.len(), 43);
+        assert_eq!(AesKey::parse(&k), Err(KeyError::Length(42)));
+        let k = format!("{}é", &KEY_G[..42]);
         assert_eq!(AesKey::parse(&k), Err(KeyError::Character));
     }
 
