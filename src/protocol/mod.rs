@@ -5,12 +5,18 @@
 //! - [`message`]: XML and JSON pushes parsed into one [`InboundMessage`].
 //! - [`reply`]: `success`, `transfer_customer_service`, official-account passive text and the
 //!   encrypted reply envelope, in the push's own format.
+//! - `xml` and `json` (private): the streaming XML reader and the output hygiene of both formats.
 //!
 //! Reference: `shared/protocol/wechat-protocol.md`; its vectors V1–V11 are the tests.
 
 pub mod crypto;
+mod json;
 pub mod message;
 pub mod reply;
 pub mod signature;
+mod xml;
+
+#[cfg(test)]
+mod vectors;
 
 pub use message::{Format, InboundMessage, MsgId, MsgKind};

@@ -19,3 +19,85 @@ pub fn verify(signature: &str, parts: &[&str]) -> bool {
     let expected = sign(parts);
     expected.as_bytes().ct_eq(signature.as_bytes()).into()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// (token, timestamp, nonce, signature): V1, V2, V3's URL signature, V5 and V6 (derived),
+    /// V10's URL signature, V11.
+    const PLAIN: &[(&str, &str, &str, &str)] = &[
+        (
+            "AAAAA",
+            "1714036504",
+            "1514711492",
+            "f464b24fc39322e44b38aa78f5edd27bd1441696",
+        ),
+        (
+            "AAAAA",
+            "1714037059",
+            "486452656",
+            "899cf89e464efb63f54ddac96b0a0a235f53aa78",
+        ),
+        (
+            "AAAAA",
+            "1714112445",
+            "415670741",
+            "6c5c811b55cc85e0e1b54100749188c20beb3f5d",
+        ),
+        (
+            "spamtest",
+            "1409735669",
+            "1320562132",
+            "16120ec1b8dbb870f510d87ce6bc2463eae6ca1a",
+        ),
+        (
+            "pamtest",
+            "1409304348",
+            "xxxxxx",
+            "76480565cbe296026c53aaacd1ad523a1ddba24f",
+        ),
+        (
+            "AAAAA",
+            "1715943329",
+            "1590219412",
+            "cc0c594499c1634947d5b502f158ee518947db27",
+        ),
+        (
+            "test",
+            "1410685589",
+            "test",
+            "f21891de399b4e33a1a93c9a7b8a8fffb5a443ff",
+        ),
+    ];
+
+    #[test]
+    fn plain_signature_vectors() {
+        for &(token, ts, nonce, expected) in PLAIN {
+            assert_eq!(sign(&[token, ts, nonce]), expected, "{token} {ts} {nonce}");
+            assert!(verify(expected, &[token, ts, nonce]));
+            // The order of the parts does not matter: they are sorted.
+            assert!(verify(expected, &[nonce, token, ts]));
+        }
+    }
+
+    #[test]
+    fn v1_sorted_concatenation() {
+        // The doc's worked example: sorted ["1514711492","1714036504","AAAAA"].
+        let mut hasher = Sha1::new();
+        hasher.update(b"15147114921714036504AAAAA");
+        assert_eq!(
+            hex::encode(hasher.finalize()),
+            sign(&["AAAAA", "1714036504", "1514711492"])
+        );
+    }
+
+    #[test]
+    fn v11_refuses_a_wrong_signature() {
+        let parts = ["test", "1410685589", "test"];
+        assert!(!verify("f21891de399b4e33a1a93c9a7b8a8fffb5a443fe", &parts));
+        assert!(!verify("F21891DE399B4E33A1A93C9A7B8A8FFFB5A443FF", &parts));
+        assert!(!verify("", &parts));
+        assert!(!verify("f21891de399b4e33a1a93c9a7b8a8fffb5a443ff0", &parts));
+    }
+}
