@@ -523,24 +523,3 @@ mod tests {
         }
     }
 }
-
-/// Encrypts a reply and signs it: the envelope of an encrypted passive reply.
-pub fn seal(
-    key: &AesKey,
-    appid: &str,
-    token: &str,
-    msg: &[u8],
-    timestamp: i64,
-    nonce: &str,
-    random: &[u8; 16],
-) -> super::reply::EncryptedReply {
-    let encrypt = encrypt(key, msg, appid, random);
-    let ts = timestamp.to_string();
-    let msg_signature = super::signature::sign(&[token, &ts, nonce, &encrypt]);
-    super::reply::EncryptedReply {
-        encrypt,
-        msg_signature,
-        timestamp,
-        nonce: nonce.to_string(),
-    }
-}

@@ -1055,13 +1055,3 @@ mod tests {
         }
     }
 }
-
-/// STUB: the safe-mode body: `ToUserName` + `Encrypt`.
-pub fn render_envelope(_format: Format, _to_user_name: &str, _encrypt: &str) -> String {
-    String::new()
-}
-
-/// STUB: the compatible-mode body: the plaintext fields plus `Encrypt`.
-pub fn render_compatible(_format: Format, _msg: &InboundMessage, _encrypt: &str) -> String {
-    String::new()
-}
