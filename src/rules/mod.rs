@@ -22,6 +22,7 @@ pub mod lint;
 pub mod load;
 pub mod matcher;
 pub mod model;
+pub mod reload;
 pub mod schedule;
 #[cfg(test)]
 mod tests;
@@ -37,6 +38,7 @@ use crate::faq::{FaqIndex, FaqSettings};
 use crate::outbound::OutboundMessage;
 
 pub use load::SourceFile;
+pub use reload::{ReloadOutcome, RulesHandle, RulesStatus, spawn_watcher};
 
 use compile::Draft;
 use matcher::{Matcher, Schedules};

@@ -459,6 +459,7 @@ rules:
 fn rule_set_is_send_and_sync() {
     fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<RuleSet>();
+    assert_send_sync::<RulesHandle>();
 }
 
 #[test]
