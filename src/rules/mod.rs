@@ -8,8 +8,9 @@
 //!   size limit, schedules, actions) and the per-rule errors;
 //! - [`lint`]: checks across rules (duplicate ids, defaults, FAQ references, `examples`) and the
 //!   warnings (shared keywords, shadowed rules, long replies, too many messages);
-//! - [`matcher`]: one Aho-Corasick automaton, one exact-value map, one `RegexSet` and a
-//!   message-type index over all rules; the decision for one message;
+//! - [`matcher`]: one Aho-Corasick automaton (every keyword, and the literals every match of a
+//!   regex starts with), one exact-value map, one `RegexSet` (the regexes without such literals)
+//!   and a message-type index over all rules; the decision for one message;
 //! - [`schedule`]: days and hours, against the clock the caller passes in;
 //! - [`reload`]: the [`reload::RulesHandle`] that serves one set and swaps in the next, and the
 //!   folder watcher.

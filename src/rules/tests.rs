@@ -830,3 +830,43 @@ fn check_dirs_reports_every_folder_sorted() {
     assert!(got.windows(2).all(|w| w[0].location <= w[1].location));
     assert!(got.iter().all(Diagnostic::is_error));
 }
+
+#[test]
+fn regexes_found_by_literals_and_regexes_in_the_set_both_match() {
+    let set = set(r"
+rules:
+  - id: phone
+    regex: '^1\d{10}$'
+    reply: a
+  - id: refund-form
+    regex: '\w*退款单'
+    reply: b
+  - id: order
+    regex: ['订单(?P<n>\d+)', '单号(?P<n>\d+)']
+    reply: 'c {n}'
+  - id: hello
+    regex: '^(?:Hello|你好)'
+    reply: d
+");
+    check_table(
+        &set,
+        &[
+            ("13800138000", Some("phone")),
+            ("138001380001", None),
+            ("我的退款单", Some("refund-form")),
+            ("订单123", Some("order")),
+            ("单号456", Some("order")),
+            ("HELLO there", Some("hello")),
+            ("say hello", None),
+        ],
+    );
+    assert_eq!(super::matcher::prefix_literals(r"\w*退款单"), None);
+    assert_eq!(
+        super::matcher::prefix_literals("^(?:Hello|你好)"),
+        Some(vec!["hello".to_string(), "你好".to_string()])
+    );
+    assert_eq!(
+        super::matcher::prefix_literals(r"订单号?\s*(\d+)"),
+        Some(vec!["订单".to_string()])
+    );
+}
