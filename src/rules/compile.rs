@@ -1,4 +1,5 @@
-//! From a located [`RuleSpec`] to a [`Draft`]: what each value means, checked one rule at a time.
+//! From a located [`RuleSpec`](super::model::RuleSpec) to a [`Draft`]: what each value means,
+//! checked one rule at a time.
 //!
 //! Owns: normalization of keywords and exact values, regex compilation (once, with a size
 //! limit), schedules, the implied `msg_type` of an `event` rule, the actions, and the per-rule

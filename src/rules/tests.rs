@@ -1,5 +1,6 @@
-//! Tests of the whole pipeline (files → `RuleSet` → decision): table-driven matcher tests grouped
-//! by semantics, and one test per error and warning class with its position.
+//! Tests of the whole pipeline (files → `RuleSet` → decision), through the `RuleSet` API rather
+//! than the matcher's indexes, so that they survive a change of index: table-driven matcher tests
+//! grouped by semantics, and one test per error and warning class with its position.
 
 use std::path::{Path, PathBuf};
 
