@@ -15,7 +15,7 @@ use anyhow::{Context as _, bail};
 use crate::config::Settings;
 use crate::http::{self, AppRuntime, State};
 use crate::metrics::Metrics;
-use crate::rules::reload::RulesHandle;
+use crate::rules::reload::{ReloadOutcome, RulesHandle, spawn_watcher};
 use crate::store::Store;
 use crate::store::memory::MemoryStore;
 
@@ -38,21 +38,26 @@ impl Application {
         let mut handles: HashMap<PathBuf, Arc<RulesHandle>> = HashMap::new();
         let mut rule_handles = Vec::new();
         for dir in settings.all_rules_dirs() {
-            let (handle, report) = RulesHandle::load(dir.clone(), settings.faq.clone());
-            for d in &report.diagnostics {
-                if d.is_error() {
-                    tracing::error!("{d}");
-                } else {
-                    tracing::warn!("{d}");
+            let (handle, warnings) = match RulesHandle::load(dir.clone(), settings.faq.clone()) {
+                Ok(loaded) => loaded,
+                Err(diagnostics) => {
+                    for d in &diagnostics {
+                        tracing::error!("{d}");
+                    }
+                    bail!(
+                        "the rules in {} have {} problem(s) (run `kefu check`)",
+                        dir.display(),
+                        diagnostics.iter().filter(|d| d.is_error()).count()
+                    );
                 }
-            }
-            let Some(handle) = handle else {
-                bail!(
-                    "the rules in {} have errors (run `kefu check`)",
-                    dir.display()
-                );
             };
-            let handle = Arc::new(handle);
+            for d in &warnings {
+                tracing::warn!("{d}");
+            }
+            let reload_metrics = metrics.clone();
+            let handle = Arc::new(handle.with_reload_hook(Box::new(move |outcome: &ReloadOutcome| {
+                reload_metrics.reload_outcome(outcome.label());
+            })));
             handles.insert(dir, handle.clone());
             rule_handles.push(handle);
         }
@@ -161,6 +166,16 @@ impl Application {
         let mut term = signal(SignalKind::terminate())?;
         let mut int = signal(SignalKind::interrupt())?;
         let mut hup = signal(SignalKind::hangup())?;
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        for handle in &self.rule_handles {
+            let mut stop = stop_rx.clone();
+            let stopped = async move {
+                let _ = stop.wait_for(|s| *s).await;
+            };
+            if let Err(e) = spawn_watcher(handle.clone(), stopped) {
+                tracing::warn!(dir = %handle.dir().display(), error = %e, "cannot watch the rules folder: reload with SIGHUP");
+            }
+        }
         let server_handle = self.server.handle();
         let admin_handle = self.admin.handle();
         let mut server = tokio::spawn(self.server);
@@ -172,8 +187,8 @@ impl Application {
                 _ = hup.recv() => {
                     tracing::info!("SIGHUP: reloading rules");
                     for handle in &self.rule_handles {
-                        let handle = handle.clone();
-                        let _ = tokio::task::spawn_blocking(move || handle.reload()).await;
+                        let outcome = handle.reload_async().await;
+                        tracing::info!(dir = %handle.dir().display(), outcome = outcome.label(), "reload");
                     }
                 }
                 r = &mut server => { tracing::error!(result = ?r, "public listener stopped"); break; }
@@ -182,6 +197,7 @@ impl Application {
         }
         server_handle.stop(true).await;
         admin_handle.stop(true).await;
+        let _ = stop_tx.send(true);
         tracing::info!("stopped");
         Ok(())
     }

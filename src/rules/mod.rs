@@ -1,18 +1,48 @@
 //! Operator rules: YAML files → one immutable, compiled [`RuleSet`] (with the FAQ index), matched
 //! at a cost that does not grow with the number of rules, and swapped atomically on reload.
-//! STUB: to be implemented by the rules work. The public API below is what dispatch relies on.
+//!
+//! A tour, in the order a rules folder travels:
+//! - [`load`]: the folder walk and YAML → located specs ([`model`] is the serde mirror); syntax,
+//!   unknown keys and wrong types, each at `path:line:column`;
+//! - [`compile`]: one rule at a time → a draft (normalized keywords, regexes compiled once with a
+//!   size limit, schedules, actions) and the per-rule errors;
+//! - [`lint`]: checks across rules (duplicate ids, defaults, FAQ references, `examples`) and the
+//!   warnings (shared keywords, shadowed rules, long replies, too many messages);
+//! - [`matcher`]: one Aho-Corasick automaton (every keyword, and the literals every match of a
+//!   regex starts with), one exact-value map, one `RegexSet` (the regexes without such literals)
+//!   and a message-type index over all rules; the decision for one message;
+//! - [`schedule`]: days and hours, against the clock the caller passes in;
+//! - [`reload`]: the [`reload::RulesHandle`] that serves one set and swaps in the next, and the
+//!   folder watcher.
+//!
+//! Everything but `load::read_folder` and `reload` is pure: no I/O, no clock, no actix or
+//! reqwest. Nothing here depends on dispatch, http or the store.
 
+pub mod compile;
+pub mod lint;
+pub mod load;
+pub mod matcher;
+pub mod model;
 pub mod reload;
+pub mod schedule;
+#[cfg(test)]
+mod tests;
 
-use std::collections::BTreeMap;
-use std::path::Path;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
 
 use chrono::DateTime;
 use chrono_tz::Tz;
 
-use crate::diag::Diagnostic;
+use crate::diag::{Diagnostic, Location};
 use crate::faq::{FaqIndex, FaqSettings};
 use crate::outbound::OutboundMessage;
+
+pub use load::SourceFile;
+pub use reload::{ReloadOutcome, RulesHandle, RulesStatus, spawn_watcher};
+
+use compile::Draft;
+use matcher::{Matcher, Schedules};
 
 /// What a message offers to the conditions of a rule.
 #[derive(Debug, Clone, Copy)]
@@ -35,6 +65,7 @@ pub type Captures = BTreeMap<String, String>;
 pub struct RuleAction {
     /// Reply templates; one picked at random unless `reply_all`.
     pub replies: Vec<String>,
+    /// Send every reply, in order, instead of one picked at random.
     pub reply_all: bool,
     /// Answer with this FAQ entry.
     pub faq: Option<String>,
@@ -47,42 +78,73 @@ pub struct RuleAction {
 /// A compiled rule.
 #[derive(Debug, Clone)]
 pub struct Rule {
+    /// Unique across the folder; names the rule in logs, stats and `kefu try`.
     pub id: String,
+    /// Higher wins; ties go to the rule loaded first.
     pub priority: i64,
+    /// The `default: true` rule: used when no rule and no FAQ entry applies.
     pub is_default: bool,
+    /// What a hit does.
     pub action: RuleAction,
+    /// Where the rule is written, for operators (`kefu try`, the console).
+    pub location: Location,
 }
 
 /// The winning rule for a message.
 #[derive(Debug, Clone)]
 pub struct RuleHit<'a> {
+    /// The winner.
     pub rule: &'a Rule,
+    /// Captures of its first matching regex, for [`render_template`].
     pub captures: Captures,
-    /// One line for an operator: which condition matched where.
+    /// One line for an operator: which condition matched where, in character offsets of the
+    /// normalized text, e.g. `keyword 人工 at chars 2..4 (rule human)`.
     pub why: String,
 }
 
-/// The compiled, immutable rules and FAQ of one rules folder.
+/// The compiled, immutable rules and FAQ of one rules folder. `Send + Sync`; shared behind an
+/// `Arc` and replaced whole on reload.
 #[derive(Debug, Default)]
 pub struct RuleSet {
+    /// Every rule, the default rule included, in load order.
     rules: Vec<Rule>,
+    /// The FAQ entries of the same folder: they swap together with the rules.
     faq: FaqIndex,
+    /// The shared indexes over all rules' conditions.
+    matcher: Matcher,
+    /// Rule id → index in `rules`.
+    by_id: HashMap<String, usize>,
+    /// Index of the default rule.
+    default: Option<usize>,
 }
 
 /// The result of loading a folder: the set (when there is no error) and every problem found.
 #[derive(Debug)]
 pub struct LoadReport {
+    /// `None` when any diagnostic is an error: the set is refused whole.
     pub set: Option<RuleSet>,
+    /// Errors and warnings, sorted by location.
     pub diagnostics: Vec<Diagnostic>,
+}
+
+impl LoadReport {
+    /// Whether any diagnostic refuses the set.
+    pub fn has_errors(&self) -> bool {
+        self.diagnostics.iter().any(Diagnostic::is_error)
+    }
 }
 
 impl RuleSet {
     /// Loads and compiles every `*.yaml`/`*.yml` file under `dir`, recursively, in path order.
-    pub fn load_dir(_dir: &Path, _faq: &FaqSettings) -> LoadReport {
-        LoadReport {
-            set: Some(RuleSet::default()),
-            diagnostics: Vec::new(),
-        }
+    pub fn load_dir(dir: &Path, faq: &FaqSettings) -> LoadReport {
+        let (files, diagnostics) = load::read_folder(dir);
+        compile_files(dir, &files, diagnostics, faq)
+    }
+
+    /// Compiles files already read (what [`RuleSet::load_dir`] does after reading the folder);
+    /// `dir` only locates a problem that belongs to no file.
+    pub fn load_files(dir: &Path, files: &[SourceFile], faq: &FaqSettings) -> LoadReport {
+        compile_files(dir, files, Vec::new(), faq)
     }
 
     /// Rules, not counting the FAQ entries.
@@ -95,18 +157,123 @@ impl RuleSet {
     }
 
     pub fn rule(&self, id: &str) -> Option<&Rule> {
-        self.rules.iter().find(|r| r.id == id)
+        self.by_id.get(id).and_then(|&i| self.rules.get(i))
+    }
+
+    /// Every rule, in load order.
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
     }
 
     /// The highest-priority matching rule (ties: load order), never the default rule.
-    pub fn match_message(&self, _input: &MatchInput<'_>) -> Option<RuleHit<'_>> {
-        None
+    pub fn match_message(&self, input: &MatchInput<'_>) -> Option<RuleHit<'_>> {
+        let found = self.matcher.find(input, Schedules::Respect)?;
+        let rule = self.rules.get(found.index)?;
+        Some(RuleHit {
+            rule,
+            captures: found.captures,
+            why: format!("{} (rule {})", found.why, rule.id),
+        })
     }
 
     /// The `default: true` rule, if any.
     pub fn default_rule(&self) -> Option<&Rule> {
-        self.rules.iter().find(|r| r.is_default)
+        self.default.and_then(|i| self.rules.get(i))
     }
+}
+
+/// Loads every folder as `kefu check` does and returns all problems, errors and warnings,
+/// sorted by location.
+pub fn check_dirs(dirs: &[PathBuf], faq: &FaqSettings) -> Vec<Diagnostic> {
+    let mut all: Vec<Diagnostic> = Vec::new();
+    let mut seen: HashSet<&PathBuf> = HashSet::new();
+    for dir in dirs {
+        if seen.insert(dir) {
+            all.extend(RuleSet::load_dir(dir, faq).diagnostics);
+        }
+    }
+    sort_diagnostics(&mut all);
+    all
+}
+
+fn sort_diagnostics(diagnostics: &mut Vec<Diagnostic>) {
+    diagnostics.sort_by(|a, b| {
+        a.location
+            .cmp(&b.location)
+            .then_with(|| b.severity.cmp(&a.severity))
+            .then_with(|| a.message.cmp(&b.message))
+    });
+    diagnostics.dedup();
+}
+
+/// Files → specs → drafts → checks → matcher and FAQ index → the set, or every problem.
+fn compile_files(
+    dir: &Path,
+    files: &[SourceFile],
+    mut diagnostics: Vec<Diagnostic>,
+    settings: &FaqSettings,
+) -> LoadReport {
+    let parsed = load::parse_files(files, &mut diagnostics);
+    let drafts: Vec<Draft> = parsed
+        .rules
+        .iter()
+        .map(|rule| compile::draft(rule, &mut diagnostics))
+        .collect();
+    let faq_ids: HashSet<String> = parsed
+        .faq
+        .entries
+        .iter()
+        .map(|e| e.value.id.clone())
+        .collect();
+    lint::cross_rule_errors(&drafts, &faq_ids, &mut diagnostics);
+    let (faq, faq_diagnostics) = FaqIndex::build(parsed.faq, settings);
+    diagnostics.extend(faq_diagnostics);
+    let matcher = match Matcher::build(&drafts) {
+        Ok(matcher) => {
+            lint::check_examples(&drafts, &matcher, &mut diagnostics);
+            lint::warnings(&drafts, &matcher, &mut diagnostics);
+            Some(matcher)
+        }
+        Err(message) => {
+            let at = drafts
+                .iter()
+                .find_map(|d| d.conditions.regexes.first())
+                .map(|(source, _)| source.location.clone())
+                .or_else(|| files.first().map(|f| Location::new(&f.path, 1, 1)))
+                .unwrap_or_else(|| Location::new(dir, 1, 1));
+            diagnostics.push(Diagnostic::error(at, message));
+            None
+        }
+    };
+    sort_diagnostics(&mut diagnostics);
+    let refused = diagnostics.iter().any(Diagnostic::is_error);
+    let set = match (refused, faq, matcher) {
+        (false, Some(faq), Some(matcher)) => Some(assemble(drafts, faq, matcher)),
+        _ => None,
+    };
+    LoadReport { set, diagnostics }
+}
+
+fn assemble(drafts: Vec<Draft>, faq: FaqIndex, matcher: Matcher) -> RuleSet {
+    let mut set = RuleSet {
+        faq,
+        matcher,
+        ..RuleSet::default()
+    };
+    for (index, draft) in drafts.into_iter().enumerate() {
+        if draft.default.is_some() && set.default.is_none() {
+            set.default = Some(index);
+        }
+        set.by_id.entry(draft.id.clone()).or_insert(index);
+        set.rules.push(Rule {
+            id: draft.id,
+            priority: draft.priority,
+            is_default: draft.default.is_some(),
+            action: draft.action,
+            location: draft.location,
+        });
+    }
+    set
 }
 
 /// Fills `{name}` and `{1}` in a reply template from the captures; unknown names stay as written.
