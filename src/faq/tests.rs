@@ -1,0 +1,302 @@
+//! Tests of the FAQ index on the shipped data: the file loads clean, its answers keep the seed's
+//! links, the matcher meets the targets on both evaluation sets, and table-driven behaviour.
+//!
+//! The rules loader (src/rules) owns reading rules files; the small parser here exists only so
+//! these tests do not depend on it.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use super::eval::{self, EvalAction, EvalDecision, EvalReport};
+use super::matcher::Tuning;
+use super::model::{ClarifySpec, FaqEntrySpec, SynonymGroupSpec};
+use super::*;
+use crate::diag::{Located, Location};
+use crate::text::normalize;
+
+/// The FAQ keys of a rules file; `rules:` is the rules loader's business.
+#[derive(Deserialize)]
+struct FaqFile {
+    #[serde(default)]
+    faq: Vec<FaqEntrySpec>,
+    #[serde(default)]
+    synonyms: Vec<SynonymGroupSpec>,
+    #[serde(default)]
+    clarify: Vec<ClarifySpec>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    rules: serde_yaml::Value,
+}
+
+fn repo(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+/// Parses a rules file into a [`FaqSource`] with dummy locations (item number as the line).
+pub(crate) fn source_from_yaml(path: &str, text: &str) -> FaqSource {
+    let file: FaqFile = serde_yaml::from_str(text).unwrap();
+    fn located<T>(path: &str, items: Vec<T>) -> Vec<Located<T>> {
+        items
+            .into_iter()
+            .enumerate()
+            .map(|(i, value)| Located {
+                location: Location::new(path, i + 1, 1),
+                value,
+            })
+            .collect()
+    }
+    FaqSource {
+        entries: located(path, file.faq),
+        synonyms: located(path, file.synonyms),
+        clarify: located(path, file.clarify),
+    }
+}
+
+const SHIPPED: &str = "rules/faq/deregistration.yaml";
+
+fn shipped_source() -> FaqSource {
+    let text = std::fs::read_to_string(repo(SHIPPED)).unwrap();
+    source_from_yaml(SHIPPED, &text)
+}
+
+fn shipped_tuned(tuning: Tuning, settings: &FaqSettings) -> FaqIndex {
+    let (index, diagnostics) = FaqIndex::build_tuned(shipped_source(), settings, tuning);
+    assert!(diagnostics.is_empty(), "{diagnostics:#?}");
+    index.unwrap()
+}
+
+fn shipped() -> FaqIndex {
+    shipped_tuned(Tuning::default(), &FaqSettings::default())
+}
+
+/// What `kefu eval` would record for the FAQ matcher alone.
+pub(crate) fn decision(index: &FaqIndex, q: &str) -> EvalDecision {
+    let verdict = index.ask(&normalize(q));
+    let score = verdict.candidates.first().map(|c| c.score);
+    let action = match verdict.outcome {
+        FaqOutcome::Answer { faq, .. } => EvalAction::Faq { faq },
+        FaqOutcome::Clarify { options } => EvalAction::Clarify { options },
+        FaqOutcome::NoMatch => EvalAction::Other {
+            label: "no match".into(),
+        },
+    };
+    EvalDecision { action, score }
+}
+
+fn run(index: &FaqIndex, set: &str) -> EvalReport {
+    let cases = eval::load_cases(&repo(set)).unwrap();
+    eval::evaluate(&cases, |q| decision(index, q))
+}
+
+const DEV_SET: &str = "tests/data/dev-set.yaml";
+const OUR_SET: &str = "tests/data/faq-eval.yaml";
+
+// --- the shipped file ---------------------------------------------------------------------------
+
+#[test]
+fn shipped_faq_loads_without_any_diagnostic() {
+    let index = shipped();
+    assert_eq!(index.len(), 15);
+}
+
+#[test]
+fn shipped_catalog_has_the_fixed_ids_and_enough_phrasings() {
+    let ids = [
+        "mp-dereg-general",
+        "mp-dereg-gov",
+        "mp-dereg-individual",
+        "mp-dereg-subject-cancelled",
+        "mp-dereg-store",
+        "mp-store-release-nickname",
+        "mp-dereg-reused-qualification",
+        "mp-dereg-unverified",
+        "oa-dereg-general",
+        "oa-dereg-gov",
+        "oa-dereg-individual",
+        "oa-dereg-subject-cancelled",
+        "oa-dereg-unregistered",
+        "oa-dereg-unverified",
+        "dereg-confirm-period",
+    ];
+    let source = shipped_source();
+    let found: Vec<&str> = source.entries.iter().map(|e| e.value.id.as_str()).collect();
+    assert_eq!(found, ids);
+    for e in &source.entries {
+        assert!(e.value.similar.len() >= 8, "{}: few phrasings", e.value.id);
+        assert!(!e.value.keywords.is_empty(), "{}: no keywords", e.value.id);
+        assert!(e.value.answer.len() < MAX_ANSWER_BYTES, "{}", e.value.id);
+    }
+}
+
+#[test]
+fn shipped_answers_keep_the_seed_links_and_materials() {
+    let index = shipped();
+    let answer = |id: &str| index.get(id).unwrap().answer.clone();
+    let expect = [
+        (
+            "mp-dereg-general",
+            "https://kf.qq.com/product/wx_xcx.html#hid=2826",
+        ),
+        (
+            "mp-dereg-gov",
+            "https://kf.qq.com/faq/190104YnQbYN190104RzaYba.html",
+        ),
+        ("mp-dereg-gov", "1、更名相关的红头文件（有鲜章）"),
+        ("mp-dereg-gov", "4、注销申请函（加盖新主体公章）"),
+        ("mp-dereg-individual", "对公账户小额打款注销"),
+        (
+            "mp-dereg-individual",
+            "https://kf.qq.com/faq/200306R7N3mI200306I3aEBz.html",
+        ),
+        (
+            "mp-dereg-individual",
+            "https://kf.qq.com/touch/bill/200306selfqaafe6c551.html（手机端打开）",
+        ),
+        ("mp-dereg-individual", "若个体户没有公章可支持法人手写签名"),
+        ("mp-dereg-subject-cancelled", "2、主体注销证明"),
+        (
+            "mp-dereg-subject-cancelled",
+            "https://kf.qq.com/touch/bill/200306selfqaafe6c551.html（手机端打开）",
+        ),
+        ("mp-dereg-store", "不支持单独注销"),
+        ("mp-store-release-nickname", "“miniprogram@tencent.com”"),
+        ("mp-store-release-nickname", "【关于XXX名称释放请求】"),
+        (
+            "mp-store-release-nickname",
+            "邮件内容：需包含背景、释放请求原因。",
+        ),
+        ("mp-dereg-reused-qualification", "独立存在"),
+        ("mp-dereg-unverified", "7天内未发起认证"),
+        (
+            "oa-dereg-general",
+            "https://kf.qq.com/product/weixinmp.html#hid=2267",
+        ),
+        (
+            "oa-dereg-gov",
+            "https://kf.qq.com/faq/190531qyuuiY190531BjyyEv.html",
+        ),
+        ("oa-dereg-individual", "法人扫脸注销公众号"),
+        (
+            "oa-dereg-individual",
+            "https://kf.qq.com/faq/220309bUvmIB220309BbAjMz.html",
+        ),
+        (
+            "oa-dereg-subject-cancelled",
+            "1、公众号绑定邮箱/原始id/微信号",
+        ),
+        (
+            "oa-dereg-subject-cancelled",
+            "http://kf.qq.com/faq/171018R3IVBF171018INjUvA.html",
+        ),
+        (
+            "oa-dereg-subject-cancelled",
+            "https://kf.qq.com/touch/bill/180227selfqa9ab6ac55.html（手机端打开）",
+        ),
+        ("oa-dereg-unregistered", "不支持找回，建议重新注册"),
+        ("oa-dereg-unverified", "第30天仍在认证中不算"),
+        ("dereg-confirm-period", "7天内每天会发送一次确认注销的通知"),
+        ("dereg-confirm-period", "公众平台安全助手"),
+    ];
+    for (id, text) in expect {
+        assert!(answer(id).contains(text), "{id} lacks {text}");
+    }
+}
+
+#[test]
+fn eval_set_phrasings_are_not_in_the_faq_file() {
+    let source = shipped_source();
+    let mut known = std::collections::HashSet::new();
+    for e in &source.entries {
+        known.insert(normalize(&e.value.question));
+        known.extend(e.value.similar.iter().map(|s| normalize(s)));
+    }
+    for set in [DEV_SET, OUR_SET] {
+        for case in eval::load_cases(&repo(set)).unwrap() {
+            assert!(
+                !known.contains(&normalize(&case.q)),
+                "{set}: {:?} is also a phrasing in {SHIPPED}: the set would measure memory",
+                case.q
+            );
+        }
+    }
+    let ours: Vec<String> = eval::load_cases(&repo(OUR_SET))
+        .unwrap()
+        .iter()
+        .map(|c| normalize(&c.q))
+        .collect();
+    for case in eval::load_cases(&repo(DEV_SET)).unwrap() {
+        assert!(
+            !ours.contains(&normalize(&case.q)),
+            "{:?} is in both sets",
+            case.q
+        );
+    }
+}
+
+#[test]
+fn eval_sets_name_only_known_entries() {
+    let index = shipped();
+    for set in [DEV_SET, OUR_SET] {
+        for case in eval::load_cases(&repo(set)).unwrap() {
+            for e in std::iter::once(&case.expect).chain(&case.also) {
+                if let eval::Expect::Faq(id) = e {
+                    assert!(index.get(id).is_some(), "{set}: unknown id {id}");
+                }
+            }
+        }
+    }
+}
+
+// --- the targets ---------------------------------------------------------------------------------
+
+#[test]
+fn dev_set_meets_the_targets() {
+    let report = run(&shipped(), DEV_SET);
+    println!("{report}");
+    assert!(report.passes(0.95, 0), "{report}");
+}
+
+#[test]
+fn our_eval_set_meets_the_targets() {
+    let index = shipped();
+    let report = run(&index, OUR_SET);
+    println!("{report}");
+    assert!(report.total >= 60);
+    assert!(report.passes(0.95, 0), "{report}");
+}
+
+#[test]
+fn every_entry_is_reached_by_our_eval_set() {
+    let cases = eval::load_cases(&repo(OUR_SET)).unwrap();
+    for e in shipped().entries() {
+        let reached = cases
+            .iter()
+            .any(|c| c.expect == eval::Expect::Faq(e.id.clone()));
+        assert!(reached, "no case expects {}", e.id);
+    }
+}
+
+/// `cargo test --lib faq::tests::explain -- --ignored --nocapture`: every case with its verdict.
+#[test]
+#[ignore]
+fn explain() {
+    let index = shipped();
+    for set in [DEV_SET, OUR_SET] {
+        for case in eval::load_cases(&repo(set)).unwrap() {
+            let v = index.ask(&normalize(&case.q));
+            let c: Vec<String> = v
+                .candidates
+                .iter()
+                .map(|c| format!("{} {:.3}", c.faq, c.score))
+                .collect();
+            println!(
+                "{} => {:?} [{}] {}",
+                case.q,
+                case.expect,
+                c.join(", "),
+                v.why
+            );
+        }
+    }
+}
