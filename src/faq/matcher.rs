@@ -15,7 +15,9 @@
 //! 4. Evidence against: each known word of the message that none of the entry's phrasings or
 //!    keywords uses multiplies the score by `1 - unexplained_penalty` ("公众号" in the message
 //!    speaks against every entry that is only about Mini Programs).
-//! 5. Keywords: an entry whose keyword appears gets `keyword_bonus` of the way to 1.
+//! 5. Keywords: an entry whose keyword appears gets `keyword_bonus` of the way to 1; an entry
+//!    with keywords none of which appears loses `missing_keyword_penalty` ("门店小程序可以注销吗"
+//!    and "小程序可以注销吗" share most characters, but only one says 门店).
 //!
 //! The decision (answer, clarify, no match) is made in `mod.rs` from these scores.
 
@@ -38,6 +40,8 @@ pub(crate) struct Tuning {
     pub unexplained_penalty: f32,
     /// Share of the distance to 1 an entry gains when one of its keywords appears.
     pub keyword_bonus: f32,
+    /// Score factor lost by an entry that has keywords when none of them appears.
+    pub missing_keyword_penalty: f32,
 }
 
 impl Default for Tuning {
@@ -45,9 +49,10 @@ impl Default for Tuning {
         Self {
             unigram: 0.4,
             bigram: 1.0,
-            word: 1.0,
+            word: 2.5,
             unexplained_penalty: 0.3,
             keyword_bonus: 0.2,
+            missing_keyword_penalty: 0.4,
         }
     }
 }
@@ -388,6 +393,8 @@ impl Matcher {
                 .any(|&k| present.get(k as usize).copied().unwrap_or(false))
             {
                 *score += self.tuning.keyword_bonus * (1.0 - *score);
+            } else if !keywords.is_empty() {
+                *score *= 1.0 - self.tuning.missing_keyword_penalty;
             }
             *score = (score.clamp(0.0, 1.0) * 1000.0).round() / 1000.0;
         }

@@ -300,3 +300,43 @@ fn explain() {
         }
     }
 }
+
+/// `cargo test --lib faq::tests::tune -- --ignored --nocapture`: accuracy of the dev set and our
+/// set (never the holdout) under a grid of internal weights, to see how sensitive the defaults are.
+#[test]
+#[ignore]
+fn tune() {
+    let settings = FaqSettings::default();
+    let mut cases = eval::load_cases(&repo(DEV_SET)).unwrap();
+    cases.extend(eval::load_cases(&repo(OUR_SET)).unwrap());
+    let base = Tuning::default();
+    let mut rows = Vec::new();
+    for unigram in [0.2, 0.4] {
+        for word in [1.5, 2.0, 2.5, 3.0] {
+            for unexplained_penalty in [0.2, 0.3, 0.4, 0.5] {
+                for missing_keyword_penalty in [0.3, 0.4, 0.5, 0.6] {
+                    let tuning = Tuning {
+                        unigram,
+                        word,
+                        unexplained_penalty,
+                        missing_keyword_penalty,
+                        ..base
+                    };
+                    let index = shipped_tuned(tuning, &settings);
+                    let r = eval::evaluate(&cases, |q| decision(&index, q));
+                    rows.push((r.right, r.false_answers, format!("{tuning:?}")));
+                }
+            }
+        }
+    }
+    rows.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+    let total = cases.len();
+    for (right, false_answers, tuning) in rows.iter().take(200) {
+        println!("{right}/{total} false {false_answers}: {tuning}");
+    }
+    let default_index = shipped_tuned(base, &settings);
+    let r = eval::evaluate(&cases, |q| decision(&default_index, q));
+    println!("default: {}/{total} false {}", r.right, r.false_answers);
+    let worst = rows.last().map(|r| r.0).unwrap_or(0);
+    println!("worst of grid: {worst}/{total}");
+}
