@@ -270,7 +270,23 @@ impl FaqIndex {
 
         let s = &self.settings;
         let Some(&(best, best_score)) = ranked.first() else {
-            let why = if self.matcher.topics.is_empty() || on_topic.iter().any(|&t| t) {
+            let vetoed: Vec<String> = self
+                .matcher
+                .topics
+                .iter()
+                .filter(|t| scored.has_any(&t.when) && scored.has_any(&t.not))
+                .map(|t| {
+                    format!(
+                        "{} ({}) but also {}",
+                        t.id,
+                        self.words_present(&scored, &t.when),
+                        self.words_present(&scored, &t.not)
+                    )
+                })
+                .collect();
+            let why = if !vetoed.is_empty() {
+                format!("off topic: {}{read_as}", vetoed.join("; "))
+            } else if self.matcher.topics.is_empty() || on_topic.iter().any(|&t| t) {
                 format!("no FAQ entry shares a word with the message{read_as}")
             } else {
                 let words: Vec<&str> = self

@@ -340,3 +340,241 @@ fn tune() {
     let worst = rows.last().map(|r| r.0).unwrap_or(0);
     println!("worst of grid: {worst}/{total}");
 }
+
+// --- behaviour, table-driven ---------------------------------------------------------------------
+
+fn outcome(index: &FaqIndex, q: &str) -> FaqOutcome {
+    index.ask(&normalize(q)).outcome
+}
+
+fn answered(index: &FaqIndex, q: &str) -> Option<String> {
+    match outcome(index, q) {
+        FaqOutcome::Answer { faq, .. } => Some(faq),
+        _ => None,
+    }
+}
+
+#[test]
+fn off_topic_messages_never_get_an_answer_or_a_menu() {
+    let index = shipped();
+    let off_topic = [
+        "退款",
+        "小程序怎么上线",
+        "客服电话多少",
+        "公众号怎么发文章",
+        "发票",
+        "人工",
+        "你好",
+        "",
+        "   ",
+        "1",
+        "😀😀",
+        "https://kf.qq.com/product/wx_xcx.html",
+        "个体户小程序怎么开通",
+        "公众号的评论怎么关闭",
+        "小程序怎么注销登录",
+        "关闭附近的小程序",
+        "怎么删除公众号里的文章",
+    ];
+    for q in off_topic {
+        assert_eq!(outcome(&index, q), FaqOutcome::NoMatch, "{q}");
+    }
+}
+
+#[test]
+fn deregistration_without_account_type_offers_the_topic_menu() {
+    let index = shipped();
+    let menu = FaqOutcome::Clarify {
+        options: vec![
+            "mp-dereg-general".into(),
+            "oa-dereg-general".into(),
+            "dereg-confirm-period".into(),
+        ],
+    };
+    for q in [
+        "注销需要什么",
+        "帮我注销一下",
+        "注销",
+        "我想销户",
+        "不想用了",
+        "怎么注销帐号",
+    ] {
+        assert_eq!(outcome(&index, q), menu, "{q}");
+    }
+}
+
+#[test]
+fn a_case_named_without_account_type_offers_both_accounts() {
+    let index = shipped();
+    let cases = [
+        (
+            "个体户怎么注销",
+            ["mp-dereg-individual", "oa-dereg-individual"],
+        ),
+        ("政府没有对公账户要注销", ["mp-dereg-gov", "oa-dereg-gov"]),
+        (
+            "主体已注销，帐号怎么注销",
+            ["mp-dereg-subject-cancelled", "oa-dereg-subject-cancelled"],
+        ),
+    ];
+    for (q, expected) in cases {
+        match outcome(&index, q) {
+            FaqOutcome::Clarify { options } => {
+                for id in expected {
+                    assert!(options.iter().any(|o| o == id), "{q}: {options:?}");
+                }
+                assert!(options.len() <= MAX_OPTIONS);
+            }
+            other => panic!("{q}: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn synonyms_users_write_reach_the_same_entry() {
+    let index = shipped();
+    let cases = [
+        ("个体工商户的公众号怎么注销", "oa-dereg-individual"),
+        ("个体户的订阅号怎么注销", "oa-dereg-individual"),
+        ("个体户服务号销户", "oa-dereg-individual"),
+        ("小程式怎么注销", "mp-dereg-general"),
+        ("小程序不想用了", "mp-dereg-general"),
+        ("订阅号怎么关闭", "oa-dereg-general"),
+        ("公司没了，小程序怎么办", "mp-dereg-subject-cancelled"),
+        ("营业执照注销了，公众号怎么办", "oa-dereg-subject-cancelled"),
+        ("註銷公眾號", "oa-dereg-general"),
+    ];
+    for (q, id) in cases {
+        assert_eq!(answered(&index, q).as_deref(), Some(id), "{q}");
+    }
+}
+
+#[test]
+fn verdicts_explain_themselves_and_list_scores_in_range() {
+    let index = shipped();
+    let v = index.ask(&normalize("个体工商户小程序注销流程"));
+    assert!(v.why.starts_with("faq mp-dereg-individual "), "{}", v.why);
+    assert!(
+        v.why.contains("read as \"个体户小程序注销流程\""),
+        "{}",
+        v.why
+    );
+    assert_eq!(
+        v.candidates.first().map(|c| c.faq.as_str()),
+        Some("mp-dereg-individual")
+    );
+    assert!(v.candidates.len() <= index.settings().max_candidates);
+    for c in &v.candidates {
+        assert!((0.0..=1.0).contains(&c.score), "{c:?}");
+    }
+    assert!(v.candidates.windows(2).all(|w| w[0].score >= w[1].score));
+
+    let v = index.ask(&normalize("公众号怎么关闭评论"));
+    assert_eq!(v.outcome, FaqOutcome::NoMatch);
+    assert!(
+        v.why
+            .contains("off topic: deregistration (注销) but also 评论"),
+        "{}",
+        v.why
+    );
+    assert!(v.candidates.is_empty());
+
+    let v = index.ask(&normalize("小程序怎么上线"));
+    assert!(v.why.starts_with("off topic: none of 注销"), "{}", v.why);
+
+    let v = index.ask(&normalize("注销需要什么"));
+    assert!(
+        v.why.contains("without a word saying which case"),
+        "{}",
+        v.why
+    );
+}
+
+#[test]
+fn thresholds_come_from_the_settings() {
+    let strict = FaqSettings {
+        min_score: 0.99,
+        clarify_min_score: 0.99,
+        ..FaqSettings::default()
+    };
+    let index = shipped_tuned(Tuning::default(), &strict);
+    assert_eq!(
+        outcome(&index, "个体户小程序注销要什么东西"),
+        FaqOutcome::NoMatch
+    );
+    let lax_margin = FaqSettings {
+        min_margin: 0.0,
+        ..FaqSettings::default()
+    };
+    let index = shipped_tuned(Tuning::default(), &lax_margin);
+    assert!(matches!(
+        outcome(&index, "个体户怎么注销"),
+        FaqOutcome::Answer { .. }
+    ));
+}
+
+#[test]
+fn menu_text_numbers_the_questions() {
+    let index = shipped();
+    let text = index.menu_text(&["mp-dereg-general".into(), "oa-dereg-general".into()]);
+    assert_eq!(
+        text,
+        "您想咨询的是哪一个问题？请回复序号：\n1. 小程序如何注销？\n2. 公众号如何注销？"
+    );
+}
+
+#[test]
+fn the_index_is_shareable_across_threads() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<FaqIndex>();
+}
+
+#[test]
+fn the_compiled_index_is_small() {
+    // The whole daemon must idle under 15 MiB; the FAQ tables should be a sliver of it.
+    let bytes = shipped().memory_usage();
+    println!("compiled FAQ tables: {bytes} bytes");
+    assert!(bytes < 512 * 1024, "{bytes} bytes");
+}
+
+#[test]
+fn an_empty_source_builds_an_index_that_matches_nothing() {
+    let (index, diagnostics) = FaqIndex::build(FaqSource::default(), &FaqSettings::default());
+    assert!(diagnostics.is_empty());
+    let index = index.unwrap();
+    assert!(index.is_empty());
+    assert_eq!(outcome(&index, "怎么注销小程序"), FaqOutcome::NoMatch);
+}
+
+#[test]
+fn an_index_with_errors_is_refused() {
+    let mut source = shipped_source();
+    let first = source.entries[0].clone();
+    source.entries.push(first);
+    let (index, diagnostics) = FaqIndex::build(source, &FaqSettings::default());
+    assert!(index.is_none());
+    assert!(
+        diagnostics[0]
+            .message
+            .contains("duplicate FAQ id `mp-dereg-general`")
+    );
+}
+
+proptest::proptest! {
+    #[test]
+    fn ask_never_panics_and_scores_stay_in_range(text in "\\PC{0,60}") {
+        let index = shipped_index_cached();
+        let v = index.ask(&normalize(&text));
+        for c in &v.candidates {
+            proptest::prop_assert!((0.0..=1.0).contains(&c.score));
+        }
+        if let FaqOutcome::Clarify { options } = &v.outcome {
+            proptest::prop_assert!(!options.is_empty() && options.len() <= MAX_OPTIONS);
+        }
+    }
+}
+
+fn shipped_index_cached() -> &'static FaqIndex {
+    static INDEX: std::sync::OnceLock<FaqIndex> = std::sync::OnceLock::new();
+    INDEX.get_or_init(shipped)
+}
