@@ -34,7 +34,8 @@ pub(crate) struct CheckedEntry {
     pub keywords: Vec<String>,
 }
 
-/// One synonym group, checked: normalized canonical word and variants.
+/// One synonym group, checked: normalized canonical word and variants. An empty canonical word
+/// makes the variants filler words, dropped before synonyms are replaced.
 #[derive(Debug, Clone)]
 pub(crate) struct CheckedSynonyms {
     /// The first word of the group.
@@ -48,6 +49,8 @@ pub(crate) struct CheckedSynonyms {
 pub(crate) struct CheckedTopic {
     /// For `why` lines.
     pub id: String,
+    /// Where the topic is defined.
+    pub location: Location,
     /// Normalized `when` words.
     pub when: Vec<String>,
     /// Normalized `not` words.
@@ -213,14 +216,16 @@ fn check_synonyms(
                 .push(Diagnostic::error(loc, "empty synonym group"));
             continue;
         }
-        let mut normalized: Vec<String> = Vec::with_capacity(words.len());
+        // An empty first word makes a group of filler words, removed from every text.
+        let canonical = normalize(words.first().map_or("", String::as_str));
+        let mut normalized: Vec<String> = vec![canonical.clone()];
         let mut ok = true;
-        for word in &words {
+        for word in words.iter().skip(1) {
             let w = normalize(word);
             if w.is_empty() {
                 out.diagnostics.push(Diagnostic::error(
                     loc.clone(),
-                    "empty word in a synonym group",
+                    "empty word in a synonym group (only the first may be \"\", for words to drop)",
                 ));
                 ok = false;
             } else if normalized.contains(&w) {
@@ -232,15 +237,17 @@ fn check_synonyms(
                 normalized.push(w);
             }
         }
-        let Some(canonical) = normalized.first().cloned() else {
-            continue;
-        };
-        for w in &normalized {
+        for w in normalized.iter().filter(|w| !w.is_empty()) {
             if let Some((other, at)) = owner.get(w) {
+                let other = if other.is_empty() {
+                    "\"\" (words to drop)".to_string()
+                } else {
+                    format!("`{other}`")
+                };
                 out.diagnostics.push(Diagnostic::error(
                     loc.clone(),
                     format!(
-                        "synonym `{w}` is already in the group of `{other}` (at {at}); a word can stand for one thing only"
+                        "synonym `{w}` is already in the group of {other} (at {at}); a word can stand for one thing only"
                     ),
                 ));
                 ok = false;
@@ -249,14 +256,16 @@ fn check_synonyms(
         if !ok {
             continue;
         }
-        for w in &normalized {
+        for w in normalized.iter().filter(|w| !w.is_empty()) {
             owner.insert(w.clone(), (canonical.clone(), loc.clone()));
         }
         if normalized.len() == 1 {
-            out.diagnostics.push(Diagnostic::warning(
-                loc,
-                format!("synonym group `{canonical}` has no other word: it changes nothing"),
-            ));
+            let message = if canonical.is_empty() {
+                "synonym group \"\" lists no word to drop: it changes nothing".to_string()
+            } else {
+                format!("synonym group `{canonical}` has no other word: it changes nothing")
+            };
+            out.diagnostics.push(Diagnostic::warning(loc, message));
         }
         let variants = normalized.into_iter().skip(1).collect();
         out.synonyms.push(CheckedSynonyms {
@@ -351,6 +360,7 @@ fn check_topics(topics: Vec<crate::diag::Located<super::model::ClarifySpec>>, ou
         if ok {
             checked.push(CheckedTopic {
                 id: spec.id,
+                location: loc.clone(),
                 when,
                 not,
                 unless,
@@ -462,6 +472,9 @@ mod tests {
                 at(2, SynonymGroupSpec(vec!["公众号".into(), "订阅号".into()])),
                 at(3, SynonymGroupSpec(vec!["号".into(), "订阅号".into()])),
                 at(4, SynonymGroupSpec(vec!["门店".into()])),
+                at(5, SynonymGroupSpec(vec!["".into(), "已经".into()])),
+                at(6, SynonymGroupSpec(vec!["".into(), "".into()])),
+                at(7, SynonymGroupSpec(vec!["".into(), "已经".into()])),
             ],
             ..Default::default()
         });
@@ -472,7 +485,12 @@ mod tests {
             "{all}"
         );
         assert!(all.contains("4:3: warning: synonym group `门店`"), "{all}");
-        assert_eq!(checked.synonyms.len(), 2);
+        assert!(all.contains("6:3: empty word in a synonym group"), "{all}");
+        assert!(
+            all.contains("7:3: synonym `已经` is already in the group of \"\" (words to drop)"),
+            "{all}"
+        );
+        assert_eq!(checked.synonyms.len(), 3);
     }
 
     #[test]

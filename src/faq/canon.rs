@@ -5,65 +5,111 @@
 
 use aho_corasick::{AhoCorasick, MatchKind};
 
-/// Replaces every variant of a synonym group with the group's canonical (first) word.
+/// Drops filler words, then replaces every variant of a synonym group with the group's canonical
+/// (first) word.
 ///
-/// Leftmost-longest: where several words could apply, the one starting first wins, and of those
-/// the longest, so `个体工商户` is one word and not `个体` + `工商户`. One pass only: a
-/// replacement is never re-scanned, so no pair of groups can loop.
+/// Two passes, so that "公司已经没了" loses "已经" and then meets the synonym "公司没了". In each
+/// pass leftmost-longest applies: where several words could apply, the one starting first wins,
+/// and of those the longest, so `个体工商户` is one word and not `个体` + `工商户`. A replacement is
+/// never re-scanned, so no pair of groups can loop.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Canonicalizer {
+    /// Filler words to drop; `None` when there are none.
+    fillers: Option<AhoCorasick>,
     /// All variants and canonical words; `None` when there are no synonyms.
     automaton: Option<AhoCorasick>,
     /// By pattern id: the canonical word that pattern stands for.
     replacements: Vec<String>,
 }
 
+/// Replaces each match of `ac` by `replacement(pattern id)` (the matched text when `None`).
+fn replace_all<'a>(
+    ac: &AhoCorasick,
+    text: &str,
+    replacement: impl Fn(usize) -> Option<&'a str>,
+) -> String {
+    let Ok(matches) = ac.try_find_iter(text) else {
+        return text.to_string();
+    };
+    let mut out = String::with_capacity(text.len() + 8);
+    let mut last = 0;
+    for m in matches {
+        let (Some(before), Some(found)) = (text.get(last..m.start()), text.get(m.range())) else {
+            continue;
+        };
+        out.push_str(before);
+        out.push_str(replacement(m.pattern().as_usize()).unwrap_or(found));
+        last = m.end();
+    }
+    out.push_str(text.get(last..).unwrap_or(""));
+    out
+}
+
 impl Canonicalizer {
     /// `pairs` are (word as written, canonical word), both already normalized. Canonical words
-    /// should be included as mapping to themselves so that they shadow shorter variants.
+    /// should be included as mapping to themselves so that they shadow shorter variants. A pair
+    /// whose canonical word is empty makes its word a filler, dropped in the first pass.
     pub(crate) fn build(pairs: Vec<(String, String)>) -> Result<Self, aho_corasick::BuildError> {
+        let (fillers, pairs): (Vec<_>, Vec<_>) = pairs
+            .into_iter()
+            .filter(|(word, _)| !word.is_empty())
+            .partition(|(_, canonical)| canonical.is_empty());
+        let fillers = if fillers.is_empty() {
+            None
+        } else {
+            let words: Vec<String> = fillers.into_iter().map(|(w, _)| w).collect();
+            Some(
+                AhoCorasick::builder()
+                    .match_kind(MatchKind::LeftmostLongest)
+                    .build(&words)?,
+            )
+        };
         if pairs.is_empty() {
-            return Ok(Self::default());
+            return Ok(Self {
+                fillers,
+                ..Self::default()
+            });
         }
-        let (patterns, replacements): (Vec<String>, Vec<String>) = pairs.into_iter().unzip();
-        let automaton = AhoCorasick::builder()
-            .match_kind(MatchKind::LeftmostLongest)
-            .build(&patterns)?;
-        Ok(Self {
-            automaton: Some(automaton),
-            replacements,
-        })
+        let mut this = Self {
+            fillers,
+            ..Self::default()
+        };
+        // variants are written as users type them: drop their fillers too, so that a variant
+        // with a filler inside still matches the message once the message lost it
+        let (patterns, replacements): (Vec<String>, Vec<String>) = pairs
+            .into_iter()
+            .map(|(word, canonical)| (this.drop_fillers(&word), canonical))
+            .filter(|(word, _)| !word.is_empty())
+            .unzip();
+        this.automaton = Some(
+            AhoCorasick::builder()
+                .match_kind(MatchKind::LeftmostLongest)
+                .build(&patterns)?,
+        );
+        this.replacements = replacements;
+        Ok(this)
     }
 
-    /// The text with every synonym replaced by its canonical word.
+    fn drop_fillers(&self, text: &str) -> String {
+        match &self.fillers {
+            Some(ac) => replace_all(ac, text, |_| Some("")),
+            None => text.to_string(),
+        }
+    }
+
+    /// The text without fillers and with every synonym replaced by its canonical word.
     pub(crate) fn apply(&self, text: &str) -> String {
-        let Some(ac) = &self.automaton else {
-            return text.to_string();
-        };
-        let Ok(matches) = ac.try_find_iter(text) else {
-            return text.to_string();
-        };
-        let mut out = String::with_capacity(text.len() + 8);
-        let mut last = 0;
-        for m in matches {
-            let (Some(before), Some(found)) = (text.get(last..m.start()), text.get(m.range()))
-            else {
-                continue;
-            };
-            out.push_str(before);
-            match self.replacements.get(m.pattern().as_usize()) {
-                Some(canonical) => out.push_str(canonical),
-                None => out.push_str(found),
-            }
-            last = m.end();
+        let text = self.drop_fillers(text);
+        match &self.automaton {
+            Some(ac) => replace_all(ac, &text, |p| self.replacements.get(p).map(String::as_str)),
+            None => text,
         }
-        out.push_str(text.get(last..).unwrap_or(""));
-        out
     }
 
-    /// Heap bytes held by the automaton and the replacement table.
+    /// Heap bytes held by the automata and the replacement table.
     pub(crate) fn memory_usage(&self) -> usize {
-        self.automaton.as_ref().map_or(0, AhoCorasick::memory_usage)
+        self.fillers.as_ref().map_or(0, AhoCorasick::memory_usage)
+            + self.automaton.as_ref().map_or(0, AhoCorasick::memory_usage)
             + self
                 .replacements
                 .iter()
@@ -147,6 +193,17 @@ mod tests {
         assert_eq!(c.apply("个体工商户"), "个体户");
         assert_eq!(c.apply("个体户"), "个体户");
         assert_eq!(c.apply("营业执照注销了"), "主体已注销了");
+    }
+
+    #[test]
+    fn fillers_are_dropped_before_synonyms_apply() {
+        let c = canon(&[
+            &["", "已经", "请问"],
+            &["主体已注销", "公司没了", "主体已经注销"],
+        ]);
+        assert_eq!(c.apply("请问公司已经没了"), "主体已注销");
+        assert_eq!(c.apply("主体已经注销"), "主体已注销");
+        assert_eq!(canon(&[&["", "已经"]]).apply("已经已经"), "");
     }
 
     #[test]

@@ -25,6 +25,7 @@ use std::collections::HashMap;
 
 use super::build::Checked;
 use super::canon::{Canonicalizer, WordSpotter};
+use crate::diag::{Diagnostic, Location};
 
 /// Internal weights of the scoring. Defaults chosen by measurement on the evaluation sets
 /// (see `faq::tests`); not operator settings, so that kefu.yaml stays small.
@@ -155,11 +156,18 @@ fn word_features(present: &[bool], out: &mut Vec<u64>) {
 
 impl Matcher {
     /// Compiles the checked data. Fails only when an automaton cannot be built (absurd sizes).
-    pub(crate) fn compile(checked: &Checked, tuning: Tuning) -> Result<Self, String> {
+    /// Warnings (a keyword or clarify word that is nothing but filler words) come with it.
+    pub(crate) fn compile(
+        checked: &Checked,
+        tuning: Tuning,
+    ) -> Result<(Self, Vec<Diagnostic>), String> {
+        let mut warnings = Vec::new();
         // 1. Synonyms: every word of a group maps to the canonical word, itself included.
         let mut pairs = Vec::new();
         for group in &checked.synonyms {
-            pairs.push((group.canonical.clone(), group.canonical.clone()));
+            if !group.canonical.is_empty() {
+                pairs.push((group.canonical.clone(), group.canonical.clone()));
+            }
             for v in &group.variants {
                 pairs.push((v.clone(), group.canonical.clone()));
             }
@@ -169,29 +177,48 @@ impl Matcher {
         // 2. Known words: canonical synonyms, keywords and topic words, all canonicalized.
         let mut words: Vec<String> = Vec::new();
         let mut word_id: HashMap<String, u32> = HashMap::new();
-        let mut intern = |w: &str, words: &mut Vec<String>| -> u32 {
+        // `None` for a word made only of fillers: it would match everywhere
+        let mut intern = |w: &str, words: &mut Vec<String>, at: &Location| -> Option<u32> {
             let w = canon.apply(w);
+            if w.is_empty() {
+                warnings.push(Diagnostic::warning(
+                    at.clone(),
+                    "a keyword or clarify word consists of filler words only; it is ignored",
+                ));
+                return None;
+            }
             if let Some(&id) = word_id.get(&w) {
-                return id;
+                return Some(id);
             }
             let id = words.len() as u32;
             words.push(w.clone());
             word_id.insert(w, id);
-            id
+            Some(id)
         };
-        for group in &checked.synonyms {
-            intern(&group.canonical, &mut words);
+        let nowhere = Location::new("", 0, 0);
+        for group in checked.synonyms.iter().filter(|g| !g.canonical.is_empty()) {
+            intern(&group.canonical, &mut words, &nowhere);
         }
         let entry_keywords: Vec<Vec<u32>> = checked
             .entries
             .iter()
-            .map(|e| e.keywords.iter().map(|k| intern(k, &mut words)).collect())
+            .map(|e| {
+                e.keywords
+                    .iter()
+                    .filter_map(|k| intern(k, &mut words, &e.location))
+                    .collect()
+            })
             .collect();
         let mut topics = Vec::new();
         for t in &checked.topics {
-            let when = t.when.iter().map(|w| intern(w, &mut words)).collect();
-            let not = t.not.iter().map(|w| intern(w, &mut words)).collect();
-            let mut specific: Vec<u32> = t.unless.iter().map(|w| intern(w, &mut words)).collect();
+            let mut ids = |list: &[String]| -> Vec<u32> {
+                list.iter()
+                    .filter_map(|w| intern(w, &mut words, &t.location))
+                    .collect()
+            };
+            let when = ids(&t.when);
+            let not = ids(&t.not);
+            let mut specific: Vec<u32> = ids(&t.unless);
             for &e in &t.entries {
                 if let Some(kws) = entry_keywords.get(e) {
                     specific.extend(kws);
@@ -305,7 +332,7 @@ impl Matcher {
         }
         posting_start.push(postings.len() as u32);
 
-        Ok(Self {
+        let matcher = Self {
             canon,
             spotter,
             words,
@@ -321,7 +348,8 @@ impl Matcher {
             topics,
             entry_topics,
             tuning,
-        })
+        };
+        Ok((matcher, warnings))
     }
 
     /// The text of a word id.

@@ -144,7 +144,10 @@ impl FaqIndex {
             return (None, std::mem::take(&mut checked.diagnostics));
         }
         let matcher = match Matcher::compile(&checked, tuning) {
-            Ok(m) => m,
+            Ok((m, warnings)) => {
+                checked.diagnostics.extend(warnings);
+                m
+            }
             Err(message) => {
                 let location = first_location.unwrap_or_else(|| Location::new("", 0, 0));
                 checked

@@ -13,7 +13,7 @@ pub struct FaqEntrySpec {
     /// Other phrasings of the question, as users type them.
     #[serde(default)]
     pub similar: Vec<String>,
-    /// Strong signals of this entry (any one present raises its score).
+    /// Strong signals of this entry: one present raises its score, none present lowers it.
     #[serde(default)]
     pub keywords: Vec<String>,
     /// The text sent as the answer.
