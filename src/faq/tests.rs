@@ -277,13 +277,21 @@ fn every_entry_is_reached_by_our_eval_set() {
     }
 }
 
-/// `cargo test --lib faq::tests::explain -- --ignored --nocapture`: every case with its verdict.
+/// `cargo test --lib faq::tests::explain -- --ignored --nocapture`: every case with its verdict
+/// (of the dev set and ours, or of the cases file named by `FAQ_CASES`).
 #[test]
 #[ignore]
 fn explain() {
     let index = shipped();
-    for set in [DEV_SET, OUR_SET] {
-        for case in eval::load_cases(&repo(set)).unwrap() {
+    let sets = match std::env::var("FAQ_CASES") {
+        Ok(path) => vec![path],
+        Err(_) => vec![
+            repo(DEV_SET).display().to_string(),
+            repo(OUR_SET).display().to_string(),
+        ],
+    };
+    for set in sets {
+        for case in eval::load_cases(Path::new(&set)).unwrap() {
             let v = index.ask(&normalize(&case.q));
             let c: Vec<String> = v
                 .candidates
