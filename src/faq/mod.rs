@@ -1,22 +1,44 @@
 //! The FAQ knowledge base: entries loaded with the rules, scored against a message when no rule
 //! matched, answered directly, offered as a numbered clarify menu, or left to the default rule.
-//! STUB: to be implemented by the FAQ work.
+//!
+//! - `model`: the serde mirror of `faq:`, `synonyms:` and `clarify:` in a rules file;
+//! - `build`: checks that data and reports problems where they were written;
+//! - `canon` and `matcher`: compile it once into flat tables and score a message in microseconds;
+//! - this file: the public [`FaqIndex`] and the decision (answer, clarify, no match);
+//! - [`eval`]: measures the decisions on a list of cases (`kefu eval`).
+//!
+//! Pure: no I/O, no clock, no dependence on rules, dispatch or the web layer. The rules loader
+//! fills a [`FaqSource`] and calls [`FaqIndex::build`]; dispatch calls [`FaqIndex::ask`] with the
+//! message normalized by [`crate::text::normalize`].
 
+mod build;
+mod canon;
+pub mod eval;
+mod matcher;
 pub mod model;
+#[cfg(test)]
+mod tests;
 
 use serde::Deserialize;
 
-use crate::diag::{Diagnostic, Located};
+use crate::diag::{Diagnostic, Located, Location};
+use matcher::{Matcher, Scored, Tuning};
 use model::{ClarifySpec, FaqEntrySpec, SynonymGroupSpec};
 
+pub use build::{MAX_ANSWER_BYTES, MAX_OPTIONS};
+
 /// Tuning knobs of the matcher (`faq:` in kefu.yaml).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct FaqSettings {
     /// The best entry must score at least this to be answered.
     pub min_score: f32,
     /// …and be this far ahead of the second, else the user is asked to choose.
     pub min_margin: f32,
+    /// Entries scoring below this are never offered in a menu of close candidates.
+    pub clarify_min_score: f32,
+    /// How many scored entries a verdict lists for operators (`candidates`).
+    pub max_candidates: usize,
     /// How long a clarify menu stays answerable by its number.
     pub menu_ttl_secs: u64,
 }
@@ -26,6 +48,8 @@ impl Default for FaqSettings {
         Self {
             min_score: 0.5,
             min_margin: 0.1,
+            clarify_min_score: 0.35,
+            max_candidates: 3,
             menu_ttl_secs: 600,
         }
     }
@@ -34,23 +58,33 @@ impl Default for FaqSettings {
 /// Everything the rules loader found for the FAQ in a rules folder.
 #[derive(Debug, Default, Clone)]
 pub struct FaqSource {
+    /// Every `faq:` entry of every rules file, in load order.
     pub entries: Vec<Located<FaqEntrySpec>>,
+    /// Every `synonyms:` group.
     pub synonyms: Vec<Located<SynonymGroupSpec>>,
+    /// Every `clarify:` topic.
     pub clarify: Vec<Located<ClarifySpec>>,
 }
 
 /// An FAQ entry ready to answer.
 #[derive(Debug, Clone)]
 pub struct FaqEntry {
+    /// As written in the rules file.
     pub id: String,
+    /// The question, shown in clarify menus.
     pub question: String,
+    /// The text sent to the user (surrounding blanks trimmed).
     pub answer: String,
+    /// Where the entry is defined.
+    pub location: Location,
 }
 
 /// One scored entry.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Candidate {
+    /// The entry id.
     pub faq: String,
+    /// In [0, 1], three decimals.
     pub score: f32,
 }
 
@@ -68,12 +102,18 @@ pub enum FaqOutcome {
 /// The compiled, immutable FAQ index.
 #[derive(Debug, Default)]
 pub struct FaqIndex {
+    /// In load order; an entry's index is its position here.
     entries: Vec<FaqEntry>,
+    /// The compiled scoring tables and topics.
+    matcher: Matcher,
+    /// Thresholds of the decision.
+    settings: FaqSettings,
 }
 
 /// The matcher's verdict with the scores behind it.
 #[derive(Debug, Clone)]
 pub struct FaqVerdict {
+    /// What to do.
     pub outcome: FaqOutcome,
     /// Best entries, best first (for `kefu try` and the log).
     pub candidates: Vec<Candidate>,
@@ -83,42 +123,266 @@ pub struct FaqVerdict {
 
 impl FaqIndex {
     /// Builds the index; errors (duplicate ids, unknown ids in clarify groups, …) and warnings
-    /// carry the location of what caused them.
-    pub fn build(
+    /// carry the location of what caused them. No index when there is an error.
+    pub fn build(source: FaqSource, settings: &FaqSettings) -> (Option<FaqIndex>, Vec<Diagnostic>) {
+        Self::build_tuned(source, settings, Tuning::default())
+    }
+
+    pub(crate) fn build_tuned(
         source: FaqSource,
-        _settings: &FaqSettings,
+        settings: &FaqSettings,
+        tuning: Tuning,
     ) -> (Option<FaqIndex>, Vec<Diagnostic>) {
-        let entries = source
+        let first_location = source
+            .entries
+            .first()
+            .map(|e| e.location.clone())
+            .or_else(|| source.synonyms.first().map(|s| s.location.clone()))
+            .or_else(|| source.clarify.first().map(|c| c.location.clone()));
+        let mut checked = build::check(source);
+        if checked.has_errors() {
+            return (None, std::mem::take(&mut checked.diagnostics));
+        }
+        let matcher = match Matcher::compile(&checked, tuning) {
+            Ok((m, warnings)) => {
+                checked.diagnostics.extend(warnings);
+                m
+            }
+            Err(message) => {
+                let location = first_location.unwrap_or_else(|| Location::new("", 0, 0));
+                checked
+                    .diagnostics
+                    .push(Diagnostic::error(location, format!("FAQ index: {message}")));
+                return (None, checked.diagnostics);
+            }
+        };
+        let entries = checked
             .entries
             .into_iter()
             .map(|e| FaqEntry {
-                id: e.value.id,
-                question: e.value.question,
-                answer: e.value.answer,
+                id: e.id,
+                question: e.question,
+                answer: e.answer,
+                location: e.location,
             })
             .collect();
-        (Some(FaqIndex { entries }), Vec::new())
+        let index = FaqIndex {
+            entries,
+            matcher,
+            settings: settings.clone(),
+        };
+        (Some(index), checked.diagnostics)
     }
 
+    /// The number of entries.
     pub fn len(&self) -> usize {
         self.entries.len()
     }
 
+    /// Whether there is no entry.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
 
+    /// The entry with this id.
     pub fn get(&self, id: &str) -> Option<&FaqEntry> {
         self.entries.iter().find(|e| e.id == id)
     }
 
-    /// Scores the (normalized) message against every entry.
-    pub fn ask(&self, _normalized: &str) -> FaqVerdict {
+    /// Every entry, in load order.
+    pub fn entries(&self) -> &[FaqEntry] {
+        &self.entries
+    }
+
+    /// The settings the index decides with.
+    pub fn settings(&self) -> &FaqSettings {
+        &self.settings
+    }
+
+    /// Approximate heap bytes of the compiled matcher (not counting the answers' text).
+    pub fn memory_usage(&self) -> usize {
+        self.matcher.memory_usage()
+    }
+
+    /// Scores the (normalized) message against every entry and decides:
+    ///
+    /// 1. entries of a clarify topic are eligible only when the message is on that topic;
+    /// 2. a message on a topic that names none of its specifics gets the topic's menu;
+    /// 3. the best eligible entry is answered when it scores at least `min_score` and leads the
+    ///    next by `min_margin`;
+    /// 4. otherwise the eligible entries within `min_margin` of the best and above
+    ///    `clarify_min_score` are offered as a menu (up to 3);
+    /// 5. otherwise no match.
+    pub fn ask(&self, normalized: &str) -> FaqVerdict {
+        let scored = self.matcher.score(normalized);
+        let read_as = if scored.canonical == normalized {
+            String::new()
+        } else {
+            format!("; read as \"{}\"", scored.canonical)
+        };
+
+        // 1. which topics the message is on; which entries may answer
+        let on_topic: Vec<bool> = self
+            .matcher
+            .topics
+            .iter()
+            .map(|t| scored.has_any(&t.when) && !scored.has_any(&t.not))
+            .collect();
+        let eligible = |e: usize| -> bool {
+            match self.matcher.entry_topics.get(e) {
+                Some(topics) if !topics.is_empty() => topics
+                    .iter()
+                    .any(|&t| on_topic.get(t).copied().unwrap_or(false)),
+                _ => true,
+            }
+        };
+        let mut ranked: Vec<(usize, f32)> = scored
+            .scores
+            .iter()
+            .enumerate()
+            .filter(|(e, s)| **s > 0.0 && eligible(*e))
+            .map(|(e, s)| (e, *s))
+            .collect();
+        // best first; ties keep load order
+        ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        let candidates: Vec<Candidate> = ranked
+            .iter()
+            .take(self.settings.max_candidates)
+            .map(|&(e, score)| Candidate {
+                faq: self.id_of(e),
+                score,
+            })
+            .collect();
+
+        // 2. on a topic, but not saying which case
+        for (t, topic) in self.matcher.topics.iter().enumerate() {
+            if on_topic.get(t).copied().unwrap_or(false) && !scored.has_any(&topic.specific) {
+                let options: Vec<String> = topic.options.iter().map(|&e| self.id_of(e)).collect();
+                let why = format!(
+                    "on topic {} ({}) without a word saying which case: menu{read_as}",
+                    topic.id,
+                    self.words_present(&scored, &topic.when)
+                );
+                return FaqVerdict {
+                    outcome: FaqOutcome::Clarify { options },
+                    candidates,
+                    why,
+                };
+            }
+        }
+
+        let s = &self.settings;
+        let Some(&(best, best_score)) = ranked.first() else {
+            let vetoed: Vec<String> = self
+                .matcher
+                .topics
+                .iter()
+                .filter(|t| scored.has_any(&t.when) && scored.has_any(&t.not))
+                .map(|t| {
+                    format!(
+                        "{} ({}) but also {}",
+                        t.id,
+                        self.words_present(&scored, &t.when),
+                        self.words_present(&scored, &t.not)
+                    )
+                })
+                .collect();
+            let why = if !vetoed.is_empty() {
+                format!("off topic: {}{read_as}", vetoed.join("; "))
+            } else if self.matcher.topics.is_empty() || on_topic.iter().any(|&t| t) {
+                format!("no FAQ entry shares a word with the message{read_as}")
+            } else {
+                let words: Vec<&str> = self
+                    .matcher
+                    .topics
+                    .iter()
+                    .flat_map(|t| t.when.iter().map(|&w| self.matcher.word(w)))
+                    .collect();
+                format!("off topic: none of {}{read_as}", words.join("/"))
+            };
+            return FaqVerdict {
+                outcome: FaqOutcome::NoMatch,
+                candidates,
+                why,
+            };
+        };
+        let (next_id, next_score) = match ranked.get(1) {
+            Some(&(e, score)) => (self.id_of(e), score),
+            None => ("none".to_string(), 0.0),
+        };
+        let best_id = self.id_of(best);
+
+        // 3. clear winner
+        let margin = best_score - next_score;
+        if best_score >= s.min_score && margin >= s.min_margin - 1e-6 {
+            let why = format!(
+                "faq {best_id} {best_score:.3} (next {next_id} {next_score:.3}, margin {margin:.3} >= {:.2}){read_as}",
+                s.min_margin
+            );
+            return FaqVerdict {
+                outcome: FaqOutcome::Answer {
+                    faq: best_id,
+                    score: best_score,
+                },
+                candidates,
+                why,
+            };
+        }
+
+        // 4. several close ones
+        let close: Vec<(usize, f32)> = ranked
+            .iter()
+            .copied()
+            .filter(|&(_, score)| {
+                score >= s.clarify_min_score && best_score - score < s.min_margin - 1e-6
+            })
+            .take(MAX_OPTIONS)
+            .collect();
+        if close.len() >= 2 {
+            let listed: Vec<String> = close
+                .iter()
+                .map(|&(e, score)| format!("{} {score:.3}", self.id_of(e)))
+                .collect();
+            let why = format!(
+                "close call, margin {margin:.3} < {:.2}: {}{read_as}",
+                s.min_margin,
+                listed.join(", ")
+            );
+            return FaqVerdict {
+                outcome: FaqOutcome::Clarify {
+                    options: close.iter().map(|&(e, _)| self.id_of(e)).collect(),
+                },
+                candidates,
+                why,
+            };
+        }
+
+        // 5. nothing good enough
+        let why = format!(
+            "best {best_id} {best_score:.3} below min_score {:.2}{read_as}",
+            s.min_score
+        );
         FaqVerdict {
             outcome: FaqOutcome::NoMatch,
-            candidates: Vec::new(),
-            why: "faq matcher not built yet".into(),
+            candidates,
+            why,
         }
+    }
+
+    fn id_of(&self, e: usize) -> String {
+        self.entries
+            .get(e)
+            .map(|x| x.id.clone())
+            .unwrap_or_default()
+    }
+
+    fn words_present(&self, scored: &Scored, words: &[u32]) -> String {
+        let found: Vec<&str> = words
+            .iter()
+            .filter(|&&w| scored.has_any(&[w]))
+            .map(|&w| self.matcher.word(w))
+            .collect();
+        found.join(", ")
     }
 
     /// The text of a clarify menu listing these entries as 1., 2., 3.
