@@ -11,11 +11,21 @@ use std::io::Write;
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
     if args.len() != 8 {
-        eprintln!("usage: gen-pushes <xml|json> <plaintext|safe> <count> <token> <aes_key> <appid> <path>");
+        eprintln!(
+            "usage: gen-pushes <xml|json> <plaintext|safe> <count> <token> <aes_key> <appid> <path>"
+        );
         std::process::exit(2);
     }
-    let format = if args[1] == "json" { Format::Json } else { Format::Xml };
-    let mode = if args[2] == "safe" { Mode::Safe } else { Mode::Plaintext };
+    let format = if args[1] == "json" {
+        Format::Json
+    } else {
+        Format::Xml
+    };
+    let mode = if args[2] == "safe" {
+        Mode::Safe
+    } else {
+        Mode::Plaintext
+    };
     let count: u64 = args[3].parse()?;
     let (token, aes_key, appid, path) = (&args[4], &args[5], &args[6], &args[7]);
     let key = crypto::AesKey::parse(aes_key).map_err(|e| format!("aes key: {e}"))?;
@@ -41,11 +51,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 let encrypt = crypto::encrypt(&key, plain.as_bytes(), appid, &random);
                 let msg_sig = signature::sign(&[token, &ts, nonce, &encrypt]);
                 (
-                    format!("signature={sig}&timestamp={ts}&nonce={nonce}&encrypt_type=aes&msg_signature={msg_sig}"),
+                    format!(
+                        "signature={sig}&timestamp={ts}&nonce={nonce}&encrypt_type=aes&msg_signature={msg_sig}"
+                    ),
                     message::render_envelope(format, &msg.to_user_name, &encrypt),
                 )
             }
-            _ => (format!("signature={sig}&timestamp={ts}&nonce={nonce}"), plain),
+            _ => (
+                format!("signature={sig}&timestamp={ts}&nonce={nonce}"),
+                plain,
+            ),
         };
         writeln!(out, "{path}?{query}\t{}", body.replace(['\n', '\t'], " "))?;
     }

@@ -55,9 +55,11 @@ impl Application {
                 tracing::warn!("{d}");
             }
             let reload_metrics = metrics.clone();
-            let handle = Arc::new(handle.with_reload_hook(Box::new(move |outcome: &ReloadOutcome| {
-                reload_metrics.reload_outcome(outcome.label());
-            })));
+            let handle = Arc::new(handle.with_reload_hook(Box::new(
+                move |outcome: &ReloadOutcome| {
+                    reload_metrics.reload_outcome(outcome.label());
+                },
+            )));
             handles.insert(dir, handle.clone());
             rule_handles.push(handle);
         }

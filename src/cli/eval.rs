@@ -1,16 +1,93 @@
-//! `kefu eval`: runs `{q, expect, also}` cases against the rules and FAQ.
-//! STUB until the FAQ evaluation lands.
+//! `kefu eval`: runs `{q, expect, also}` cases through the same decision as the webhook (rules,
+//! then FAQ, then default) and reports accuracy, false answers on off-topic cases and every miss.
+//! Exit 1 below `--min-accuracy` or above `--max-false`.
 
 use std::path::Path;
 use std::process::ExitCode;
 
+use anyhow::Context as _;
+
+use super::{check::load_rules, load_settings_or_default};
+use crate::dispatch::trial::text_message;
+use crate::dispatch::{self, Action, Context, Decision};
+use crate::faq::eval::{EvalAction, EvalDecision, EvalReport, evaluate, load_cases};
+use crate::rules::RuleSet;
+use crate::store::Session;
+
+/// What the evaluation sees of a decision.
+pub fn eval_decision(d: &Decision) -> EvalDecision {
+    let action = match (d.action, &d.faq) {
+        (_, Some(faq)) => EvalAction::Faq { faq: faq.clone() },
+        (Action::Clarify, _) => EvalAction::Clarify {
+            options: d
+                .session
+                .as_ref()
+                .and_then(|s| s.menu.as_ref())
+                .map(|m| m.options.clone())
+                .unwrap_or_default(),
+        },
+        (action, _) => EvalAction::Other {
+            label: match &d.rule {
+                Some(rule) => format!("{} (rule {rule})", action.as_str()),
+                None => action.as_str().to_string(),
+            },
+        },
+    };
+    EvalDecision {
+        action,
+        score: d.candidates.first().map(|c| c.score),
+    }
+}
+
+/// Evaluates cases against a rule set, each case as the first message of a fresh user.
+pub fn run_cases(set: &RuleSet, cases: &[crate::faq::eval::Case], ctx: &Context) -> EvalReport {
+    evaluate(cases, |q| {
+        let msg = text_message("o_kefu_eval", q, ctx.now.timestamp());
+        eval_decision(&dispatch::decide(set, &msg, &Session::default(), ctx))
+    })
+}
+
 pub fn run(
-    _config: &Path,
-    _rules: Option<&Path>,
-    _json: bool,
-    _min_accuracy: Option<f64>,
-    _max_false: Option<usize>,
-    _cases: &Path,
+    config: &Path,
+    rules: Option<&Path>,
+    json: bool,
+    min_accuracy: Option<f64>,
+    max_false: Option<usize>,
+    cases: &Path,
 ) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("kefu eval is not available yet")
+    let settings = load_settings_or_default(config)?;
+    let dir = rules
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| settings.rules_dir.clone());
+    let Some(set) = load_rules(&dir, &settings)? else {
+        return Ok(ExitCode::from(1));
+    };
+    let cases = load_cases(cases).with_context(|| format!("reading {}", cases.display()))?;
+    let handoff_minutes = settings
+        .apps
+        .first()
+        .map(|a| a.handoff_minutes)
+        .unwrap_or(30);
+    let ctx = Context::at_unix(
+        chrono::Utc::now().timestamp(),
+        settings.tz,
+        handoff_minutes,
+        settings.faq.menu_ttl_secs,
+    );
+    let report = run_cases(&set, &cases, &ctx);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{report}");
+    }
+    // --min-accuracy accepts 0.95 or 95.
+    let min = min_accuracy
+        .map(|m| if m > 1.0 { m / 100.0 } else { m })
+        .unwrap_or(0.0);
+    let max = max_false.unwrap_or(usize::MAX);
+    Ok(if report.passes(min, max) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
