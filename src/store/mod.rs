@@ -47,7 +47,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 pub use outbox::{Claimed, FailedEntry, OutboxCounts, OutboxEntry, Settlement};
-pub use outbox_worker::{WorkerOptions, spawn_outbox_worker};
+pub use outbox_worker::{WorkerOptions, WorkerSummary, spawn_outbox_worker};
 pub use sqlite::SqliteStore;
 
 use crate::config::QuotaSettings;

@@ -143,6 +143,8 @@ impl SqliteStore {
             sessions,
             wakeup: Arc::new(Notify::new()),
             depth: AtomicU64::new(report.pending),
+            batches: AtomicU64::new(0),
+            commands: AtomicU64::new(0),
         });
         let (tx, rx) = mpsc::channel();
         let writer = Writer::new(conn, rx, Arc::clone(&shared), book, options);
@@ -179,6 +181,15 @@ impl SqliteStore {
     /// Outbox entries queued or being sent (the gauge of `/metrics`), from memory.
     pub fn outbox_depth(&self) -> u64 {
         self.inner.shared.depth.load(Ordering::Relaxed)
+    }
+
+    /// Group commits so far, and the commands they carried (their ratio is the batch size).
+    pub fn writer_stats(&self) -> (u64, u64) {
+        let shared = &self.inner.shared;
+        (
+            shared.batches.load(Ordering::Relaxed),
+            shared.commands.load(Ordering::Relaxed),
+        )
     }
 
     /// Outbox entries by state, from disk.

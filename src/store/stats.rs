@@ -60,7 +60,7 @@ pub struct DayStats {
 pub struct StatsReport {
     /// Start of the period (unix seconds).
     pub since: i64,
-    /// End of the period (unix seconds).
+    /// When the report was made (unix seconds).
     pub until: i64,
     /// The time zone of `days` and of the printed times.
     pub timezone: String,
@@ -122,7 +122,7 @@ pub fn collect_from(
         let mut stmt = conn.prepare_cached(sql).map_err(backend)?;
         let limit = limit.map_or(-1, |l| l as i64);
         let rows = stmt
-            .query_map(rusqlite::params![since, until, limit], |r| {
+            .query_map(rusqlite::params![since, limit], |r| {
                 Ok(Count {
                     key: r.get(0)?,
                     count: r.get(1)?,
@@ -131,7 +131,8 @@ pub fn collect_from(
             .map_err(backend)?;
         rows.collect::<Result<_, _>>().map_err(backend)
     };
-    let range = "at >= ?1 AND at <= ?2";
+    // Open-ended: a push stamped after `until` (clock skew) still counts.
+    let range = "at >= ?1";
 
     let (messages, handoffs, unmatched): (u64, u64, u64) = conn
         .query_row(
@@ -139,28 +140,28 @@ pub fn collect_from(
                 "SELECT count(*), coalesce(sum(handoff), 0), \
                  coalesce(sum(action IN ('ignore', 'default')), 0) FROM messages WHERE {range}"
             ),
-            rusqlite::params![since, until],
+            [since],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )
         .map_err(backend)?;
     let actions = counts(
         &format!(
             "SELECT action, count(*) AS n FROM messages WHERE {range} \
-             GROUP BY action ORDER BY n DESC, action LIMIT ?3"
+             GROUP BY action ORDER BY n DESC, action LIMIT ?2"
         ),
         None,
     )?;
     let rules = counts(
         &format!(
             "SELECT rule, count(*) AS n FROM messages WHERE {range} AND rule IS NOT NULL \
-             GROUP BY rule ORDER BY n DESC, rule LIMIT ?3"
+             GROUP BY rule ORDER BY n DESC, rule LIMIT ?2"
         ),
         None,
     )?;
     let faqs = counts(
         &format!(
             "SELECT faq, count(*) AS n FROM messages WHERE {range} AND faq IS NOT NULL \
-             GROUP BY faq ORDER BY n DESC, faq LIMIT ?3"
+             GROUP BY faq ORDER BY n DESC, faq LIMIT ?2"
         ),
         None,
     )?;
@@ -168,14 +169,14 @@ pub fn collect_from(
         &format!(
             "SELECT lower(trim(text)) AS t, count(*) AS n FROM messages WHERE {range} \
              AND action IN ('ignore', 'default') AND text IS NOT NULL AND trim(text) != '' \
-             GROUP BY t ORDER BY n DESC, t LIMIT ?3"
+             GROUP BY t ORDER BY n DESC, t LIMIT ?2"
         ),
         Some(TOP_UNMATCHED),
     )?;
 
     let mut sends = SendCounts::default();
     for c in counts(
-        &format!("SELECT outcome, count(*) FROM sends WHERE {range} GROUP BY outcome LIMIT ?3"),
+        &format!("SELECT outcome, count(*) FROM sends WHERE {range} GROUP BY outcome LIMIT ?2"),
         None,
     )? {
         match c.key.as_str() {
@@ -196,7 +197,7 @@ pub fn collect_from(
         ))
         .map_err(backend)?;
     let rows = stmt
-        .query_map(rusqlite::params![since, until], |r| {
+        .query_map([since], |r| {
             Ok((
                 r.get::<_, i64>(0)?,
                 r.get::<_, u64>(1)?,

@@ -38,6 +38,10 @@ pub struct Shared {
     pub wakeup: Arc<Notify>,
     /// Outbox entries queued or sending.
     pub depth: AtomicU64,
+    /// Transactions committed by the writer (group commits).
+    pub batches: AtomicU64,
+    /// Commands carried by those transactions.
+    pub commands: AtomicU64,
 }
 
 /// A request to the writer; each carries the sender of its answer.
@@ -263,6 +267,10 @@ impl Writer {
             });
         }
         tx.commit().map_err(backend)?;
+        self.shared.batches.fetch_add(1, Ordering::Relaxed);
+        self.shared
+            .commands
+            .fetch_add(cmds.len() as u64, Ordering::Relaxed);
         self.quota.apply(overlay);
         Ok(effects)
     }
