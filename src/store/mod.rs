@@ -23,9 +23,11 @@
 //! in-memory lookups.
 //!
 //! Module map: [`schema`] (migrations, pragmas), [`sqlite`] (the store), [`writer`],
+//! [`checkpoint`] (WAL checkpoints off the commit path),
 //! [`dedupe`], [`sessions`], [`quota`], [`outbox`], [`log`], [`retention`], [`stats`] (operators'
 //! read side), [`outbox_worker`] (sends the outbox through [`crate::wechat::Deliver`]).
 
+pub mod checkpoint;
 pub mod dedupe;
 pub mod log;
 pub mod outbox;

@@ -100,7 +100,9 @@ pub(crate) fn backend(e: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(e.to_string())
 }
 
-/// Pragmas of the writer connection. WAL lets readers (stats, console) run beside the writer.
+/// Pragmas of the writer connection. WAL lets readers (stats, console) run beside the writer;
+/// checkpoints are left to the checkpointer thread ([`super::checkpoint`]), and the WAL file is
+/// truncated back to 64 MiB when it restarts.
 pub fn configure_writer(conn: &Connection, durability: Durability) -> Result<(), StoreError> {
     let mode: String = conn
         .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
@@ -117,14 +119,22 @@ pub fn configure_writer(conn: &Connection, durability: Durability) -> Result<(),
     conn.execute_batch(&format!(
         "PRAGMA synchronous = {sync};
          PRAGMA temp_store = MEMORY;
-         PRAGMA cache_size = -65536;
-         PRAGMA foreign_keys = OFF;"
+         PRAGMA cache_size = -16384;
+         PRAGMA foreign_keys = OFF;
+         PRAGMA wal_autocheckpoint = 0;
+         PRAGMA journal_size_limit = 67108864;"
     ))
     .map_err(backend)?;
     conn.busy_timeout(std::time::Duration::from_secs(5))
         .map_err(backend)?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(())
+}
+
+/// Pragmas of the checkpointer's connection: it waits for the writer rather than fail.
+pub fn configure_checkpointer(conn: &Connection) -> Result<(), StoreError> {
+    conn.busy_timeout(std::time::Duration::from_secs(10))
+        .map_err(backend)
 }
 
 /// Pragmas of a read-only connection (operators' read side).

@@ -15,11 +15,13 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, mpsc};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use chrono_tz::Tz;
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::{Notify, oneshot};
 
+use super::checkpoint;
 use super::dedupe::DedupeCache;
 use super::outbox::{self, Claimed, FailedEntry, OutboxCounts, Settlement};
 use super::quota::{self, QuotaBook, Window};
@@ -146,8 +148,18 @@ impl SqliteStore {
             batches: AtomicU64::new(0),
             commands: AtomicU64::new(0),
         });
+        let checkpointer = {
+            let conn = Connection::open(&path).map_err(backend)?;
+            schema::configure_checkpointer(&conn)?;
+            let (ticks, rx) = mpsc::sync_channel(1);
+            let thread = std::thread::Builder::new()
+                .name("kefu-store-checkpoint".into())
+                .spawn(move || checkpoint::run(conn, rx, Duration::from_millis(50)))
+                .map_err(|e| StoreError::Backend(format!("cannot start the checkpointer: {e}")))?;
+            (ticks, thread)
+        };
         let (tx, rx) = mpsc::channel();
-        let writer = Writer::new(conn, rx, Arc::clone(&shared), book, options);
+        let writer = Writer::new(conn, rx, Arc::clone(&shared), book, options, checkpointer);
         let thread = std::thread::Builder::new()
             .name("kefu-store-writer".into())
             .spawn(move || writer.run())

@@ -130,6 +130,10 @@ pub struct Writer {
     next_purge: Instant,
     /// A periodic purge in progress: its cut-offs and what it deleted so far.
     purging: Option<(Cutoffs, PurgeReport)>,
+    /// Tells the checkpointer thread that the WAL grew; dropped to stop it.
+    ticks: Option<mpsc::SyncSender<()>>,
+    /// The checkpointer thread, joined when the writer stops.
+    checkpointer: Option<std::thread::JoinHandle<()>>,
 }
 
 /// Unix seconds now.
@@ -147,12 +151,14 @@ pub fn unix_ms() -> i64 {
 
 impl Writer {
     /// A writer over an open, migrated connection.
+    /// `checkpointer` is the checkpointer thread and the sender that wakes it.
     pub fn new(
         conn: Connection,
         rx: mpsc::Receiver<Cmd>,
         shared: Arc<Shared>,
         quota: QuotaBook,
         options: StoreOptions,
+        checkpointer: (mpsc::SyncSender<()>, std::thread::JoinHandle<()>),
     ) -> Self {
         let next_purge = Instant::now() + options.purge_interval;
         Self {
@@ -163,11 +169,28 @@ impl Writer {
             options,
             next_purge,
             purging: None,
+            ticks: Some(checkpointer.0),
+            checkpointer: Some(checkpointer.1),
+        }
+    }
+
+    /// Stops the checkpointer (it runs a final checkpoint) and waits for it.
+    fn stop_checkpointer(&mut self) {
+        self.ticks = None;
+        if let Some(handle) = self.checkpointer.take()
+            && handle.join().is_err()
+        {
+            tracing::error!("store: the checkpointer thread panicked");
         }
     }
 
     /// Runs until [`Cmd::Close`] or until every sender is gone.
     pub fn run(mut self) {
+        self.serve();
+        self.stop_checkpointer();
+    }
+
+    fn serve(&mut self) {
         loop {
             let first = if self.purging.is_some() {
                 match self.rx.try_recv() {
@@ -267,6 +290,10 @@ impl Writer {
             });
         }
         tx.commit().map_err(backend)?;
+        if let Some(ticks) = &self.ticks {
+            // Full means a tick is already pending: the checkpointer will see this commit too.
+            let _ = ticks.try_send(());
+        }
         self.shared.batches.fetch_add(1, Ordering::Relaxed);
         self.shared
             .commands
