@@ -23,10 +23,19 @@ use super::{Claim, Memo, PushKey, StoreError};
 
 const SHARDS: usize = 32;
 
+/// An in-flight claim older than this is presumed dead (its handler vanished without committing
+/// or abandoning) and a new claim takes over. Safe even if the first handler is merely slow: a
+/// second commit of the key finds the first's row and is answered with its memo
+/// ([`super::CommitReport::replay`]). WeChat stops retrying after about 15 s.
+pub const STALE_IN_FLIGHT_SECS: i64 = 30;
+
 /// The state of one key.
 enum Slot {
-    /// Being handled; waiters hold receivers of this sender.
-    InFlight(watch::Sender<Option<Memo>>),
+    /// Being handled since `since` (unix seconds); waiters hold receivers of `tx`.
+    InFlight {
+        tx: watch::Sender<Option<Memo>>,
+        since: i64,
+    },
     /// Answered with this memo; `at` is when (unix seconds).
     Done { memo: Memo, at: i64 },
 }
@@ -87,10 +96,17 @@ impl DedupeCache {
         shard.evict(now, self.hot_secs);
         match shard.map.get(key) {
             Some(Slot::Done { memo, .. }) => Claim::Done(memo.clone()),
-            Some(Slot::InFlight(tx)) => Claim::InFlight(tx.subscribe()),
-            None => {
+            Some(Slot::InFlight { tx, since })
+                if now.saturating_sub(*since) < STALE_IN_FLIGHT_SECS =>
+            {
+                Claim::InFlight(tx.subscribe())
+            }
+            // New, or a stale claim: replacing it closes the old waiters, who claim again.
+            _ => {
                 let (tx, _) = watch::channel(None);
-                shard.map.insert(key.clone(), Slot::InFlight(tx));
+                shard
+                    .map
+                    .insert(key.clone(), Slot::InFlight { tx, since: now });
                 Claim::New
             }
         }
@@ -100,7 +116,7 @@ impl DedupeCache {
     pub fn abandon(&self, key: &PushKey) {
         let mut shard = self.shard(key);
         if let Entry::Occupied(e) = shard.map.entry(key.clone())
-            && matches!(e.get(), Slot::InFlight(_))
+            && matches!(e.get(), Slot::InFlight { .. })
         {
             e.remove();
         }
@@ -117,7 +133,7 @@ impl DedupeCache {
             },
         );
         shard.order.push_back((at, key.clone()));
-        if let Some(Slot::InFlight(tx)) = previous {
+        if let Some(Slot::InFlight { tx, .. }) = previous {
             // Waiters read the value even after the sender is dropped.
             tx.send_replace(Some(memo));
         }
@@ -248,6 +264,22 @@ mod tests {
         c.resolve(&k, memo("x"), 0);
         c.abandon(&k);
         assert!(matches!(c.claim(&k, 1), Claim::Done(_)));
+    }
+
+    #[test]
+    fn a_stale_in_flight_claim_is_taken_over() {
+        let c = DedupeCache::new(600);
+        let k = PushKey("a|m|5".into());
+        assert!(matches!(c.claim(&k, 0), Claim::New));
+        let Claim::InFlight(rx) = c.claim(&k, STALE_IN_FLIGHT_SECS - 1) else {
+            panic!()
+        };
+        assert!(matches!(c.claim(&k, STALE_IN_FLIGHT_SECS), Claim::New));
+        assert!(rx.has_changed().is_err(), "old waiters are released");
+        assert!(matches!(
+            c.claim(&k, STALE_IN_FLIGHT_SECS),
+            Claim::InFlight(_)
+        ));
     }
 
     #[test]

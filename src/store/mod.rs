@@ -22,6 +22,31 @@
 //! fsync covers many pushes. Reads on the request path ([`Store::claim`], [`Store::session`]) are
 //! in-memory lookups.
 //!
+//! # Using it
+//!
+//! Start-up: `SqliteStore::open(&settings.data_dir, StoreOptions::from_settings(&settings))`, then
+//! `spawn_outbox_worker(Arc::new(store.clone()), deliver, WorkerOptions::default(), shutdown)`.
+//! Per push, the handler:
+//!
+//! ```text
+//! match resolve_claim(&store, &key, now).await? {          // bounded by the 5 s budget
+//!     Resolved::Replay(memo) => answer(memo),               // a retry: same answer, nothing else
+//!     Resolved::New => {
+//!         let guard = ClaimGuard::new(&store, key.clone()); // abandons if we bail out
+//!         let session = store.session(app, openid, now)?;
+//!         let record = PushRecord { memo, session, quota_trigger, outbox, log, .. };
+//!         let ticket = store.commit(record);
+//!         guard.committed();
+//!         let report = ticket.await??;                      // durable from here on
+//!         answer(report.replay.unwrap_or(memo))             // replay: a late retry
+//!     }
+//! }
+//! ```
+//!
+//! A ticket whose sender is dropped (`RecvError`) means the store closed. Shutdown: stop the HTTP
+//! server, resolve the worker's shutdown future and await it (sends in flight finish), then
+//! [`SqliteStore::close`].
+//!
 //! Module map: [`schema`] (migrations, pragmas), [`sqlite`] (the store), [`writer`],
 //! [`checkpoint`] (WAL checkpoints off the commit path),
 //! [`dedupe`], [`sessions`], [`quota`], [`outbox`], [`log`], [`retention`], [`stats`] (operators'
@@ -243,11 +268,45 @@ pub async fn resolve_claim(
     }
 }
 
+/// Abandons a claim when dropped unless [`ClaimGuard::committed`] was called: a handler whose
+/// future is dropped (client gone, panic, early return) never leaves WeChat's retries waiting.
+pub struct ClaimGuard<'a> {
+    /// The store holding the claim.
+    store: &'a dyn Store,
+    /// The claimed key; `None` once committed.
+    key: Option<PushKey>,
+}
+
+impl<'a> ClaimGuard<'a> {
+    /// Guards the claim of `key` (call after [`Resolved::New`]).
+    pub fn new(store: &'a dyn Store, key: PushKey) -> Self {
+        Self {
+            store,
+            key: Some(key),
+        }
+    }
+
+    /// The record was handed to [`Store::commit`]: the writer now owns the claim (it resolves it,
+    /// or releases it if the commit fails).
+    pub fn committed(mut self) {
+        self.key = None;
+    }
+}
+
+impl Drop for ClaimGuard<'_> {
+    fn drop(&mut self) {
+        if let Some(key) = self.key.take() {
+            self.store.abandon(&key);
+        }
+    }
+}
+
 /// The outbox as the worker sees it: claim what is due, settle what was tried.
 ///
 /// A claim moves entries from `queued` to `sending`, only the oldest unsettled entry of each user
 /// (one user's messages go strictly in order), so that with a shared backend the claim is also
-/// the lease that keeps two instances from sending one entry.
+/// the lease that keeps two instances from sending one entry. SQLite, with one instance, returns
+/// `sending` entries to the queue at open; a shared backend would give claims an expiry instead.
 pub trait Outbox: Send + Sync + 'static {
     /// Notified whenever a commit queues entries, so the worker starts without polling delay.
     fn wakeup(&self) -> Arc<Notify>;

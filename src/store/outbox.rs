@@ -119,7 +119,9 @@ pub fn insert(
     Ok(tx.last_insert_rowid())
 }
 
-/// Claims up to `limit` due entries, at most one per user (the user's oldest unsettled one).
+/// Claims up to `limit` due entries, at most one per user (the user's oldest unsettled one),
+/// longest due first. Walks the `outbox_due` index and stops at `limit`, so a large backlog after
+/// an outage costs little per claim.
 pub fn claim_due(tx: &Transaction<'_>, now_ms: i64, limit: usize) -> Result<Claimed, StoreError> {
     let heads = "o.state = 'queued' AND NOT EXISTS (SELECT 1 FROM outbox p \
                  WHERE p.app = o.app AND p.openid = o.openid AND p.id < o.id \
@@ -130,7 +132,7 @@ pub fn claim_due(tx: &Transaction<'_>, now_ms: i64, limit: usize) -> Result<Clai
             .prepare_cached(&format!(
                 "SELECT o.id, o.app, o.openid, o.message, o.attempts, o.created_ms, \
                  o.first_attempt_ms FROM outbox o \
-                 WHERE o.next_attempt_ms <= ?1 AND {heads} ORDER BY o.id LIMIT ?2"
+                 WHERE o.next_attempt_ms <= ?1 AND {heads} ORDER BY o.next_attempt_ms, o.id LIMIT ?2"
             ))
             .map_err(backend)?;
         let rows = select

@@ -60,7 +60,7 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX outbox_pending_user ON outbox(app, openid, id)
         WHERE state IN ('queued', 'sending');
-    CREATE INDEX outbox_due ON outbox(next_attempt_ms) WHERE state = 'queued';
+    CREATE INDEX outbox_due ON outbox(next_attempt_ms, id) WHERE state = 'queued';
     CREATE INDEX outbox_failed ON outbox(finished_ms) WHERE state = 'failed';
 
     CREATE TABLE messages (

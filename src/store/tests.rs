@@ -1051,3 +1051,62 @@ fn futures_lite_block_on<T>(f: impl Future<Output = T>) -> T {
         .unwrap()
         .block_on(f)
 }
+
+#[tokio::test]
+async fn a_claim_guard_abandons_unless_committed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let at = now();
+    let key = PushKey("demo|m|77".into());
+    {
+        assert_eq!(
+            resolve_claim(&store, &key, at).await.unwrap(),
+            Resolved::New
+        );
+        let _guard = ClaimGuard::new(&store, key.clone());
+        // The handler bails out (error, dropped future) without committing.
+    }
+    assert!(matches!(store.claim(&key, at).unwrap(), Claim::New));
+    let guard = ClaimGuard::new(&store, key.clone());
+    let ticket = store.commit(push("77", "u", at, &[]));
+    guard.committed();
+    ticket.await.unwrap().unwrap();
+    assert!(matches!(store.claim(&key, at).unwrap(), Claim::Done(_)));
+}
+
+#[tokio::test]
+async fn a_failed_batch_publishes_nothing_and_releases_waiters() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(open(dir.path()));
+    // Inject a failure: the conversation-log insert of a text "boom" aborts.
+    Connection::open(store.path())
+        .unwrap()
+        .execute_batch(
+            "CREATE TRIGGER boom BEFORE INSERT ON messages WHEN NEW.text = 'boom' \
+             BEGIN SELECT RAISE(ABORT, 'injected failure'); END;",
+        )
+        .unwrap();
+    let at = now();
+    let mut record = push("13", "u", at, &["hi"]);
+    record.log.text = Some("boom".into());
+    record.session = Some(Session {
+        menu: None,
+        handoff_until: Some(at + 600),
+    });
+    let key = record.key.clone();
+    assert!(matches!(store.claim(&key, at).unwrap(), Claim::New));
+    let Claim::InFlight(mut waiter) = store.claim(&key, at).unwrap() else {
+        panic!()
+    };
+    let err = store.commit(record).await.unwrap().unwrap_err();
+    assert!(err.to_string().contains("injected failure"), "{err}");
+    assert!(waiter.changed().await.is_err(), "the waiter is released");
+    assert!(matches!(store.claim(&key, at).unwrap(), Claim::New));
+    assert_eq!(store.session("demo", "u", at).unwrap(), Session::default());
+    assert_eq!(store.outbox_depth(), 0);
+    assert_eq!(count(&store, "SELECT count(*) FROM outbox"), 0);
+    assert_eq!(count(&store, "SELECT count(*) FROM quota"), 0);
+    // The store goes on serving.
+    commit(&store, push("14", "u", at, &["hi"])).await;
+    assert_eq!(store.outbox_depth(), 1);
+}
