@@ -1,8 +1,15 @@
 //! Throughput of the request path's state work: `claim` + `commit` (awaited until durable) with
-//! concurrent committers (32, and 256 for FULL) on a 2-worker runtime, as the HTTP handlers would drive it. Each push
-//! carries a log line, a quota trigger and one outbox message. Target: ≥ 20,000 pushes/s.
+//! concurrent committers (32, and 256 for FULL) on a 2-worker runtime, as the HTTP handlers would
+//! drive it. Each push carries a log line, a quota trigger and one outbox message. Target:
+//! ≥ 20,000 pushes/s.
 //!
 //! `cargo bench --bench store`; criterion prints the rate as `thrpt` (elements = pushes).
+//!
+//! Reading the figures: each committer waits for its push to be durable, so throughput is at most
+//! committers / commit latency. With FULL the latency includes one WAL fsync, which on the 2-core
+//! dev machine measured 0.12 ms on a quiet disk and ~4.5 ms while other builds ran: 32 committers
+//! then gave ~25k/s and ~6–9k/s respectively, while 256 committers (mean batch ~130) stayed above
+//! 20k/s in both cases. NORMAL has no fsync on the commit path.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -327,7 +327,8 @@ pub trait Outbox: Send + Sync + 'static {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Durability {
     /// `synchronous=FULL`: the WAL is fsynced at every commit, so an acknowledged push survives a
-    /// power loss or OS crash. Group commit pays one fsync per batch, not per push.
+    /// power loss or OS crash. Group commit pays one fsync per batch, not per push, so throughput
+    /// is roughly the pushes in flight divided by the fsync latency (see `benches/store.rs`).
     #[default]
     Full,
     /// `synchronous=NORMAL`: survives a crash of kefu, but the last commits may be lost on power
