@@ -16,8 +16,8 @@ use crate::config::Settings;
 use crate::http::{self, AppRuntime, State};
 use crate::metrics::Metrics;
 use crate::rules::reload::{ReloadOutcome, RulesHandle, spawn_watcher};
-use crate::store::Store;
-use crate::store::memory::MemoryStore;
+use crate::store::{SqliteStore, Store, StoreOptions, WorkerOptions, spawn_outbox_worker};
+use crate::wechat::{ClientOptions, MeteredDeliver, WechatClient};
 
 /// A built, bound, not yet running kefu.
 pub struct Application {
@@ -28,6 +28,10 @@ pub struct Application {
     state: web::Data<State>,
     /// One handle per distinct rules folder; SIGHUP reloads them all.
     rule_handles: Vec<Arc<RulesHandle>>,
+    /// The store, closed last on shutdown.
+    store: SqliteStore,
+    /// What the outbox worker sends through.
+    deliver: Arc<MeteredDeliver>,
 }
 
 impl Application {
@@ -92,13 +96,20 @@ impl Application {
             );
         }
 
-        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let sqlite = SqliteStore::open(&settings.data_dir, StoreOptions::from_settings(&settings))
+            .with_context(|| format!("opening the store in {}", settings.data_dir.display()))?;
+        let client =
+            WechatClient::new(&settings.api_base, &settings.apps, ClientOptions::default())
+                .context("building the WeChat API client")?;
+        let store: Arc<dyn Store> = Arc::new(sqlite.clone());
         let state = web::Data::new(State {
             settings: settings.clone(),
             apps,
             rules: global,
             store,
-            metrics,
+            ops: sqlite.clone(),
+            client: client.clone(),
+            metrics: metrics.clone(),
         });
 
         let listener = TcpListener::bind(&settings.listen)
@@ -137,6 +148,7 @@ impl Application {
             apps = settings.apps.len(),
             "kefu is listening"
         );
+        let deliver = Arc::new(MeteredDeliver::new(client, metrics));
         Ok(Self {
             port,
             admin_port,
@@ -144,6 +156,8 @@ impl Application {
             admin,
             state,
             rule_handles,
+            store: sqlite,
+            deliver,
         })
     }
 
@@ -178,6 +192,18 @@ impl Application {
                 tracing::warn!(dir = %handle.dir().display(), error = %e, "cannot watch the rules folder: reload with SIGHUP");
             }
         }
+        let worker_stop = {
+            let mut stop = stop_rx.clone();
+            async move {
+                let _ = stop.wait_for(|s| *s).await;
+            }
+        };
+        let mut worker = spawn_outbox_worker(
+            Arc::new(self.store.clone()),
+            self.deliver.clone(),
+            WorkerOptions::default(),
+            worker_stop,
+        );
         let server_handle = self.server.handle();
         let admin_handle = self.admin.handle();
         let mut server = tokio::spawn(self.server);
@@ -195,11 +221,23 @@ impl Application {
                 }
                 r = &mut server => { tracing::error!(result = ?r, "public listener stopped"); break; }
                 r = &mut admin => { tracing::error!(result = ?r, "admin listener stopped"); break; }
+                r = &mut worker => { tracing::error!(result = ?r, "outbox worker stopped"); break; }
             }
         }
+        // Finish the requests in flight, then let the worker finish its sends in flight; what is
+        // not sent stays in the outbox for the next start.
         server_handle.stop(true).await;
         admin_handle.stop(true).await;
         let _ = stop_tx.send(true);
+        if !worker.is_finished() {
+            match worker.await {
+                Ok(Ok(summary)) => tracing::info!(?summary, "outbox worker stopped"),
+                Ok(Err(e)) => tracing::error!(error = %e, "outbox worker failed"),
+                Err(e) => tracing::error!(error = %e, "outbox worker task failed"),
+            }
+        }
+        let store = self.store.clone();
+        let _ = tokio::task::spawn_blocking(move || store.close()).await;
         tracing::info!("stopped");
         Ok(())
     }

@@ -5,6 +5,7 @@ pub mod check;
 pub mod eval;
 pub mod send;
 pub mod serve;
+pub mod stats;
 pub mod try_cmd;
 
 use std::path::{Path, PathBuf};
@@ -159,8 +160,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             since,
             json,
         } => {
-            let _ = (config, since, json);
-            anyhow::bail!("kefu stats is not available yet")
+            stats::run_stats(&load_settings(&config)?, &since, json)?;
+            Ok(ExitCode::SUCCESS)
         }
     }
 }

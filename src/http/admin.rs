@@ -24,6 +24,10 @@ pub async fn metrics(req: HttpRequest, state: web::Data<State>) -> HttpResponse 
     if !authorized(&req, &state) {
         return HttpResponse::Unauthorized().finish();
     }
+    state
+        .metrics
+        .outbox_depth
+        .set(state.ops.outbox_depth() as i64);
     let registry = state.metrics.registry();
     HttpResponse::Ok()
         .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")

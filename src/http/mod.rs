@@ -15,7 +15,8 @@ use actix_web::web;
 use crate::config::Settings;
 use crate::metrics::Metrics;
 use crate::rules::reload::RulesHandle;
-use crate::store::Store;
+use crate::store::{SqliteStore, Store};
+use crate::wechat::WechatClient;
 pub use webhook::AppRuntime;
 
 /// Everything a handler may use; shared by both listeners.
@@ -25,7 +26,12 @@ pub struct State {
     pub apps: HashMap<String, Arc<AppRuntime>>,
     /// The rules of the global `rules_dir` (what `/healthz` reports).
     pub rules: Arc<RulesHandle>,
+    /// The request path's state, reached only through the trait (SPEC §8).
     pub store: Arc<dyn Store>,
+    /// The operators' read side (outbox depth, failures, stats) for metrics and the console.
+    pub ops: SqliteStore,
+    /// The API client (its dry-run record is shown on the console).
+    pub client: WechatClient,
     pub metrics: Metrics,
 }
 

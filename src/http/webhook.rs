@@ -334,6 +334,15 @@ async fn process(
     let ticket = state.store.commit(record);
     match tokio::time::timeout_at(deadline, ticket).await {
         Ok(Ok(Ok(report))) => {
+            // A late retry whose memo had left memory: the first answer, found on disk.
+            if let Some(replay) = report.replay {
+                state
+                    .metrics
+                    .duplicates
+                    .get_or_create(&AppLabels { app: app_id.into() })
+                    .inc();
+                return memo_response(&replay);
+            }
             if !report.dropped.is_empty() {
                 for _ in &report.dropped {
                     state.metrics.send_outcome("dropped");

@@ -1,13 +1,84 @@
 //! State that must outlive a request: dedupe memos, per-user sessions, quotas, the outbox and the
 //! conversation log.
 //!
-//! The request path reaches state only through the [`Store`] trait, so that a shared backend
-//! (Redis, for several instances) is a second implementation, not a rewrite. The SQLite backend
-//! keeps everything in one file under `data_dir`.
-//! STUB: the trait is fixed; the SQLite implementation and the outbox worker come with the
-//! store work.
+//! The request path reaches state only through the [`Store`] trait, and the outbox worker only
+//! through the [`Outbox`] trait, so that a shared backend (Redis, for several instances, SPEC §8)
+//! is a second implementation, not a rewrite. The SQLite backend, [`SqliteStore`], keeps
+//! everything in one file, `data_dir/kefu.sqlite3`.
+//!
+//! # Who owns what
+//!
+//! | state | owner (SQLite backend) | with several instances |
+//! |---|---|---|
+//! | dedupe memos ([`Store::claim`]) | [`dedupe`]: hot map in memory, rows on disk for 24 h | **shared**: a retry may reach another instance |
+//! | sessions (menu, handoff) | [`sessions`]: map in memory, rows on disk | **shared**: the user's next message may reach another instance |
+//! | quotas (send windows) | [`quota`]: owned by the writer thread, rows on disk | **shared**: the window is WeChat's, per user |
+//! | outbox | [`outbox`]: rows on disk, claimed by the worker (`queued` → `sending`) | **shared**: the claim is a lease, so one instance sends each entry |
+//! | access token | the API client ([`crate::wechat`]) | **shared** (stable_token already makes it safe) |
+//! | conversation log, send log | [`log`]: rows on disk | **per instance**, like metrics and compiled rules |
+//!
+//! Every write goes through one writer thread ([`writer`]) that batches everything pending into
+//! one transaction (group commit): a push is answered only once its records are durable, and one
+//! fsync covers many pushes. Reads on the request path ([`Store::claim`], [`Store::session`]) are
+//! in-memory lookups.
+//!
+//! # Using it
+//!
+//! Start-up: `SqliteStore::open(&settings.data_dir, StoreOptions::from_settings(&settings))`, then
+//! `spawn_outbox_worker(Arc::new(store.clone()), deliver, WorkerOptions::default(), shutdown)`.
+//! Per push, the handler:
+//!
+//! ```text
+//! match resolve_claim(&store, &key, now).await? {          // bounded by the 5 s budget
+//!     Resolved::Replay(memo) => answer(memo),               // a retry: same answer, nothing else
+//!     Resolved::New => {
+//!         let guard = ClaimGuard::new(&store, key.clone()); // abandons if we bail out
+//!         let session = store.session(app, openid, now)?;
+//!         let record = PushRecord { memo, session, quota_trigger, outbox, log, .. };
+//!         let ticket = store.commit(record);
+//!         guard.committed();
+//!         let report = ticket.await??;                      // durable from here on
+//!         answer(report.replay.unwrap_or(memo))             // replay: a late retry
+//!     }
+//! }
+//! ```
+//!
+//! A ticket whose sender is dropped (`RecvError`) means the store closed. Shutdown: stop the HTTP
+//! server, resolve the worker's shutdown future and await it (sends in flight finish), then
+//! [`SqliteStore::close`].
+//!
+//! Module map: [`schema`] (migrations, pragmas), [`sqlite`] (the store), [`writer`],
+//! [`checkpoint`] (WAL checkpoints off the commit path),
+//! [`dedupe`], [`sessions`], [`quota`], [`outbox`], [`log`], [`retention`], [`stats`] (operators'
+//! read side), [`outbox_worker`] (sends the outbox through [`crate::wechat::Deliver`]).
 
-pub mod memory;
+pub mod checkpoint;
+pub mod dedupe;
+pub mod log;
+pub mod outbox;
+pub mod outbox_worker;
+pub mod quota;
+pub mod retention;
+pub mod schema;
+pub mod sessions;
+pub mod sqlite;
+pub mod stats;
+pub mod writer;
+
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Notify;
+
+pub use outbox::{Claimed, FailedEntry, OutboxCounts, OutboxEntry, Settlement};
+pub use outbox_worker::{WorkerOptions, WorkerSummary, spawn_outbox_worker};
+pub use sqlite::SqliteStore;
+
+use crate::config::QuotaSettings;
+use crate::wechat::BoxFuture;
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::{oneshot, watch};
@@ -21,6 +92,7 @@ use crate::protocol::{InboundMessage, MsgKind};
 pub struct PushKey(pub String);
 
 impl PushKey {
+    /// The dedupe key of `msg` pushed to `app`.
     pub fn of(app: &str, msg: &InboundMessage) -> Self {
         match (&msg.msg_id, &msg.kind) {
             (Some(id), _) => Self(format!("{app}|m|{id}")),
@@ -41,7 +113,9 @@ impl PushKey {
 /// The exact HTTP answer given to a push, replayed to its retries.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Memo {
+    /// The Content-Type of the answer; `None` for a bare `success`.
     pub content_type: Option<String>,
+    /// The body, byte for byte (already encrypted when the push was).
     pub body: String,
 }
 
@@ -60,6 +134,7 @@ pub enum Claim {
 /// A clarify menu waiting for `1`, `2` or `3`.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct Menu {
+    /// The FAQ entry ids offered, in the order of their numbers.
     pub options: Vec<String>,
     /// Unix seconds after which the menu no longer answers.
     pub expires_at: i64,
@@ -68,6 +143,7 @@ pub struct Menu {
 /// Per-user conversation state.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct Session {
+    /// A clarify menu the next message may answer.
     pub menu: Option<Menu>,
     /// Unix seconds until which the user's messages are transferred to humans again.
     pub handoff_until: Option<i64>,
@@ -76,28 +152,37 @@ pub struct Session {
 /// What opened (or refreshed) the user's send window (protocol doc §6.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum QuotaTrigger {
+    /// Any message the user sends: 5 messages within 48 h.
     UserMessage,
+    /// `user_enter_tempsession`: 2 messages within 1 min.
     SessionEnter,
 }
 
 /// What the conversation log records of one push.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct LogRecord {
+    /// The push's MsgType (`text`, `image`, `event`, …).
     pub msg_type: String,
     /// The user's text (text messages only).
     pub text: Option<String>,
+    /// The rule that decided, if any.
     pub rule: Option<String>,
+    /// The FAQ entry answered, if any.
     pub faq: Option<String>,
     /// `reply`, `faq`, `clarify`, `handoff`, `default`, `ignore`.
     pub action: String,
+    /// Whether the user was transferred to a human.
     pub handoff: bool,
 }
 
 /// Everything one push changes, committed together (group commit) before it is answered.
 #[derive(Debug, Clone)]
 pub struct PushRecord {
+    /// The dedupe key of the push.
     pub key: PushKey,
+    /// The app id of `kefu.yaml` (the URL path segment).
     pub app: String,
+    /// The user (the push's FromUserName).
     pub openid: String,
     /// Unix seconds when the push was received.
     pub received_at: i64,
@@ -105,9 +190,12 @@ pub struct PushRecord {
     pub memo: Memo,
     /// The user's new session state; `None` leaves it unchanged.
     pub session: Option<Session>,
+    /// `UserMessage` for every user message, `SessionEnter` for `user_enter_tempsession`, `None`
+    /// for other events: what (re)opens the user's send window before `outbox` is admitted.
     pub quota_trigger: Option<QuotaTrigger>,
     /// Messages to send through the API, in order.
     pub outbox: Vec<OutboundMessage>,
+    /// The conversation-log line of the push.
     pub log: LogRecord,
 }
 
@@ -118,9 +206,14 @@ pub struct CommitReport {
     pub queued: usize,
     /// Messages not queued, with the reason (over quota).
     pub dropped: Vec<String>,
+    /// Set when the push had already been committed (a retry arriving after its memo left the
+    /// hot cache): nothing was written or queued, and the retry must be answered with this, the
+    /// first answer.
+    pub replay: Option<Memo>,
 }
 
-#[derive(Debug, Clone, thiserror::Error)]
+/// Why the store could not do what was asked.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
     #[error("store: {0}")]
     Backend(String),
@@ -141,4 +234,154 @@ pub trait Store: Send + Sync + 'static {
     fn session(&self, app: &str, openid: &str, now: i64) -> Result<Session, StoreError>;
     /// Queues the record for the next group commit.
     fn commit(&self, record: PushRecord) -> CommitTicket;
+}
+
+/// What a request does with a push once dedupe has spoken (see [`resolve_claim`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resolved {
+    /// Handle it, then [`Store::commit`] or [`Store::abandon`].
+    New,
+    /// Answer with this memo and do nothing else.
+    Replay(Memo),
+}
+
+/// Claims a push, waiting for an in-flight first attempt to finish; claims again when that attempt
+/// was abandoned. The caller bounds the wait (WeChat wants an answer within 5 s).
+pub async fn resolve_claim(
+    store: &dyn Store,
+    key: &PushKey,
+    now: i64,
+) -> Result<Resolved, StoreError> {
+    loop {
+        match store.claim(key, now)? {
+            Claim::New => return Ok(Resolved::New),
+            Claim::Done(memo) => return Ok(Resolved::Replay(memo)),
+            Claim::InFlight(mut rx) => {
+                if let Ok(memo) = rx.wait_for(Option::is_some).await
+                    && let Some(memo) = memo.clone()
+                {
+                    return Ok(Resolved::Replay(memo));
+                }
+                // The first attempt was abandoned (or its commit failed): claim again.
+            }
+        }
+    }
+}
+
+/// Abandons a claim when dropped unless [`ClaimGuard::committed`] was called: a handler whose
+/// future is dropped (client gone, panic, early return) never leaves WeChat's retries waiting.
+pub struct ClaimGuard<'a> {
+    /// The store holding the claim.
+    store: &'a dyn Store,
+    /// The claimed key; `None` once committed.
+    key: Option<PushKey>,
+}
+
+impl<'a> ClaimGuard<'a> {
+    /// Guards the claim of `key` (call after [`Resolved::New`]).
+    pub fn new(store: &'a dyn Store, key: PushKey) -> Self {
+        Self {
+            store,
+            key: Some(key),
+        }
+    }
+
+    /// The record was handed to [`Store::commit`]: the writer now owns the claim (it resolves it,
+    /// or releases it if the commit fails).
+    pub fn committed(mut self) {
+        self.key = None;
+    }
+}
+
+impl Drop for ClaimGuard<'_> {
+    fn drop(&mut self) {
+        if let Some(key) = self.key.take() {
+            self.store.abandon(&key);
+        }
+    }
+}
+
+/// The outbox as the worker sees it: claim what is due, settle what was tried.
+///
+/// A claim moves entries from `queued` to `sending`, only the oldest unsettled entry of each user
+/// (one user's messages go strictly in order), so that with a shared backend the claim is also
+/// the lease that keeps two instances from sending one entry. SQLite, with one instance, returns
+/// `sending` entries to the queue at open; a shared backend would give claims an expiry instead.
+pub trait Outbox: Send + Sync + 'static {
+    /// Notified whenever a commit queues entries, so the worker starts without polling delay.
+    fn wakeup(&self) -> Arc<Notify>;
+    /// Claims up to `limit` entries due at `now_ms` (unix milliseconds).
+    fn claim_due(&self, now_ms: i64, limit: usize) -> BoxFuture<'_, Result<Claimed, StoreError>>;
+    /// Records what became of a claimed entry; resolves once that is durable.
+    fn settle(
+        &self,
+        id: i64,
+        settlement: Settlement,
+        now_ms: i64,
+    ) -> BoxFuture<'_, Result<(), StoreError>>;
+    /// Entries not yet settled for good (queued or sending).
+    fn depth(&self) -> u64;
+}
+
+/// How hard a commit is pushed to disk before the push is answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// `synchronous=FULL`: the WAL is fsynced at every commit, so an acknowledged push survives a
+    /// power loss or OS crash. Group commit pays one fsync per batch, not per push, so throughput
+    /// is roughly the pushes in flight divided by the fsync latency (see `benches/store.rs`).
+    #[default]
+    Full,
+    /// `synchronous=NORMAL`: survives a crash of kefu, but the last commits may be lost on power
+    /// loss. For disks with a very slow fsync.
+    Normal,
+}
+
+/// Tuning of [`SqliteStore`].
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// The send windows WeChat allows (SPEC §6).
+    pub quota: QuotaSettings,
+    /// See [`Durability`].
+    pub durability: Durability,
+    /// How long an answered push stays in memory for [`Store::claim`] (and is loaded at open).
+    /// WeChat retries within seconds; minutes leave a wide margin.
+    pub dedupe_hot_secs: i64,
+    /// How long dedupe rows stay on disk: a retry later than the hot window still finds its memo
+    /// at commit ([`CommitReport::replay`]).
+    pub dedupe_keep_secs: i64,
+    /// Conversation log and failed outbox entries are deleted after this many days.
+    pub log_retention_days: u32,
+    /// How often expired rows are purged (also once at open).
+    pub purge_interval: Duration,
+    /// At most this many commands in one transaction.
+    pub max_batch: usize,
+}
+
+impl StoreOptions {
+    /// Defaults with the given quota numbers.
+    pub fn new(quota: QuotaSettings) -> Self {
+        Self {
+            quota,
+            durability: Durability::Full,
+            dedupe_hot_secs: 15 * 60,
+            dedupe_keep_secs: 24 * 3600,
+            log_retention_days: 30,
+            purge_interval: Duration::from_secs(10 * 60),
+            max_batch: 4096,
+        }
+    }
+
+    /// Options from `kefu.yaml`.
+    pub fn from_settings(settings: &crate::config::Settings) -> Self {
+        Self {
+            log_retention_days: settings.log_retention_days,
+            ..Self::new(settings.quota.clone())
+        }
+    }
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self::new(QuotaSettings::default())
+    }
 }

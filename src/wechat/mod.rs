@@ -51,3 +51,37 @@ pub trait Deliver: Send + Sync {
         message: &'a OutboundMessage,
     ) -> BoxFuture<'a, SendOutcome>;
 }
+
+/// The API client seen through metrics: counts every send by outcome (`sent`, `dry_run`,
+/// `retry`, `failed`) for `kefu_sends_total`.
+pub struct MeteredDeliver {
+    client: WechatClient,
+    metrics: crate::metrics::Metrics,
+}
+
+impl MeteredDeliver {
+    pub fn new(client: WechatClient, metrics: crate::metrics::Metrics) -> Self {
+        Self { client, metrics }
+    }
+}
+
+impl Deliver for MeteredDeliver {
+    fn deliver<'a>(
+        &'a self,
+        app_id: &'a str,
+        openid: &'a str,
+        message: &'a OutboundMessage,
+    ) -> BoxFuture<'a, SendOutcome> {
+        Box::pin(async move {
+            let outcome = self.client.send(app_id, openid, message).await;
+            let label = match &outcome {
+                SendOutcome::Accepted if self.client.is_dry_run(app_id) == Some(true) => "dry_run",
+                SendOutcome::Accepted => "sent",
+                SendOutcome::Retry { .. } => "retry",
+                SendOutcome::Failed { .. } => "failed",
+            };
+            self.metrics.send_outcome(label);
+            outcome
+        })
+    }
+}

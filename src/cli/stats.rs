@@ -1,0 +1,71 @@
+//! `kefu stats [--config FILE] [--since 7d]`: prints what the conversation log says since a
+//! duration ago (SPEC §1). The report itself is [`crate::store::stats`]; this only parses the
+//! duration, finds the database under `data_dir` and prints.
+
+use anyhow::{Context, bail};
+
+use crate::config::Settings;
+use crate::store::schema::DB_FILE;
+use crate::store::stats;
+
+/// Parses `7d`, `24h`, `30m` or `90s` into seconds.
+pub fn parse_since(text: &str) -> anyhow::Result<i64> {
+    let text = text.trim();
+    let Some(unit) = text.chars().last() else {
+        bail!("--since: empty duration (try 7d, 24h or 30m)");
+    };
+    let per_unit: i64 = match unit {
+        'd' => 86_400,
+        'h' => 3_600,
+        'm' => 60,
+        's' => 1,
+        _ => bail!("--since {text:?}: end it with d, h, m or s (as in 7d, 24h, 30m)"),
+    };
+    let number = &text[..text.len() - unit.len_utf8()];
+    let n: i64 = number.parse().ok().filter(|n| *n > 0).with_context(|| {
+        format!("--since {text:?}: expected a positive whole number before {unit:?}")
+    })?;
+    n.checked_mul(per_unit)
+        .with_context(|| format!("--since {text:?}: too long"))
+}
+
+/// Runs `kefu stats`.
+pub fn run_stats(settings: &Settings, since: &str, json: bool) -> anyhow::Result<()> {
+    let secs = parse_since(since)?;
+    let now = crate::store::writer::unix_now();
+    let db = settings.data_dir.join(DB_FILE);
+    let report = stats::collect(&db, now.saturating_sub(secs), settings.tz)
+        .with_context(|| format!("kefu stats: reading {}", db.display()))?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{report}");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_since("7d").unwrap(), 7 * 86_400);
+        assert_eq!(parse_since("24h").unwrap(), 86_400);
+        assert_eq!(parse_since(" 30m ").unwrap(), 1_800);
+        assert_eq!(parse_since("90s").unwrap(), 90);
+        for bad in [
+            "",
+            "7",
+            "d",
+            "-1d",
+            "0h",
+            "1.5d",
+            "7w",
+            "七d",
+            "99999999999999999d",
+        ] {
+            assert!(parse_since(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+}

@@ -1,0 +1,295 @@
+//! Dedupe of WeChat's retries: the in-memory map behind [`Store::claim`](super::Store::claim),
+//! and the rows that back it on disk.
+//!
+//! A key is either in flight (its first attempt is being handled; later attempts wait on a watch
+//! channel) or done (its memo is durable and is replayed). Done keys stay in memory for the hot
+//! window (they are reloaded from disk at open, so a retry across a restart is still answered
+//! with the same memo) and on disk for a day, where a later commit of the same key finds them.
+//!
+//! The map is sharded so that concurrent requests rarely meet on one lock. Lock poisoning is
+//! ignored on purpose: every critical section is a single map operation that leaves the map
+//! consistent even if a panic unwinds through it, and refusing every later push would be worse.
+
+use std::collections::hash_map::{DefaultHasher, Entry};
+use std::collections::{HashMap, VecDeque};
+use std::hash::{Hash, Hasher};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use tokio::sync::watch;
+
+use super::schema::backend;
+use super::{Claim, Memo, PushKey, StoreError};
+
+const SHARDS: usize = 32;
+
+/// An in-flight claim older than this is presumed dead (its handler vanished without committing
+/// or abandoning) and a new claim takes over. Safe even if the first handler is merely slow: a
+/// second commit of the key finds the first's row and is answered with its memo
+/// ([`super::CommitReport::replay`]). WeChat stops retrying after about 15 s.
+pub const STALE_IN_FLIGHT_SECS: i64 = 30;
+
+/// The state of one key.
+enum Slot {
+    /// Being handled since `since` (unix seconds); waiters hold receivers of `tx`.
+    InFlight {
+        tx: watch::Sender<Option<Memo>>,
+        since: i64,
+    },
+    /// Answered with this memo; `at` is when (unix seconds).
+    Done { memo: Memo, at: i64 },
+}
+
+#[derive(Default)]
+struct Shard {
+    /// Every key known to this shard.
+    map: HashMap<PushKey, Slot>,
+    /// Done keys in the order they were resolved, for eviction after the hot window.
+    order: VecDeque<(i64, PushKey)>,
+}
+
+impl Shard {
+    fn evict(&mut self, now: i64, hot_secs: i64) {
+        while let Some((at, _)) = self.order.front() {
+            if *at >= now.saturating_sub(hot_secs) {
+                break;
+            }
+            if let Some((at, key)) = self.order.pop_front()
+                && let Entry::Occupied(e) = self.map.entry(key)
+                && matches!(e.get(), Slot::Done { at: done, .. } if *done == at)
+            {
+                e.remove();
+            }
+        }
+    }
+}
+
+/// The hot dedupe map.
+pub struct DedupeCache {
+    /// The shards, chosen by the key's hash.
+    shards: Box<[Mutex<Shard>]>,
+    /// How long done keys stay in memory.
+    hot_secs: i64,
+}
+
+impl DedupeCache {
+    /// An empty cache keeping done keys for `hot_secs`.
+    pub fn new(hot_secs: i64) -> Self {
+        Self {
+            shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
+            hot_secs,
+        }
+    }
+
+    fn shard(&self, key: &PushKey) -> MutexGuard<'_, Shard> {
+        let mut h = DefaultHasher::new();
+        key.hash(&mut h);
+        let i = (h.finish() as usize) % self.shards.len();
+        self.shards[i]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Looks a key up; marks it in flight when it is new.
+    pub fn claim(&self, key: &PushKey, now: i64) -> Claim {
+        let mut shard = self.shard(key);
+        shard.evict(now, self.hot_secs);
+        match shard.map.get(key) {
+            Some(Slot::Done { memo, .. }) => Claim::Done(memo.clone()),
+            Some(Slot::InFlight { tx, since })
+                if now.saturating_sub(*since) < STALE_IN_FLIGHT_SECS =>
+            {
+                Claim::InFlight(tx.subscribe())
+            }
+            // New, or a stale claim: replacing it closes the old waiters, who claim again.
+            _ => {
+                let (tx, _) = watch::channel(None);
+                shard
+                    .map
+                    .insert(key.clone(), Slot::InFlight { tx, since: now });
+                Claim::New
+            }
+        }
+    }
+
+    /// Forgets an in-flight key; its waiters see the channel close and claim again.
+    pub fn abandon(&self, key: &PushKey) {
+        let mut shard = self.shard(key);
+        if let Entry::Occupied(e) = shard.map.entry(key.clone())
+            && matches!(e.get(), Slot::InFlight { .. })
+        {
+            e.remove();
+        }
+    }
+
+    /// Records a durable memo and hands it to the waiters.
+    pub fn resolve(&self, key: &PushKey, memo: Memo, at: i64) {
+        let mut shard = self.shard(key);
+        let previous = shard.map.insert(
+            key.clone(),
+            Slot::Done {
+                memo: memo.clone(),
+                at,
+            },
+        );
+        shard.order.push_back((at, key.clone()));
+        if let Some(Slot::InFlight { tx, .. }) = previous {
+            // Waiters read the value even after the sender is dropped.
+            tx.send_replace(Some(memo));
+        }
+    }
+
+    /// Evicts expired keys from every shard.
+    pub fn sweep(&self, now: i64) {
+        for shard in self.shards.iter() {
+            shard
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .evict(now, self.hot_secs);
+        }
+    }
+
+    /// Number of keys held (in flight or done).
+    pub fn len(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| s.lock().unwrap_or_else(PoisonError::into_inner).map.len())
+            .sum()
+    }
+
+    /// Whether no key is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Fills the cache with the memos committed within the hot window before `now`.
+    pub fn load(&self, conn: &Connection, now: i64) -> Result<usize, StoreError> {
+        let mut stmt = conn
+            .prepare("SELECT key, content_type, body, at FROM dedupe WHERE at >= ?1 ORDER BY at")
+            .map_err(backend)?;
+        let rows = stmt
+            .query_map([now.saturating_sub(self.hot_secs)], |r| {
+                Ok((
+                    PushKey(r.get(0)?),
+                    Memo {
+                        content_type: r.get(1)?,
+                        body: r.get(2)?,
+                    },
+                    r.get::<_, i64>(3)?,
+                ))
+            })
+            .map_err(backend)?;
+        let mut n = 0;
+        for row in rows {
+            let (key, memo, at) = row.map_err(backend)?;
+            self.resolve(&key, memo, at);
+            n += 1;
+        }
+        Ok(n)
+    }
+}
+
+/// Writes a memo; returns the memo already stored when the key was committed before (nothing is
+/// written then).
+pub fn insert(
+    tx: &Transaction<'_>,
+    key: &PushKey,
+    memo: &Memo,
+    at: i64,
+) -> Result<Option<Memo>, StoreError> {
+    let inserted = tx
+        .prepare_cached(
+            "INSERT INTO dedupe (key, content_type, body, at) VALUES (?1, ?2, ?3, ?4) \
+             ON CONFLICT (key) DO NOTHING",
+        )
+        .and_then(|mut s| s.execute(params![key.0, memo.content_type, memo.body, at]))
+        .map_err(backend)?;
+    if inserted == 1 {
+        return Ok(None);
+    }
+    tx.prepare_cached("SELECT content_type, body FROM dedupe WHERE key = ?1")
+        .and_then(|mut s| {
+            s.query_row([&key.0], |r| {
+                Ok(Memo {
+                    content_type: r.get(0)?,
+                    body: r.get(1)?,
+                })
+            })
+            .optional()
+        })
+        .map_err(backend)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn memo(body: &str) -> Memo {
+        Memo {
+            content_type: None,
+            body: body.into(),
+        }
+    }
+
+    #[test]
+    fn new_then_inflight_then_done() {
+        let c = DedupeCache::new(600);
+        let k = PushKey("a|m|1".into());
+        assert!(matches!(c.claim(&k, 100), Claim::New));
+        let Claim::InFlight(rx) = c.claim(&k, 100) else {
+            panic!("expected in flight")
+        };
+        c.resolve(&k, memo("success"), 100);
+        assert_eq!(rx.borrow().clone(), Some(memo("success")));
+        assert!(matches!(c.claim(&k, 101), Claim::Done(m) if m.body == "success"));
+    }
+
+    #[test]
+    fn abandon_closes_waiters_and_frees_the_key() {
+        let c = DedupeCache::new(600);
+        let k = PushKey("a|m|2".into());
+        assert!(matches!(c.claim(&k, 0), Claim::New));
+        let Claim::InFlight(rx) = c.claim(&k, 0) else {
+            panic!()
+        };
+        c.abandon(&k);
+        assert!(rx.has_changed().is_err(), "sender dropped");
+        assert!(matches!(c.claim(&k, 0), Claim::New));
+    }
+
+    #[test]
+    fn abandon_never_forgets_a_done_key() {
+        let c = DedupeCache::new(600);
+        let k = PushKey("a|m|3".into());
+        c.resolve(&k, memo("x"), 0);
+        c.abandon(&k);
+        assert!(matches!(c.claim(&k, 1), Claim::Done(_)));
+    }
+
+    #[test]
+    fn a_stale_in_flight_claim_is_taken_over() {
+        let c = DedupeCache::new(600);
+        let k = PushKey("a|m|5".into());
+        assert!(matches!(c.claim(&k, 0), Claim::New));
+        let Claim::InFlight(rx) = c.claim(&k, STALE_IN_FLIGHT_SECS - 1) else {
+            panic!()
+        };
+        assert!(matches!(c.claim(&k, STALE_IN_FLIGHT_SECS), Claim::New));
+        assert!(rx.has_changed().is_err(), "old waiters are released");
+        assert!(matches!(
+            c.claim(&k, STALE_IN_FLIGHT_SECS),
+            Claim::InFlight(_)
+        ));
+    }
+
+    #[test]
+    fn done_keys_leave_memory_after_the_hot_window() {
+        let c = DedupeCache::new(600);
+        let k = PushKey("a|m|4".into());
+        c.resolve(&k, memo("x"), 1000);
+        assert!(matches!(c.claim(&k, 1600), Claim::Done(_)));
+        c.sweep(1601);
+        assert!(c.is_empty());
+        assert!(matches!(c.claim(&k, 1601), Claim::New));
+    }
+}

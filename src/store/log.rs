@@ -1,0 +1,117 @@
+//! The conversation log: one row per push (`messages`) and one per send outcome (`sends`).
+//!
+//! Per instance, even with a shared store (SPEC §8). Only openids, never secrets or tokens: the
+//! rows are what `kefu stats` and the console read. Deleted after `log_retention_days`
+//! ([`super::retention`]).
+
+use rusqlite::{Transaction, params};
+
+use super::schema::backend;
+use super::{PushRecord, StoreError};
+
+/// What became of one send, as the log records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendLogOutcome {
+    /// WeChat accepted the message (or dry-run recorded it).
+    Sent,
+    /// The message cannot be sent (an errcode that retrying cannot fix, or the retry bound).
+    Failed,
+    /// The message was never queued (over quota).
+    Dropped,
+    /// An attempt failed and another is scheduled.
+    Retrying,
+}
+
+impl SendLogOutcome {
+    /// The word stored in the `outcome` column.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Sent => "sent",
+            Self::Failed => "failed",
+            Self::Dropped => "dropped",
+            Self::Retrying => "retrying",
+        }
+    }
+}
+
+/// Logs one push.
+pub fn insert_message(tx: &Transaction<'_>, record: &PushRecord) -> Result<(), StoreError> {
+    let log = &record.log;
+    tx.prepare_cached(
+        "INSERT INTO messages (at, app, openid, msg_type, text, rule, faq, action, handoff) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            record.received_at,
+            record.app,
+            record.openid,
+            log.msg_type,
+            log.text,
+            log.rule,
+            log.faq,
+            log.action,
+            log.handoff
+        ])
+    })
+    .map(drop)
+    .map_err(backend)
+}
+
+/// One row of the send log.
+#[derive(Debug, Clone, Copy)]
+pub struct SendLine<'a> {
+    /// Unix seconds.
+    pub at: i64,
+    /// The app id of `kefu.yaml`.
+    pub app: &'a str,
+    /// The recipient.
+    pub openid: &'a str,
+    /// The outbox entry, when there is one (a dropped message has none).
+    pub outbox_id: Option<i64>,
+    /// What happened.
+    pub outcome: SendLogOutcome,
+    /// WeChat's errcode, when it gave one.
+    pub errcode: Option<i64>,
+    /// Why, for anything but `sent`.
+    pub reason: Option<&'a str>,
+}
+
+/// Logs one send outcome.
+pub fn insert_send(tx: &Transaction<'_>, line: SendLine<'_>) -> Result<(), StoreError> {
+    tx.prepare_cached(
+        "INSERT INTO sends (at, app, openid, outbox_id, outcome, errcode, reason) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            line.at,
+            line.app,
+            line.openid,
+            line.outbox_id,
+            line.outcome.as_str(),
+            line.errcode,
+            line.reason
+        ])
+    })
+    .map(drop)
+    .map_err(backend)
+}
+
+/// Logs the outcome of a claimed outbox entry, taking app and openid from the entry.
+pub fn insert_send_for_entry(
+    tx: &Transaction<'_>,
+    at: i64,
+    outbox_id: i64,
+    outcome: SendLogOutcome,
+    errcode: Option<i64>,
+    reason: Option<&str>,
+) -> Result<(), StoreError> {
+    tx.prepare_cached(
+        "INSERT INTO sends (at, app, openid, outbox_id, outcome, errcode, reason) \
+         SELECT ?1, app, openid, id, ?2, ?3, ?4 FROM outbox WHERE id = ?5",
+    )
+    .and_then(|mut s| s.execute(params![at, outcome.as_str(), errcode, reason, outbox_id]))
+    .map(drop)
+    .map_err(backend)
+}

@@ -1,0 +1,206 @@
+//! The SQLite schema: connection pragmas and migrations versioned in code.
+//!
+//! `PRAGMA user_version` holds the number of migrations applied. Each migration is one step, run
+//! in its own transaction together with the version bump, so a crash mid-upgrade leaves the
+//! previous version intact. Migrations are append-only: never edit a shipped step, add one.
+//! Times: `at`-style columns are unix seconds; `*_ms` columns are unix milliseconds (outbox
+//! scheduling needs sub-second backoff).
+
+use rusqlite::Connection;
+
+use super::{Durability, StoreError};
+
+/// The file name under `data_dir`.
+pub const DB_FILE: &str = "kefu.sqlite3";
+
+/// Migration steps; step `i` brings `user_version` from `i` to `i + 1`.
+const MIGRATIONS: &[&str] = &[
+    // 1: the first schema.
+    "
+    CREATE TABLE dedupe (
+        key          TEXT PRIMARY KEY,
+        content_type TEXT,
+        body         TEXT NOT NULL,
+        at           INTEGER NOT NULL
+    );
+    CREATE INDEX dedupe_at ON dedupe(at);
+
+    CREATE TABLE sessions (
+        app        TEXT NOT NULL,
+        openid     TEXT NOT NULL,
+        data       TEXT NOT NULL,
+        expires_at INTEGER NOT NULL,
+        PRIMARY KEY (app, openid)
+    ) WITHOUT ROWID;
+
+    CREATE TABLE quota (
+        app     TEXT NOT NULL,
+        openid  TEXT NOT NULL,
+        trigger TEXT NOT NULL,
+        lim     INTEGER NOT NULL,
+        used    INTEGER NOT NULL,
+        until   INTEGER NOT NULL,
+        PRIMARY KEY (app, openid)
+    ) WITHOUT ROWID;
+
+    CREATE TABLE outbox (
+        id               INTEGER PRIMARY KEY AUTOINCREMENT,
+        app              TEXT NOT NULL,
+        openid           TEXT NOT NULL,
+        push_key         TEXT NOT NULL,
+        message          TEXT NOT NULL,
+        state            TEXT NOT NULL CHECK (state IN ('queued', 'sending', 'failed')),
+        attempts         INTEGER NOT NULL DEFAULT 0,
+        created_ms       INTEGER NOT NULL,
+        next_attempt_ms  INTEGER NOT NULL,
+        first_attempt_ms INTEGER,
+        finished_ms      INTEGER,
+        errcode          INTEGER,
+        last_error       TEXT
+    );
+    CREATE INDEX outbox_pending_user ON outbox(app, openid, id)
+        WHERE state IN ('queued', 'sending');
+    CREATE INDEX outbox_due ON outbox(next_attempt_ms, id) WHERE state = 'queued';
+    CREATE INDEX outbox_failed ON outbox(finished_ms) WHERE state = 'failed';
+
+    CREATE TABLE messages (
+        id       INTEGER PRIMARY KEY,
+        at       INTEGER NOT NULL,
+        app      TEXT NOT NULL,
+        openid   TEXT NOT NULL,
+        msg_type TEXT NOT NULL,
+        text     TEXT,
+        rule     TEXT,
+        faq      TEXT,
+        action   TEXT NOT NULL,
+        handoff  INTEGER NOT NULL
+    );
+    CREATE INDEX messages_at ON messages(at);
+
+    CREATE TABLE sends (
+        id        INTEGER PRIMARY KEY,
+        at        INTEGER NOT NULL,
+        app       TEXT NOT NULL,
+        openid    TEXT NOT NULL,
+        outbox_id INTEGER,
+        outcome   TEXT NOT NULL,
+        errcode   INTEGER,
+        reason    TEXT
+    );
+    CREATE INDEX sends_at ON sends(at);
+    ",
+];
+
+/// The schema version this build writes.
+pub fn latest_version() -> i64 {
+    MIGRATIONS.len() as i64
+}
+
+pub(crate) fn backend(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+/// Pragmas of the writer connection. WAL lets readers (stats, console) run beside the writer;
+/// checkpoints are left to the checkpointer thread ([`super::checkpoint`]), and the WAL file is
+/// truncated back to 64 MiB when it restarts.
+pub fn configure_writer(conn: &Connection, durability: Durability) -> Result<(), StoreError> {
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+        .map_err(backend)?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(StoreError::Backend(format!(
+            "cannot switch the database to WAL (journal_mode is {mode})"
+        )));
+    }
+    let sync = match durability {
+        Durability::Full => "FULL",
+        Durability::Normal => "NORMAL",
+    };
+    conn.execute_batch(&format!(
+        "PRAGMA synchronous = {sync};
+         PRAGMA temp_store = MEMORY;
+         PRAGMA cache_size = -16384;
+         PRAGMA foreign_keys = OFF;
+         PRAGMA wal_autocheckpoint = 0;
+         PRAGMA journal_size_limit = 67108864;"
+    ))
+    .map_err(backend)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))
+        .map_err(backend)?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(())
+}
+
+/// Pragmas of the checkpointer's connection: it waits for the writer rather than fail.
+pub fn configure_checkpointer(conn: &Connection) -> Result<(), StoreError> {
+    conn.busy_timeout(std::time::Duration::from_secs(10))
+        .map_err(backend)
+}
+
+/// Pragmas of a read-only connection (operators' read side).
+pub fn configure_reader(conn: &Connection) -> Result<(), StoreError> {
+    conn.execute_batch("PRAGMA query_only = ON;")
+        .map_err(backend)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))
+        .map_err(backend)?;
+    Ok(())
+}
+
+/// The schema version of an open database.
+pub fn version(conn: &Connection) -> Result<i64, StoreError> {
+    conn.query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(backend)
+}
+
+/// Applies every migration the database lacks. Refuses a database written by a newer kefu.
+pub fn migrate(conn: &mut Connection) -> Result<i64, StoreError> {
+    let current = version(conn)?;
+    let latest = latest_version();
+    if current > latest {
+        return Err(StoreError::Backend(format!(
+            "the database has schema version {current}, newer than this kefu knows ({latest}); \
+             run a newer kefu or restore a backup"
+        )));
+    }
+    for (step, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+        let tx = conn.transaction().map_err(backend)?;
+        tx.execute_batch(sql)
+            .map_err(|e| StoreError::Backend(format!("migration {} failed: {e}", step + 1)))?;
+        tx.pragma_update(None, "user_version", step as i64 + 1)
+            .map_err(backend)?;
+        tx.commit().map_err(backend)?;
+        tracing::info!(version = step + 1, "store: schema migrated");
+    }
+    Ok(latest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fresh_database_gets_latest_version_and_migrating_twice_is_a_no_op() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        assert_eq!(migrate(&mut conn).unwrap(), latest_version());
+        assert_eq!(version(&conn).unwrap(), latest_version());
+        assert_eq!(migrate(&mut conn).unwrap(), latest_version());
+        let tables: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN \
+                 ('dedupe','sessions','quota','outbox','messages','sends')",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(tables, 6);
+    }
+
+    #[test]
+    fn newer_database_is_refused() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.pragma_update(None, "user_version", latest_version() + 1)
+            .unwrap();
+        let err = migrate(&mut conn).unwrap_err();
+        assert!(err.to_string().contains("newer"), "{err}");
+    }
+}

@@ -1,0 +1,511 @@
+//! The writer thread: the only writer of the database, and the group commit.
+//!
+//! Commands arrive over a channel. The thread takes the first, drains whatever else is pending (up
+//! to `max_batch`), applies them all in one `BEGIN IMMEDIATE` transaction and commits: one fsync
+//! for the whole batch. Only after the commit does it publish the effects — dedupe memos to their
+//! waiters, sessions to the cache, quota windows to its book, the outbox depth, a wake-up for the
+//! worker — and resolve every ticket. If the transaction fails, nothing is published: every ticket
+//! of the batch gets the error and in-flight claims are released so that WeChat's retry is
+//! handled afresh.
+//!
+//! Between batches it purges expired rows in small chunks ([`super::retention`]), so the purge
+//! never delays a commit by more than one chunk.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, mpsc};
+use std::time::{Duration, Instant};
+
+use rusqlite::{Connection, TransactionBehavior};
+use tokio::sync::{Notify, oneshot};
+
+use super::dedupe::{self, DedupeCache};
+use super::log::{self, SendLine, SendLogOutcome};
+use super::outbox::{self, Claimed, Settlement};
+use super::quota::{self, QuotaBook, UserKey, Window};
+use super::retention::{self, Cutoffs, Progress, PurgeReport};
+use super::schema::backend;
+use super::sessions::{self, SessionCache};
+use super::{CommitReport, PushRecord, StoreError, StoreOptions};
+
+/// State the writer publishes and the request path reads.
+pub struct Shared {
+    /// Dedupe memos (read by `claim`).
+    pub dedupe: DedupeCache,
+    /// Durable sessions (read by `session`).
+    pub sessions: SessionCache,
+    /// Woken when a commit queues outbox entries.
+    pub wakeup: Arc<Notify>,
+    /// Outbox entries queued or sending.
+    pub depth: AtomicU64,
+    /// Transactions committed by the writer (group commits).
+    pub batches: AtomicU64,
+    /// Commands carried by those transactions.
+    pub commands: AtomicU64,
+}
+
+/// A request to the writer; each carries the sender of its answer.
+pub enum Cmd {
+    /// Make a push's records durable.
+    Commit {
+        /// The records.
+        record: Box<PushRecord>,
+        /// Resolved after the batch commits.
+        reply: oneshot::Sender<Result<CommitReport, StoreError>>,
+    },
+    /// Claim due outbox entries.
+    ClaimDue {
+        /// The worker's clock (unix ms).
+        now_ms: i64,
+        /// At most this many.
+        limit: usize,
+        /// The claimed entries.
+        reply: oneshot::Sender<Result<Claimed, StoreError>>,
+    },
+    /// Record what became of a claimed entry.
+    Settle {
+        /// The entry.
+        id: i64,
+        /// What became of it.
+        settlement: Settlement,
+        /// The worker's clock (unix ms).
+        now_ms: i64,
+        /// Resolved once durable.
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
+    /// Purge everything expired at `now`, to completion.
+    Purge {
+        /// Unix seconds.
+        now: i64,
+        /// Rows deleted.
+        reply: oneshot::Sender<Result<PurgeReport, StoreError>>,
+    },
+    /// Finish what is queued before this, refuse what comes after, stop.
+    Close,
+}
+
+impl Cmd {
+    /// Answers the command with `error` (and releases a commit's in-flight claim).
+    pub fn fail(self, shared: &Shared, error: StoreError) {
+        match self {
+            Cmd::Commit { record, reply } => {
+                shared.dedupe.abandon(&record.key);
+                let _ = reply.send(Err(error));
+            }
+            Cmd::ClaimDue { reply, .. } => {
+                let _ = reply.send(Err(error));
+            }
+            Cmd::Settle { reply, .. } => {
+                let _ = reply.send(Err(error));
+            }
+            Cmd::Purge { reply, .. } => {
+                let _ = reply.send(Err(error));
+            }
+            Cmd::Close => {}
+        }
+    }
+}
+
+/// What applying a command produced, published after the commit.
+enum Effect {
+    Committed(CommitReport),
+    Claimed(Claimed),
+    Settled { left_pending: bool },
+    Deferred,
+}
+
+/// The writer: owns the write connection and the quota book.
+pub struct Writer {
+    /// The only connection that writes.
+    conn: Connection,
+    /// Commands from every handle of the store.
+    rx: mpsc::Receiver<Cmd>,
+    /// What the writer publishes.
+    shared: Arc<Shared>,
+    /// Open send windows, as committed.
+    quota: QuotaBook,
+    /// Tuning.
+    options: StoreOptions,
+    /// When the next periodic purge starts.
+    next_purge: Instant,
+    /// A periodic purge in progress: its cut-offs and what it deleted so far.
+    purging: Option<(Cutoffs, PurgeReport)>,
+    /// Tells the checkpointer thread that the WAL grew; dropped to stop it.
+    ticks: Option<mpsc::SyncSender<()>>,
+    /// The checkpointer thread, joined when the writer stops.
+    checkpointer: Option<std::thread::JoinHandle<()>>,
+}
+
+/// Unix seconds now.
+pub fn unix_now() -> i64 {
+    unix_ms().div_euclid(1000)
+}
+
+/// Unix milliseconds now.
+pub fn unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+impl Writer {
+    /// A writer over an open, migrated connection.
+    /// `checkpointer` is the checkpointer thread and the sender that wakes it.
+    pub fn new(
+        conn: Connection,
+        rx: mpsc::Receiver<Cmd>,
+        shared: Arc<Shared>,
+        quota: QuotaBook,
+        options: StoreOptions,
+        checkpointer: (mpsc::SyncSender<()>, std::thread::JoinHandle<()>),
+    ) -> Self {
+        let next_purge = Instant::now() + options.purge_interval;
+        Self {
+            conn,
+            rx,
+            shared,
+            quota,
+            options,
+            next_purge,
+            purging: None,
+            ticks: Some(checkpointer.0),
+            checkpointer: Some(checkpointer.1),
+        }
+    }
+
+    /// Stops the checkpointer (it runs a final checkpoint) and waits for it.
+    fn stop_checkpointer(&mut self) {
+        self.ticks = None;
+        if let Some(handle) = self.checkpointer.take()
+            && handle.join().is_err()
+        {
+            tracing::error!("store: the checkpointer thread panicked");
+        }
+    }
+
+    /// Runs until [`Cmd::Close`] or until every sender is gone.
+    pub fn run(mut self) {
+        self.serve();
+        self.stop_checkpointer();
+    }
+
+    fn serve(&mut self) {
+        loop {
+            let first = if self.purging.is_some() {
+                match self.rx.try_recv() {
+                    Ok(cmd) => Some(cmd),
+                    Err(mpsc::TryRecvError::Empty) => None,
+                    Err(mpsc::TryRecvError::Disconnected) => return,
+                }
+            } else {
+                let wait = self
+                    .next_purge
+                    .saturating_duration_since(Instant::now())
+                    .max(Duration::from_millis(1));
+                match self.rx.recv_timeout(wait) {
+                    Ok(cmd) => Some(cmd),
+                    Err(mpsc::RecvTimeoutError::Timeout) => None,
+                    Err(mpsc::RecvTimeoutError::Disconnected) => return,
+                }
+            };
+            if let Some(cmd) = first {
+                let mut batch = Vec::with_capacity(64);
+                batch.push(cmd);
+                while batch.len() < self.options.max_batch.max(1) {
+                    match self.rx.try_recv() {
+                        Ok(cmd) => batch.push(cmd),
+                        Err(_) => break,
+                    }
+                }
+                if self.run_batch(batch) {
+                    while let Ok(cmd) = self.rx.try_recv() {
+                        cmd.fail(&self.shared, StoreError::Closed);
+                    }
+                    return;
+                }
+            }
+            self.purge_tick();
+        }
+    }
+
+    /// Applies a batch in one transaction and publishes it. Returns true when the store closes.
+    fn run_batch(&mut self, batch: Vec<Cmd>) -> bool {
+        let mut cmds = Vec::with_capacity(batch.len());
+        let mut closing = false;
+        for cmd in batch {
+            if closing {
+                cmd.fail(&self.shared, StoreError::Closed);
+            } else if matches!(cmd, Cmd::Close) {
+                closing = true;
+            } else {
+                cmds.push(cmd);
+            }
+        }
+        if cmds.is_empty() {
+            return closing;
+        }
+        let now_ms = unix_ms();
+        match self.apply(&cmds, now_ms) {
+            Ok(effects) => self.publish(cmds, effects),
+            Err(e) => {
+                tracing::error!(error = %e, commands = cmds.len(), "store: batch failed, rolled back");
+                for cmd in cmds {
+                    cmd.fail(&self.shared, e.clone());
+                }
+            }
+        }
+        closing
+    }
+
+    fn apply(&mut self, cmds: &[Cmd], now_ms: i64) -> Result<Vec<Effect>, StoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(backend)?;
+        let mut overlay: HashMap<UserKey, Option<Window>> = HashMap::new();
+        let mut effects = Vec::with_capacity(cmds.len());
+        for cmd in cmds {
+            effects.push(match cmd {
+                Cmd::Commit { record, .. } => Effect::Committed(apply_commit(
+                    &tx,
+                    &self.quota,
+                    &self.options.quota,
+                    &mut overlay,
+                    record,
+                    now_ms,
+                )?),
+                Cmd::ClaimDue { now_ms, limit, .. } => {
+                    Effect::Claimed(outbox::claim_due(&tx, *now_ms, *limit)?)
+                }
+                Cmd::Settle {
+                    id,
+                    settlement,
+                    now_ms,
+                    ..
+                } => Effect::Settled {
+                    left_pending: outbox::settle(&tx, *id, settlement, *now_ms)?,
+                },
+                Cmd::Purge { .. } | Cmd::Close => Effect::Deferred,
+            });
+        }
+        tx.commit().map_err(backend)?;
+        if let Some(ticks) = &self.ticks {
+            // Full means a tick is already pending: the checkpointer will see this commit too.
+            let _ = ticks.try_send(());
+        }
+        self.shared.batches.fetch_add(1, Ordering::Relaxed);
+        self.shared
+            .commands
+            .fetch_add(cmds.len() as u64, Ordering::Relaxed);
+        self.quota.apply(overlay);
+        Ok(effects)
+    }
+
+    fn publish(&mut self, cmds: Vec<Cmd>, effects: Vec<Effect>) {
+        let mut session_updates = Vec::new();
+        let mut queued = 0u64;
+        let mut left = 0u64;
+        let mut purges = Vec::new();
+        let mut replies: Vec<Box<dyn FnOnce()>> = Vec::with_capacity(cmds.len());
+        for (cmd, effect) in cmds.into_iter().zip(effects) {
+            match (cmd, effect) {
+                (Cmd::Commit { record, reply }, Effect::Committed(report)) => {
+                    let memo = report.replay.clone().unwrap_or_else(|| record.memo.clone());
+                    self.shared
+                        .dedupe
+                        .resolve(&record.key, memo, record.received_at);
+                    queued += report.queued as u64;
+                    if report.replay.is_none() && record.session.is_some() {
+                        session_updates.push(record);
+                    }
+                    replies.push(Box::new(move || {
+                        let _ = reply.send(Ok(report));
+                    }));
+                }
+                (Cmd::ClaimDue { reply, .. }, Effect::Claimed(claimed)) => {
+                    replies.push(Box::new(move || {
+                        let _ = reply.send(Ok(claimed));
+                    }));
+                }
+                (Cmd::Settle { reply, .. }, Effect::Settled { left_pending }) => {
+                    left += u64::from(left_pending);
+                    replies.push(Box::new(move || {
+                        let _ = reply.send(Ok(()));
+                    }));
+                }
+                (Cmd::Purge { now, reply }, _) => purges.push((now, reply)),
+                (cmd, _) => cmd.fail(
+                    &self.shared,
+                    StoreError::Backend("internal: effect does not match command".into()),
+                ),
+            }
+        }
+        self.shared
+            .sessions
+            .apply(session_updates.iter().filter_map(|r| {
+                r.session
+                    .as_ref()
+                    .map(|s| (r.app.as_str(), r.openid.as_str(), s))
+            }));
+        if queued > 0 {
+            self.shared.depth.fetch_add(queued, Ordering::Relaxed);
+        }
+        if left > 0 {
+            self.shared.depth.fetch_sub(left, Ordering::Relaxed);
+        }
+        // Resolve tickets only once everything they imply is visible.
+        for reply in replies {
+            reply();
+        }
+        if queued > 0 {
+            self.shared.wakeup.notify_one();
+        }
+        for (now, reply) in purges {
+            let _ = reply.send(self.purge_now(now));
+        }
+    }
+
+    /// A full purge at `now`, then a sweep of the in-memory caches.
+    pub fn purge_now(&mut self, now: i64) -> Result<PurgeReport, StoreError> {
+        let cutoffs = Cutoffs::at(
+            now,
+            self.options.log_retention_days,
+            self.options.dedupe_keep_secs,
+        );
+        let report = retention::purge_all(&mut self.conn, &cutoffs)?;
+        self.sweep(now);
+        Ok(report)
+    }
+
+    fn sweep(&mut self, now: i64) {
+        self.shared.dedupe.sweep(now);
+        self.shared.sessions.sweep(now);
+        self.quota.sweep(now);
+    }
+
+    /// Starts a periodic purge when it is due, and runs one chunk of one in progress.
+    fn purge_tick(&mut self) {
+        if self.purging.is_none() {
+            if Instant::now() < self.next_purge {
+                return;
+            }
+            let now = unix_now();
+            self.sweep(now);
+            let cutoffs = Cutoffs::at(
+                now,
+                self.options.log_retention_days,
+                self.options.dedupe_keep_secs,
+            );
+            self.purging = Some((cutoffs, PurgeReport::default()));
+        }
+        let Some((cutoffs, mut total)) = self.purging.take() else {
+            return;
+        };
+        match retention::step(&mut self.conn, &cutoffs) {
+            Ok((r, Progress::More)) => {
+                total.add(&r);
+                self.purging = Some((cutoffs, total));
+            }
+            Ok((r, Progress::Done)) => {
+                total.add(&r);
+                if total != PurgeReport::default() {
+                    tracing::info!(?total, "store: periodic purge done");
+                }
+                self.next_purge = Instant::now() + self.options.purge_interval;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "store: periodic purge failed; retrying later");
+                self.next_purge = Instant::now() + self.options.purge_interval;
+            }
+        }
+    }
+}
+
+/// How much of a message a drop reason quotes.
+const PREVIEW_CHARS: usize = 60;
+
+fn short_preview(message: &crate::outbound::OutboundMessage) -> String {
+    let p = message.preview();
+    if p.chars().count() <= PREVIEW_CHARS {
+        p
+    } else {
+        let mut s: String = p.chars().take(PREVIEW_CHARS).collect();
+        s.push('…');
+        s
+    }
+}
+
+fn apply_commit(
+    tx: &rusqlite::Transaction<'_>,
+    book: &QuotaBook,
+    settings: &crate::config::QuotaSettings,
+    overlay: &mut HashMap<UserKey, Option<Window>>,
+    record: &PushRecord,
+    now_ms: i64,
+) -> Result<CommitReport, StoreError> {
+    let at = record.received_at;
+    if let Some(first) = dedupe::insert(tx, &record.key, &record.memo, at)? {
+        return Ok(CommitReport {
+            replay: Some(first),
+            ..CommitReport::default()
+        });
+    }
+    log::insert_message(tx, record)?;
+
+    let user = (record.app.clone(), record.openid.clone());
+    let current = match overlay.get(&user) {
+        Some(w) => *w,
+        None => book.get(&record.app, &record.openid),
+    };
+    let admission = quota::admit(
+        current,
+        record.quota_trigger,
+        at,
+        record.outbox.len(),
+        settings,
+    );
+    if record.quota_trigger.is_some() || admission.admitted > 0 {
+        quota::save(tx, &record.app, &record.openid, admission.window.as_ref())?;
+        overlay.insert(user, admission.window);
+    }
+
+    let (admitted, refused) = record.outbox.split_at(admission.admitted);
+    for message in admitted {
+        outbox::insert(
+            tx,
+            &record.app,
+            &record.openid,
+            &record.key.0,
+            message,
+            now_ms,
+        )?;
+    }
+    let mut dropped = Vec::with_capacity(refused.len());
+    if let Some(reason) = admission.reason.as_deref() {
+        for message in refused {
+            let line = format!("{reason} [{}]", short_preview(message));
+            log::insert_send(
+                tx,
+                SendLine {
+                    at,
+                    app: &record.app,
+                    openid: &record.openid,
+                    outbox_id: None,
+                    outcome: SendLogOutcome::Dropped,
+                    errcode: None,
+                    reason: Some(&line),
+                },
+            )?;
+            dropped.push(line);
+        }
+    }
+    if let Some(session) = &record.session {
+        sessions::save(tx, &record.app, &record.openid, session)?;
+    }
+    Ok(CommitReport {
+        queued: admission.admitted,
+        dropped,
+        replay: None,
+    })
+}
