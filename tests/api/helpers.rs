@@ -28,6 +28,8 @@ pub struct TestAppSpec {
     pub aes_key: &'static str,
     pub aes_key_previous: &'static str,
     pub extra: &'static str,
+    /// With a secret and `dry_run: false` the app really calls the (mock) API.
+    pub live: bool,
 }
 
 impl TestAppSpec {
@@ -40,7 +42,14 @@ impl TestAppSpec {
             aes_key: if mode == "plaintext" { "" } else { AES_KEY },
             aes_key_previous: "",
             extra: "",
+            live: false,
         }
+    }
+
+    /// Calls the API for real (a secret, not dry-run): point `TestConfig::api_base` at a mock.
+    pub fn live(mut self) -> Self {
+        self.live = true;
+        self
     }
 
     pub fn official_account(mut self) -> Self {
@@ -83,7 +92,10 @@ rules:
 pub struct TestConfig {
     pub apps: Vec<TestAppSpec>,
     pub rules: Vec<(&'static str, String)>,
+    /// More top-level config lines.
     pub extra: String,
+    /// The WeChat API base (a `MockWechat::base_url()`); nothing listens there by default.
+    pub api_base: String,
 }
 
 impl Default for TestConfig {
@@ -92,6 +104,7 @@ impl Default for TestConfig {
             apps: vec![TestAppSpec::new("demo", "json", "plaintext")],
             rules: vec![("basic.yaml", BASIC_RULES.to_string())],
             extra: String::new(),
+            api_base: "http://127.0.0.1:9".into(),
         }
     }
 }
@@ -118,9 +131,10 @@ pub async fn spawn_app_with(cfg: TestConfig) -> TestApp {
     }
     let apps: String = cfg.apps.iter().map(TestAppSpec::yaml).collect();
     let text = format!(
-        "listen: \"127.0.0.1:0\"\nadmin_listen: \"127.0.0.1:0\"\ndata_dir: \"{}\"\nrules_dir: \"{}\"\napi_base: \"http://127.0.0.1:9\"\n{}\napps:\n{apps}",
+        "listen: \"127.0.0.1:0\"\nadmin_listen: \"127.0.0.1:0\"\ndata_dir: \"{}\"\nrules_dir: \"{}\"\napi_base: \"{}\"\n{}\napps:\n{apps}",
         dir.path().join("data").display(),
         rules_dir.display(),
+        cfg.api_base,
         cfg.extra,
     );
     let path = dir.path().join("kefu.yaml");

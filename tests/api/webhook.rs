@@ -191,6 +191,7 @@ async fn official_vector_v3_is_accepted_through_the_server() {
             aes_key: "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
             aes_key_previous: "",
             extra: "",
+            live: false,
         }],
         extra: "max_timestamp_skew_secs: 0".into(),
         ..TestConfig::default()
