@@ -93,3 +93,72 @@ pub async fn try_message(
         &decision,
     ))
 }
+
+/// How far back the console looks, and its chart's bucket.
+const SUMMARY_WINDOW_SECS: i64 = 24 * 3600;
+const SUMMARY_BUCKET_SECS: i64 = 3600;
+
+/// `GET /api/summary`: what the console shows (totals, chart, hits, unmatched, outbox, rules).
+pub async fn summary(req: HttpRequest, state: web::Data<State>) -> HttpResponse {
+    if !authorized(&req, &state) {
+        return HttpResponse::Unauthorized().finish();
+    }
+    let now = chrono::Utc::now().timestamp();
+    let since = now - SUMMARY_WINDOW_SECS;
+    let ops = state.ops.clone();
+    let tz = state.settings.tz;
+    let read = web::block(move || {
+        let report = ops.stats(since, tz)?;
+        let series = ops.series(since, SUMMARY_BUCKET_SECS)?;
+        let failures = ops.recent_failures(20)?;
+        Ok::<_, crate::store::StoreError>((report, series, failures, ops.outbox_depth()))
+    })
+    .await;
+    let (report, series, failures, depth) = match read {
+        Ok(Ok(data)) => data,
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "console summary: store read failed");
+            return HttpResponse::ServiceUnavailable().body("store unavailable");
+        }
+        Err(_) => return HttpResponse::ServiceUnavailable().body("store unavailable"),
+    };
+    let answers: u64 = series.iter().map(|p| p.answers).sum();
+    let counts = |v: &[crate::store::stats::Count]| {
+        v.iter()
+            .map(|c| serde_json::json!({"id": c.key, "count": c.count}))
+            .collect::<Vec<_>>()
+    };
+    let rules = state.rules.status();
+    HttpResponse::Ok().json(serde_json::json!({
+        "window": "last 24 h",
+        "totals": {
+            "messages": report.messages,
+            "answers": answers,
+            "handoffs": report.handoffs,
+            "unmatched": report.unmatched,
+        },
+        "series": series,
+        "rule_hits": counts(&report.rules),
+        "faq_hits": counts(&report.faqs),
+        "unmatched": report.top_unmatched.iter()
+            .map(|c| serde_json::json!({"text": c.key, "count": c.count}))
+            .collect::<Vec<_>>(),
+        "sends": report.sends,
+        "outbox": {
+            "depth": depth,
+            "recent_failures": failures.iter().map(|f| serde_json::json!({
+                "app": f.app,
+                "openid": f.openid,
+                "preview": f.preview,
+                "attempts": f.attempts,
+                "errcode": f.errcode,
+                "reason": f.reason,
+                "at": chrono::DateTime::from_timestamp_millis(f.failed_ms)
+                    .map(|t| t.with_timezone(&tz).to_rfc3339())
+                    .unwrap_or_default(),
+            })).collect::<Vec<_>>(),
+        },
+        "rules": rules,
+        "dry_run_sends": state.client.dry_run_sends().iter().rev().take(20).collect::<Vec<_>>(),
+    }))
+}

@@ -47,5 +47,6 @@ pub fn admin_routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/metrics", web::get().to(admin::metrics))
         .route("/healthz", web::get().to(health::healthz))
         .route("/", web::get().to(admin::console))
-        .route("/api/try", web::post().to(admin::try_message));
+        .route("/api/try", web::post().to(admin::try_message))
+        .route("/api/summary", web::get().to(admin::summary));
 }

@@ -219,6 +219,15 @@ impl SqliteStore {
         stats::collect_from(&self.reader(), since_unix, unix_now(), tz)
     }
 
+    /// Messages per bucket since `since_unix`, for the console's chart.
+    pub fn series(
+        &self,
+        since_unix: i64,
+        bucket_secs: i64,
+    ) -> Result<Vec<stats::SeriesPoint>, StoreError> {
+        stats::series_from(&self.reader(), since_unix, unix_now(), bucket_secs)
+    }
+
     /// A user's stored quota window (operators, tests).
     pub fn quota_window(&self, app: &str, openid: &str) -> Result<Option<Window>, StoreError> {
         quota::stored(&self.reader(), app, openid)

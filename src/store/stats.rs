@@ -310,3 +310,64 @@ impl fmt::Display for StatsReport {
         Ok(())
     }
 }
+
+/// One bucket of the console's chart.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct SeriesPoint {
+    /// Start of the bucket (unix seconds).
+    pub t: i64,
+    /// Messages received.
+    pub messages: u64,
+    /// Messages answered by a rule or the FAQ (including clarify menus).
+    pub answers: u64,
+    /// Messages transferred to humans.
+    pub handoffs: u64,
+    /// Messages only the default rule (or nothing) answered.
+    pub unmatched: u64,
+}
+
+/// Messages per `bucket_secs` from `since` to `until`, with empty buckets filled in.
+pub fn series_from(
+    conn: &Connection,
+    since: i64,
+    until: i64,
+    bucket_secs: i64,
+) -> Result<Vec<SeriesPoint>, StoreError> {
+    let bucket = bucket_secs.max(1);
+    let first = since.div_euclid(bucket) * bucket;
+    let last = until.div_euclid(bucket) * bucket;
+    let mut points: Vec<SeriesPoint> = (0..=((last - first) / bucket).clamp(0, 10_000))
+        .map(|i| SeriesPoint {
+            t: first + i * bucket,
+            ..SeriesPoint::default()
+        })
+        .collect();
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT (at / ?2) * ?2 AS b, count(*), \
+             coalesce(sum(action IN ('reply', 'faq', 'clarify')), 0), coalesce(sum(handoff), 0), \
+             coalesce(sum(action IN ('ignore', 'default')), 0) \
+             FROM messages WHERE at >= ?1 GROUP BY b ORDER BY b",
+        )
+        .map_err(backend)?;
+    let rows = stmt
+        .query_map(rusqlite::params![first, bucket], |r| {
+            Ok(SeriesPoint {
+                t: r.get(0)?,
+                messages: r.get(1)?,
+                answers: r.get(2)?,
+                handoffs: r.get(3)?,
+                unmatched: r.get(4)?,
+            })
+        })
+        .map_err(backend)?;
+    for row in rows {
+        let row = row.map_err(backend)?;
+        let index = (row.t - first) / bucket;
+        match usize::try_from(index).ok().and_then(|i| points.get_mut(i)) {
+            Some(slot) => *slot = row,
+            None => points.push(row),
+        }
+    }
+    Ok(points)
+}

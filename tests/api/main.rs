@@ -1,6 +1,7 @@
 //! One integration-test binary: the real server on port 0, driven the way WeChat drives it,
 //! with a mock WeChat API on loopback.
 
+mod console;
 mod helpers;
 mod mock_wechat;
 mod webhook;
