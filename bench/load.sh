@@ -91,13 +91,15 @@ YAML
 
 start_server() {
   local dir=$1
-  setsid "$KEFU_BIN" serve --config "$dir/kefu.yaml" >"$dir/server.log" 2>&1 &
+  # The log goes beside the workload folder, not into it: the rules watcher watches the rules
+  # folder's parent (to see the folder replaced), and a busy log there would wake it.
+  setsid "$KEFU_BIN" serve --config "$dir/kefu.yaml" >"$dir.server.log" 2>&1 &
   SERVER_PID=$!
   local ts sig i
   ts=$(date +%s); sig=$(printf '%s\n' "$TOKEN" "$ts" 1 | LC_ALL=C sort | tr -d '\n' | sha1sum | cut -d' ' -f1)
   for i in $(seq 600); do
     [ "$(curl -s "http://127.0.0.1:$PORT/wechat/bench?signature=$sig&timestamp=$ts&nonce=1&echostr=ready" 2>/dev/null)" = ready ] && return 0
-    kill -0 "$SERVER_PID" 2>/dev/null || { echo "server exited: $(tail -5 "$dir/server.log")" >&2; return 1; }
+    kill -0 "$SERVER_PID" 2>/dev/null || { echo "server exited: $(tail -5 "$dir.server.log")" >&2; return 1; }
     sleep 0.1
   done
   echo "server not ready after 60 s" >&2
@@ -185,7 +187,7 @@ run_reload() {
   local non2xx sockerr took
   non2xx=$(awk '/Non-2xx/ {print $NF}' "$dir/wrk.txt"); non2xx=${non2xx:-0}
   sockerr=$(awk '/Socket errors/ {gsub(",",""); print $4+$6+$8+$10}' "$dir/wrk.txt"); sockerr=${sockerr:-0}
-  took=$(grep -o 'took_ms[^ ]*' "$dir/server.log" | tail -1)
+  took=$(grep -o 'took_ms[^ ]*' "$dir.server.log" | tail -1)
   echo "reload of 10,000 rules under load: non-2xx $non2xx, socket errors $sockerr, $took" | tee -a "$RESULTS/table.md"
   rm -f "$dir/pushes.txt"
 }

@@ -179,6 +179,10 @@ pub struct Settings {
     pub max_body_bytes: usize,
     #[serde(default = "default_retention")]
     pub log_retention_days: u32,
+    /// `normal`: a committed push survives a crash of kefu; `full`: also a power loss (an fsync
+    /// per group commit).
+    #[serde(default)]
+    pub durability: crate::store::Durability,
     #[serde(default)]
     pub faq: FaqSettings,
     #[serde(default)]

@@ -7,8 +7,10 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = kefu::cli::Cli::parse();
-    kefu::telemetry::init(cli.log_format, cli.default_log_filter());
-    match kefu::cli::run(cli) {
+    let log_guard = kefu::telemetry::init(cli.log_format, cli.default_log_filter());
+    let result = kefu::cli::run(cli);
+    drop(log_guard);
+    match result {
         Ok(code) => code,
         Err(e) => {
             eprintln!("kefu: {e:#}");

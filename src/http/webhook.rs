@@ -331,38 +331,45 @@ async fn process(
             handoff: decision.handoff,
         },
     };
+    // A push that queues messages is answered only once they are durable (SPEC §6). One that
+    // queues nothing is answered at once: its records (memo, log, session) follow in the same
+    // group commit, and if kefu died before that commit, WeChat's retry would simply be decided
+    // again, with nothing sent twice because nothing is sent at all.
+    let must_wait = !record.outbox.is_empty();
     let ticket = state.store.commit(record);
-    match tokio::time::timeout_at(deadline, ticket).await {
-        Ok(Ok(Ok(report))) => {
-            // A late retry whose memo had left memory: the first answer, found on disk.
-            if let Some(replay) = report.replay {
-                state
-                    .metrics
-                    .duplicates
-                    .get_or_create(&AppLabels { app: app_id.into() })
-                    .inc();
-                return memo_response(&replay);
-            }
-            if !report.dropped.is_empty() {
-                for _ in &report.dropped {
-                    state.metrics.send_outcome("dropped");
+    if must_wait {
+        match tokio::time::timeout_at(deadline, ticket).await {
+            Ok(Ok(Ok(report))) => {
+                // A late retry whose memo had left memory: the first answer, found on disk.
+                if let Some(replay) = report.replay {
+                    state
+                        .metrics
+                        .duplicates
+                        .get_or_create(&AppLabels { app: app_id.into() })
+                        .inc();
+                    return memo_response(&replay);
                 }
-                tracing::warn!(app = app_id, openid = %msg.from_user_name, dropped = ?report.dropped, "replies over quota were not queued");
+                if !report.dropped.is_empty() {
+                    for _ in &report.dropped {
+                        state.metrics.send_outcome("dropped");
+                    }
+                    tracing::warn!(app = app_id, openid = %msg.from_user_name, dropped = ?report.dropped, "replies over quota were not queued");
+                }
             }
-        }
-        Ok(Ok(Err(e))) => {
-            tracing::error!(app = app_id, error = %e, "store commit failed");
-            state.store.abandon(&key);
-            return unavailable("store unavailable");
-        }
-        Ok(Err(_)) => {
-            tracing::error!(app = app_id, "store dropped the commit");
-            state.store.abandon(&key);
-            return unavailable("store unavailable");
-        }
-        Err(_) => {
-            tracing::error!(app = app_id, "store commit missed the answer deadline");
-            return unavailable("store too slow");
+            Ok(Ok(Err(e))) => {
+                tracing::error!(app = app_id, error = %e, "store commit failed");
+                state.store.abandon(&key);
+                return unavailable("store unavailable");
+            }
+            Ok(Err(_)) => {
+                tracing::error!(app = app_id, "store dropped the commit");
+                state.store.abandon(&key);
+                return unavailable("store unavailable");
+            }
+            Err(_) => {
+                tracing::error!(app = app_id, "store commit missed the answer deadline");
+                return unavailable("store too slow");
+            }
         }
     }
     tracing::info!(

@@ -48,10 +48,16 @@ struct Shard {
     order: VecDeque<(i64, PushKey)>,
 }
 
+/// Answered keys held in memory at most, whatever the hot window: under sustained load the
+/// window alone would grow without bound. A retry that misses memory still gets its first
+/// answer, from disk, at commit ([`super::CommitReport::replay`]).
+pub const MAX_HOT_KEYS: usize = 200_000;
+
 impl Shard {
     fn evict(&mut self, now: i64, hot_secs: i64) {
+        let cap = MAX_HOT_KEYS / SHARDS;
         while let Some((at, _)) = self.order.front() {
-            if *at >= now.saturating_sub(hot_secs) {
+            if *at >= now.saturating_sub(hot_secs) && self.order.len() <= cap {
                 break;
             }
             if let Some((at, key)) = self.order.pop_front()
@@ -133,6 +139,9 @@ impl DedupeCache {
             },
         );
         shard.order.push_back((at, key.clone()));
+        if shard.order.len() > MAX_HOT_KEYS / SHARDS {
+            shard.evict(at, self.hot_secs);
+        }
         if let Some(Slot::InFlight { tx, .. }) = previous {
             // Waiters read the value even after the sender is dropped.
             tx.send_replace(Some(memo));

@@ -323,16 +323,18 @@ pub trait Outbox: Send + Sync + 'static {
     fn depth(&self) -> u64;
 }
 
-/// How hard a commit is pushed to disk before the push is answered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// How hard a commit is pushed to disk before the push is answered (`durability:` in kefu.yaml).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Durability {
     /// `synchronous=FULL`: the WAL is fsynced at every commit, so an acknowledged push survives a
     /// power loss or OS crash. Group commit pays one fsync per batch, not per push, so throughput
     /// is roughly the pushes in flight divided by the fsync latency (see `benches/store.rs`).
-    #[default]
     Full,
-    /// `synchronous=NORMAL`: survives a crash of kefu, but the last commits may be lost on power
-    /// loss. For disks with a very slow fsync.
+    /// `synchronous=NORMAL` (the default): a committed push survives a crash or kill of kefu
+    /// (the WAL is in the OS's hands before the answer), but the last commits may be lost if the
+    /// machine itself loses power before the next checkpoint's fsync.
+    #[default]
     Normal,
 }
 
@@ -362,8 +364,8 @@ impl StoreOptions {
     pub fn new(quota: QuotaSettings) -> Self {
         Self {
             quota,
-            durability: Durability::Full,
-            dedupe_hot_secs: 15 * 60,
+            durability: Durability::default(),
+            dedupe_hot_secs: 5 * 60,
             dedupe_keep_secs: 24 * 3600,
             log_retention_days: 30,
             purge_interval: Duration::from_secs(10 * 60),
@@ -375,6 +377,7 @@ impl StoreOptions {
     pub fn from_settings(settings: &crate::config::Settings) -> Self {
         Self {
             log_retention_days: settings.log_retention_days,
+            durability: settings.durability,
             ..Self::new(settings.quota.clone())
         }
     }
