@@ -66,6 +66,14 @@ pub struct Metrics {
     pub refused: Family<ReasonLabels, Counter>,
     /// Replays of a memoized answer to a repeated push.
     pub duplicates: Family<AppLabels, Counter>,
+    /// access_token fetches by app and outcome (ok, error).
+    pub token_fetches: Family<AppOutcomeLabels, Counter>,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AppOutcomeLabels {
+    pub app: String,
+    pub outcome: String,
 }
 
 impl Default for Metrics {
@@ -85,6 +93,7 @@ impl Default for Metrics {
             ]),
             refused: Family::default(),
             duplicates: Family::default(),
+            token_fetches: Family::default(),
         }
     }
 }

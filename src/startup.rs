@@ -14,10 +14,11 @@ use anyhow::{Context as _, bail};
 
 use crate::config::Settings;
 use crate::http::{self, AppRuntime, State};
+use crate::metrics::AppOutcomeLabels;
 use crate::metrics::Metrics;
 use crate::rules::reload::{ReloadOutcome, RulesHandle, spawn_watcher};
 use crate::store::{SqliteStore, Store, StoreOptions, WorkerOptions, spawn_outbox_worker};
-use crate::wechat::{ClientOptions, MeteredDeliver, WechatClient};
+use crate::wechat::{ClientOptions, MeteredDeliver, TokenFetchHook, WechatClient};
 
 /// A built, bound, not yet running kefu.
 pub struct Application {
@@ -98,9 +99,21 @@ impl Application {
 
         let sqlite = SqliteStore::open(&settings.data_dir, StoreOptions::from_settings(&settings))
             .with_context(|| format!("opening the store in {}", settings.data_dir.display()))?;
-        let client =
-            WechatClient::new(&settings.api_base, &settings.apps, ClientOptions::default())
-                .context("building the WeChat API client")?;
+        let token_metrics = metrics.clone();
+        let client_options = ClientOptions {
+            on_token_fetch: Some(TokenFetchHook(Arc::new(move |app: &str, ok: bool| {
+                token_metrics
+                    .token_fetches
+                    .get_or_create(&AppOutcomeLabels {
+                        app: app.to_string(),
+                        outcome: if ok { "ok" } else { "error" }.to_string(),
+                    })
+                    .inc();
+            }))),
+            ..ClientOptions::default()
+        };
+        let client = WechatClient::new(&settings.api_base, &settings.apps, client_options)
+            .context("building the WeChat API client")?;
         let store: Arc<dyn Store> = Arc::new(sqlite.clone());
         let state = web::Data::new(State {
             settings: settings.clone(),

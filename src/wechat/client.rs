@@ -47,6 +47,21 @@ pub struct ClientOptions {
     pub dry_run_capacity: usize,
     /// What decides that a token is stale; [`Clock::System`] except in tests.
     pub clock: Clock,
+    /// Told of every token fetch (for `kefu_token_fetches_total`).
+    pub on_token_fetch: Option<TokenFetchHook>,
+}
+
+/// Called after each `stable_token` fetch with the kefu app id and whether it gave a token.
+#[derive(Clone)]
+pub struct TokenFetchHook(pub Arc<TokenFetchFn>);
+
+/// `(kefu app id, fetched)`.
+pub type TokenFetchFn = dyn Fn(&str, bool) + Send + Sync;
+
+impl fmt::Debug for TokenFetchHook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("TokenFetchHook")
+    }
 }
 
 impl Default for ClientOptions {
@@ -57,6 +72,7 @@ impl Default for ClientOptions {
             force_refresh_min_interval: Duration::from_secs(2 * 3600),
             dry_run_capacity: 100,
             clock: Clock::System,
+            on_token_fetch: None,
         }
     }
 }
@@ -90,6 +106,8 @@ struct Inner {
     apps: HashMap<String, App>,
     /// What dry-run apps would have sent.
     dry_runs: DryRunLog,
+    /// See [`ClientOptions::on_token_fetch`].
+    on_token_fetch: Option<TokenFetchHook>,
 }
 
 /// One app as the client sees it.
@@ -102,6 +120,8 @@ enum App {
 
 /// What a sending app needs.
 struct LiveApp {
+    /// The kefu app id (metrics labels).
+    id: String,
     /// The WeChat appid, for `stable_token`.
     appid: String,
     /// The AppSecret, for `stable_token`; never logged.
@@ -215,6 +235,7 @@ impl WechatClient {
                 App::DryRun
             } else {
                 App::Live(Box::new(LiveApp {
+                    id: app.id.clone(),
                     appid: app.appid.clone(),
                     secret: app.secret.clone(),
                     token: TokenSlot::new(&app.id, policy.clone(), options.clock.clone()),
@@ -232,6 +253,7 @@ impl WechatClient {
                 send_url: format!("{base}/cgi-bin/message/custom/send"),
                 apps: by_id,
                 dry_runs: DryRunLog::new(options.dry_run_capacity),
+                on_token_fetch: options.on_token_fetch.clone(),
             }),
         })
     }
@@ -298,7 +320,7 @@ impl WechatClient {
 
     async fn send_live(&self, live: &LiveApp, body: String) -> SendOutcome {
         let (appid, secret, slot) = (live.appid.as_str(), &live.secret, &live.token);
-        let fetch = |mode| self.fetch_token(appid, secret, mode);
+        let fetch = |mode| self.fetch_token_counted(&live.id, appid, secret, mode);
         let token = match slot.get(fetch).await {
             Ok(token) => token,
             Err(e) => return e.into_outcome(),
@@ -312,7 +334,7 @@ impl WechatClient {
             "access token refused; refreshing it and sending once more"
         );
         slot.invalidate_if(&token, Invalidate::Refresh);
-        let fetch = |mode| self.fetch_token(appid, secret, mode);
+        let fetch = |mode| self.fetch_token_counted(&live.id, appid, secret, mode);
         let fresh = match slot.get(fetch).await {
             Ok(token) => token,
             Err(e) => return e.into_outcome(),
@@ -383,6 +405,21 @@ impl WechatClient {
             },
         };
         Attempt::Done(outcome)
+    }
+
+    /// [`Self::fetch_token`], reported to the fetch hook.
+    async fn fetch_token_counted(
+        &self,
+        app_id: &str,
+        appid: &str,
+        secret: &Secret,
+        mode: FetchMode,
+    ) -> Result<Fetched, TokenError> {
+        let result = self.fetch_token(appid, secret, mode).await;
+        if let Some(hook) = &self.inner.on_token_fetch {
+            (hook.0)(app_id, result.is_ok());
+        }
+        result
     }
 
     /// One POST to `stable_token`.

@@ -23,7 +23,7 @@ pub mod dry_run;
 pub mod errcode;
 pub mod token;
 
-pub use client::{ClientError, ClientOptions, WechatClient};
+pub use client::{ClientError, ClientOptions, TokenFetchHook, WechatClient};
 pub use clock::{Clock, ManualClock};
 pub use dry_run::DryRunSend;
 
