@@ -2,6 +2,7 @@
 //! with a mock WeChat API on loopback.
 
 mod bot_helpers;
+mod cli;
 mod cli_helpers;
 mod helpers;
 mod mock_wechat;
