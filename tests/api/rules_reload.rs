@@ -356,3 +356,94 @@ async fn sighup_reloads_the_running_daemon() {
 
     assert!(daemon.stop().await, "SIGTERM: the daemon should exit 0");
 }
+
+/// An app with its own rules folder reloads it on its own, and a refused reload there shows in
+/// `/healthz` `last_error` like one of the global folder (the operator has one place to look).
+#[tokio::test]
+async fn an_apps_own_rules_folder_reloads_and_reports_its_errors() {
+    let own = tempfile::tempdir().unwrap();
+    std::fs::write(
+        own.path().join("own.yaml"),
+        keyword_rule("own", "你好", "独立规则"),
+    )
+    .unwrap();
+    let mut spec = oa("oa2");
+    spec.extra =
+        Box::leak(format!("    rules_dir: \"{}\"\n", own.path().display()).into_boxed_str());
+    let app = spawn_app_with(TestConfig {
+        apps: vec![oa("oa"), spec],
+        rules: vec![("base.yaml", BASE.to_string())],
+        ..TestConfig::default()
+    })
+    .await;
+    assert_eq!(app.ask("oa", "o_1", "你好").await, text("您好！"));
+    assert_eq!(app.ask("oa2", "o_1", "你好").await, text("独立规则"));
+
+    std::fs::write(
+        own.path().join("own.yaml"),
+        keyword_rule("own", "你好", "改了"),
+    )
+    .unwrap();
+    let mut n = 0;
+    assert!(
+        eventually(RELOAD_WITHIN, async || {
+            n += 1;
+            app.ask("oa2", &format!("o_p{n}"), "你好").await == text("改了")
+        })
+        .await
+    );
+    assert_eq!(app.ask("oa", "o_1", "你好").await, text("您好！"));
+
+    std::fs::write(
+        own.path().join("own.yaml"),
+        "rules:\n  - id: own\n    keywords: [你好\n",
+    )
+    .unwrap();
+    let mut error = String::new();
+    assert!(
+        eventually(RELOAD_WITHIN, async || {
+            error = app.healthz().await["rules"]["last_error"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            !error.is_empty()
+        })
+        .await,
+        "a refused reload of an app's folder is not in /healthz"
+    );
+    assert!(error.contains("own.yaml:"), "{error}");
+    assert_eq!(app.ask("oa2", "o_1", "你好").await, text("改了"));
+
+    std::fs::write(
+        own.path().join("own.yaml"),
+        keyword_rule("own", "你好", "又好了"),
+    )
+    .unwrap();
+    assert!(
+        eventually(RELOAD_WITHIN, async || {
+            app.healthz().await["rules"]["last_error"].is_null()
+        })
+        .await
+    );
+    assert_eq!(app.ask("oa2", "o_1", "你好").await, text("又好了"));
+}
+
+#[tokio::test]
+async fn a_removed_rules_folder_is_refused_and_its_return_is_served() {
+    let app = spawn_oa(&[("base.yaml", BASE)]).await;
+    let dir = app.rules_dir();
+    let aside = dir.with_file_name("rules.aside");
+    std::fs::rename(&dir, &aside).unwrap();
+    assert!(
+        eventually(RELOAD_WITHIN, async || {
+            !app.healthz().await["rules"]["last_error"].is_null()
+        })
+        .await,
+        "a missing rules folder should be an error"
+    );
+    assert_eq!(app.ask("oa", "o_1", "你好").await, text("您好！"));
+    std::fs::write(aside.join("base.yaml"), BASE.replace("您好！", "回来了")).unwrap();
+    std::fs::rename(&aside, &dir).unwrap();
+    assert!(answers(&app, "你好", text("回来了")).await);
+    assert!(app.healthz().await["rules"]["last_error"].is_null());
+}
