@@ -4,6 +4,7 @@
 mod bot_helpers;
 mod cli;
 mod cli_helpers;
+mod faq_sessions;
 mod helpers;
 mod mock_wechat;
 mod rules_reload;
