@@ -303,3 +303,27 @@ async fn a_mini_program_menu_is_answered_through_the_send_api() {
     );
     assert_eq!(texts_to("o_alice")[1], want);
 }
+
+/// Regression: `handoff_minutes` and `menu_ttl_secs` near the integer limits overflowed the
+/// expiry computation on the request path.
+#[tokio::test]
+async fn huge_handoff_minutes_and_menu_ttl_do_not_break_the_push() {
+    let mut spec = oa("oa");
+    spec.extra = "    handoff_minutes: 18446744073709551615\n";
+    let mut spec2 = oa("oa2");
+    spec2.extra = "    handoff_minutes: 9223372036854775807\n";
+    let app = spawn_app_with(config(
+        vec![spec, spec2],
+        "faq:\n  menu_ttl_secs: 18446744073709551615\n",
+    ))
+    .await;
+    let options = open_menu(&app, "o_bob").await;
+    assert_eq!(
+        app.ask("oa", "o_bob", "1").await,
+        answer_of_entry(&app, &options[0])
+    );
+    assert_eq!(app.ask("oa", "o_alice", "转人工").await, Answer::Transfer);
+    assert_eq!(app.ask("oa", "o_alice", "你好").await, Answer::Transfer);
+    assert_eq!(app.ask("oa2", "o_alice", "转人工").await, Answer::Transfer);
+    assert_eq!(app.ask("oa2", "o_alice", "你好").await, Answer::Transfer);
+}
