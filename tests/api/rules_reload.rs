@@ -354,6 +354,29 @@ async fn sighup_reloads_the_running_daemon() {
     assert!(daemon.is_running());
     assert_eq!(daemon.rules_version().await, 2);
 
+    // A broken edit seen through SIGHUP is refused like any other: shown, old rules serve.
+    std::fs::write(
+        outside.join("ext.yaml"),
+        "rules:\n  - id: ext\n    keywords: [扩展\n",
+    )
+    .unwrap();
+    daemon.signal("HUP");
+    let mut error = String::new();
+    assert!(
+        eventually(RELOAD_WITHIN, async || {
+            error = daemon.healthz().await["rules"]["last_error"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            !error.is_empty()
+        })
+        .await,
+        "a refused SIGHUP reload is not shown"
+    );
+    assert!(error.contains("ext.yaml:"), "{error}");
+    assert_eq!(daemon.ask("o_4", "扩展").await, text("第二版"));
+    assert!(daemon.is_running());
+
     assert!(daemon.stop().await, "SIGTERM: the daemon should exit 0");
 }
 
@@ -446,4 +469,31 @@ async fn a_removed_rules_folder_is_refused_and_its_return_is_served() {
     std::fs::rename(&aside, &dir).unwrap();
     assert!(answers(&app, "你好", text("回来了")).await);
     assert!(app.healthz().await["rules"]["last_error"].is_null());
+}
+
+#[tokio::test]
+async fn an_faq_edit_is_served_by_the_next_push() {
+    const ENTRY: &str = "faq:\n  - id: invoice\n    question: 怎么开发票？\n    similar: [发票怎么开, 如何开具发票]\n    answer: 在订单页申请。\n";
+    let app = spawn_oa(&[("base.yaml", BASE), ("faq.yaml", ENTRY)]).await;
+    assert_eq!(app.healthz().await["rules"]["faq"], 1);
+    assert_eq!(
+        app.ask("oa", "o_1", "发票怎么开").await,
+        text("在订单页申请。")
+    );
+    app.write_rules(
+        "faq.yaml",
+        &ENTRY.replace("在订单页申请。", "在“我的-发票”申请。"),
+    );
+    assert!(answers(&app, "发票怎么开", text("在“我的-发票”申请。")).await);
+
+    // A second entry: counted by /healthz.
+    app.write_rules(
+        "faq2.yaml",
+        "faq:\n  - id: refund\n    question: 怎么退款？\n    similar: [退款怎么申请]\n    answer: 在订单页退款。\n",
+    );
+    assert!(
+        eventually(RELOAD_WITHIN, async || app.healthz().await["rules"]["faq"]
+            == 2)
+        .await
+    );
 }
