@@ -77,6 +77,16 @@ const ERRORS: &[Case] = &[
         message: "`handoff` must be true or false",
     },
     Case {
+        what: "null value",
+        files: &[(
+            "a.yaml",
+            "rules:\n  - id: a\n    keywords: [x]\n    reply: ~\n",
+        )],
+        file: "a.yaml",
+        at: (4, 12),
+        message: "`reply` is null (`~`)",
+    },
+    Case {
         what: "duplicate id across files",
         files: &[
             (
