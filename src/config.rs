@@ -18,7 +18,8 @@ use crate::protocol::crypto::AesKey;
 /// A config error: where, and what.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("{path}: cannot read config: {source}")]
+    /// The io error is the source: `{:#}` prints it once, after this.
+    #[error("{path}: cannot read config")]
     Read {
         path: PathBuf,
         source: std::io::Error,

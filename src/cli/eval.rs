@@ -5,8 +5,6 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use anyhow::Context as _;
-
 use super::{check::load_rules, load_settings_or_default};
 use crate::dispatch::trial::text_message;
 use crate::dispatch::{self, Action, Context, Decision};
@@ -62,7 +60,8 @@ pub fn run(
     let Some(set) = load_rules(&dir, &settings)? else {
         return Ok(ExitCode::from(1));
     };
-    let cases = load_cases(cases).with_context(|| format!("reading {}", cases.display()))?;
+    // The error names the file already.
+    let cases = load_cases(cases)?;
     let handoff_minutes = settings
         .apps
         .first()

@@ -131,7 +131,7 @@ pub fn decide(set: &RuleSet, msg: &InboundMessage, session: &Session, ctx: &Cont
         session_changed = true;
     }
     if decision.handoff && !is_event {
-        next.handoff_until = Some(now + (ctx.handoff_minutes as i64) * 60);
+        next.handoff_until = Some(expiry(now, ctx.handoff_minutes.saturating_mul(60)));
         session_changed = true;
     }
     if next.handoff_until.is_some_and(|until| until <= now) {
@@ -235,7 +235,7 @@ fn decide_inner(
                     session: Some(Session {
                         menu: Some(Menu {
                             options,
-                            expires_at: now + ctx.menu_ttl_secs as i64,
+                            expires_at: expiry(now, ctx.menu_ttl_secs),
                         }),
                         handoff_until: None,
                     }),
@@ -272,6 +272,12 @@ fn decide_inner(
         },
         session: None,
     }
+}
+
+/// `now + secs`, saturating: a huge setting from the config means "practically forever", never
+/// an overflow on the request path (nor a wrap to the past, which would turn stickiness off).
+fn expiry(now: i64, secs: u64) -> i64 {
+    now.saturating_add(i64::try_from(secs).unwrap_or(i64::MAX))
 }
 
 /// `1`, `2`, `3` (also full-width, already normalized) → index, within the menu's size.
@@ -346,6 +352,13 @@ fn from_rule(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn expiry_saturates_instead_of_overflowing() {
+        assert_eq!(expiry(100, 60), 160);
+        assert_eq!(expiry(100, u64::MAX), i64::MAX);
+        assert_eq!(expiry(100, i64::MAX as u64), i64::MAX);
+    }
 
     #[test]
     fn menu_choice_accepts_numbers_in_range() {

@@ -81,8 +81,8 @@ struct CaseFile {
 /// Why a cases file could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadCasesError {
-    /// The file could not be read.
-    #[error("{path}: {source}")]
+    /// The file could not be read (the io error is the source: `{:#}` prints it once).
+    #[error("{path}: cannot read the cases file")]
     Io {
         path: String,
         source: std::io::Error,

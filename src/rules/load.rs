@@ -9,6 +9,7 @@
 
 use std::path::{Path, PathBuf};
 
+use marked_yaml::types::MarkedScalarNode;
 use marked_yaml::{LoadError, LoaderOptions, Marker, Node, Span};
 use serde::Deserialize;
 
@@ -154,7 +155,10 @@ pub fn parse_files(files: &[SourceFile], diagnostics: &mut Vec<Diagnostic>) -> P
 
 fn parse_file(file: &SourceFile, parsed: &mut Parsed, diagnostics: &mut Vec<Diagnostic>) {
     let path = file.path.as_path();
-    let options = LoaderOptions::default().error_on_duplicate_keys(true);
+    // prevent_coercion: a quoted scalar ("~", "true") stays text; only plain ones may be null.
+    let options = LoaderOptions::default()
+        .error_on_duplicate_keys(true)
+        .prevent_coercion(true);
     let root = match marked_yaml::parse_yaml_with_options(0, &file.text, options) {
         Ok(root) => root,
         Err(e) => {
@@ -278,6 +282,9 @@ fn read_item<T: for<'de> Deserialize<'de>>(
     location: &Location,
     diagnostics: &mut Vec<Diagnostic>,
 ) -> Option<T> {
+    if has_nulls(path, item, None, location, diagnostics) {
+        return None;
+    }
     match marked_yaml::from_node::<T>(item) {
         Ok(value) => Some(value),
         Err(e) => {
@@ -292,6 +299,52 @@ fn read_item<T: for<'de> Deserialize<'de>>(
             };
             diagnostics.push(Diagnostic::error(at, describe(&e)));
             None
+        }
+    }
+}
+
+/// YAML's null written plainly (`~`, `null`). The loader reads every scalar as text, so without
+/// this check `reply: ~` would send a "~" to users and `keywords: ~` would match one.
+fn is_null(scalar: &MarkedScalarNode) -> bool {
+    scalar.may_coerce() && matches!(scalar.as_str(), "~" | "null" | "Null" | "NULL")
+}
+
+/// Reports every null value under `node` (mapping values and list items, at any depth); true
+/// when there was one. `key` names the value `node` is, for the message.
+fn has_nulls(
+    path: &Path,
+    node: &Node,
+    key: Option<&str>,
+    fallback: &Location,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> bool {
+    match node {
+        Node::Scalar(scalar) if is_null(scalar) => {
+            let what = key.map_or("a list item".to_string(), |k| format!("`{k}`"));
+            diagnostics.push(Diagnostic::error(
+                locate(path, scalar.span(), fallback),
+                format!(
+                    "{what} is null (`{}`): give a value, quote it to mean the text, or leave \
+                     it out",
+                    scalar.as_str()
+                ),
+            ));
+            true
+        }
+        Node::Scalar(_) => false,
+        Node::Mapping(map) => {
+            let mut found = false;
+            for (k, v) in map.iter() {
+                found |= has_nulls(path, v, Some(k.as_str()), fallback, diagnostics);
+            }
+            found
+        }
+        Node::Sequence(items) => {
+            let mut found = false;
+            for item in items.iter() {
+                found |= has_nulls(path, item, None, fallback, diagnostics);
+            }
+            found
         }
     }
 }
@@ -333,7 +386,7 @@ fn describe(e: &marked_yaml::FromNodeError) -> String {
                 expected.join(", ")
             )
         }
-        Error::NotBoolean(_) => format!("`{path}` must be true or false"),
+        Error::NotBoolean(_) => format!("`{path}` must be true or false (without quotes)"),
         Error::IntegerParseFailure(..) => format!("`{path}` must be a whole number"),
         Error::FloatParseFailure(..) => format!("`{path}` must be a number"),
         Error::Other(message, _) => {

@@ -219,7 +219,26 @@ impl RulesHandle {
     /// Reads and compiles the folder; swaps the new set in when valid. Blocking (file I/O and
     /// compilation): from async code use [`RulesHandle::reload_async`].
     pub fn reload(&self) -> ReloadOutcome {
-        let outcome = {
+        let outcome = self.load_and_swap();
+        self.report(&outcome);
+        outcome
+    }
+
+    /// [`RulesHandle::reload`] when the folder differs from what is serving; nothing is
+    /// logged or counted when it does not. For the watcher's first look: a change made after
+    /// the first load but before the watch was in place sent no event.
+    pub fn reload_if_changed(&self) -> Option<ReloadOutcome> {
+        let outcome = self.load_and_swap();
+        if matches!(outcome, ReloadOutcome::Unchanged) {
+            return None;
+        }
+        self.report(&outcome);
+        Some(outcome)
+    }
+
+    /// Reads and compiles the folder and swaps a valid new set in, under the lock.
+    fn load_and_swap(&self) -> ReloadOutcome {
+        {
             let mut state = self.lock();
             let (files, io_problems) = read_folder(&self.dir);
             let print = fingerprint(&files, &io_problems);
@@ -253,12 +272,15 @@ impl RulesHandle {
                     }
                 }
             }
-        };
-        self.log(&outcome);
-        if let Some(hook) = &self.hook {
-            hook(&outcome);
         }
-        outcome
+    }
+
+    /// Logs an outcome and passes it to the hook.
+    fn report(&self, outcome: &ReloadOutcome) {
+        self.log(outcome);
+        if let Some(hook) = &self.hook {
+            hook(outcome);
+        }
     }
 
     /// [`RulesHandle::reload`] on the blocking pool, for async callers (SIGHUP, the console).
@@ -396,6 +418,12 @@ where
 
     Ok(tokio::spawn(async move {
         let mut shutdown = std::pin::pin!(shutdown);
+        // The watch is in place: anything saved from now on sends an event. What was saved
+        // since the handle's first load (start-up takes a moment) sent none: look once.
+        let first_look = Arc::clone(&handle);
+        if let Err(e) = tokio::task::spawn_blocking(move || first_look.reload_if_changed()).await {
+            tracing::error!(error = %e, "rules reload task failed");
+        }
         loop {
             let event = tokio::select! {
                 _ = &mut shutdown => break,
@@ -567,6 +595,45 @@ mod tests {
     }
 
     const WITHIN: Duration = Duration::from_secs(10);
+
+    /// Regression: a file saved between the first load and the watch being set up (start-up, or
+    /// a test writing right after `spawn_app`) sent no event, and was not served until the next
+    /// change.
+    #[tokio::test]
+    async fn a_change_saved_before_the_watch_is_set_up_is_not_lost() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.yaml"), RULE_A).unwrap();
+        let counted = Arc::new(Mutex::new(Vec::new()));
+        let seen = Arc::clone(&counted);
+        let handle = Arc::new(handle_for(dir.path()).with_reload_hook(Box::new(move |o| {
+            seen.lock().unwrap().push(o.label());
+        })));
+        std::fs::write(dir.path().join("b.yaml"), RULE_B).unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = spawn_watcher(Arc::clone(&handle), async move {
+            let _ = stopped.await;
+        })
+        .unwrap();
+        assert!(eventually(WITHIN, || handle.status().version == 2).await);
+        assert_eq!(ids(&handle), ["a", "b"]);
+        stop.send(()).unwrap();
+        tokio::time::timeout(WITHIN, task).await.unwrap().unwrap();
+        assert_eq!(*counted.lock().unwrap(), ["swapped"]);
+    }
+
+    #[tokio::test]
+    async fn the_watchers_first_look_at_an_unchanged_folder_is_silent() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.yaml"), RULE_A).unwrap();
+        let handle = handle_for(dir.path());
+        assert!(handle.reload_if_changed().is_none());
+        assert_eq!(handle.status().version, 1);
+        std::fs::write(dir.path().join("b.yaml"), RULE_B).unwrap();
+        assert!(matches!(
+            handle.reload_if_changed(),
+            Some(ReloadOutcome::Swapped { version: 2, .. })
+        ));
+    }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_watcher_picks_up_every_kind_of_change() {

@@ -515,6 +515,37 @@ fn syntax_unknown_keys_and_wrong_types_are_located() {
     assert!(report(&[("r.yaml", "rule: []\n")]).set.is_none());
 }
 
+/// Regression: the loader reads every scalar as text, so `reply: ~` sent users a "~" and
+/// `keywords: ~` matched one. A plain null is an error wherever it is; a quoted one is text.
+#[test]
+fn null_values_are_refused_and_quoted_ones_are_text() {
+    let got =
+        problems("rules:\n  - id: a\n    keywords: [x, ~]\n    reply: ~\n    handoff: true\n");
+    assert_problems(
+        &got,
+        &[
+            "r.yaml:3:19: a list item is null (`~`)",
+            "r.yaml:4:12: `reply` is null (`~`)",
+        ],
+    );
+    let got = problems("rules:\n  - id: null\n    keywords: [x]\n    reply: y\n");
+    assert_problems(&got, &["r.yaml:2:9: `id` is null (`null`)"]);
+    let got = problems("faq:\n  - id: f\n    question: q\n    answer: ~\n");
+    assert_problems(&got, &["r.yaml:4:13: `answer` is null (`~`)"]);
+
+    let set = set("rules:\n  - id: a\n    keywords: [\"~\", 'null']\n    reply: \"~\"\n");
+    assert_eq!(winner(&set, "null"), Some("a".into()));
+    assert_eq!(winner(&set, "~"), Some("a".into()));
+    // Quoted booleans are text too: YAML's own rule, said in the message.
+    let got = problems("rules:\n  - id: a\n    keywords: [x]\n    handoff: \"true\"\n");
+    assert_problems(
+        &got,
+        &["r.yaml:4:14: `handoff` must be true or false (without quotes)"],
+    );
+    // An empty `rules:` (or `rules: ~`) is still an empty list.
+    assert!(report(&[("r.yaml", "rules: ~\nfaq:\n")]).set.is_some());
+}
+
 #[test]
 fn duplicate_ids_across_files() {
     let report = report(&[

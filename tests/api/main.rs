@@ -1,8 +1,13 @@
 //! One integration-test binary: the real server on port 0, driven the way WeChat drives it,
 //! with a mock WeChat API on loopback.
 
+mod bot_helpers;
+mod cli;
+mod cli_helpers;
 mod console;
+mod faq_sessions;
 mod helpers;
 mod mock_wechat;
+mod rules_reload;
 mod webhook;
 mod wechat_client;
