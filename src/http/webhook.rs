@@ -331,11 +331,12 @@ async fn process(
             handoff: decision.handoff,
         },
     };
-    // A push that queues messages is answered only once they are durable (SPEC §6). One that
-    // queues nothing is answered at once: its records (memo, log, session) follow in the same
-    // group commit, and if kefu died before that commit, WeChat's retry would simply be decided
-    // again, with nothing sent twice because nothing is sent at all.
-    let must_wait = !record.outbox.is_empty();
+    // A push that queues messages, or changes the user's session (a menu, a handoff), is
+    // answered only once that is durable and visible (SPEC §6; the user's next message must see
+    // the session). One that changes neither is answered at once: its memo and log follow in the
+    // same group commit, and if kefu died before that commit, WeChat's retry would simply be
+    // decided again, with nothing sent twice because nothing is sent at all.
+    let must_wait = !record.outbox.is_empty() || record.session.is_some();
     let ticket = state.store.commit(record);
     if must_wait {
         match tokio::time::timeout_at(deadline, ticket).await {
