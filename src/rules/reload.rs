@@ -219,8 +219,9 @@ impl RulesHandle {
     /// Reads and compiles the folder; swaps the new set in when valid. Blocking (file I/O and
     /// compilation): from async code use [`RulesHandle::reload_async`].
     pub fn reload(&self) -> ReloadOutcome {
+        let started = std::time::Instant::now();
         let outcome = self.load_and_swap();
-        self.report(&outcome);
+        self.report(&outcome, started.elapsed());
         outcome
     }
 
@@ -228,11 +229,12 @@ impl RulesHandle {
     /// logged or counted when it does not. For the watcher's first look: a change made after
     /// the first load but before the watch was in place sent no event.
     pub fn reload_if_changed(&self) -> Option<ReloadOutcome> {
+        let started = std::time::Instant::now();
         let outcome = self.load_and_swap();
         if matches!(outcome, ReloadOutcome::Unchanged) {
             return None;
         }
-        self.report(&outcome);
+        self.report(&outcome, started.elapsed());
         Some(outcome)
     }
 
@@ -276,8 +278,8 @@ impl RulesHandle {
     }
 
     /// Logs an outcome and passes it to the hook.
-    fn report(&self, outcome: &ReloadOutcome) {
-        self.log(outcome);
+    fn report(&self, outcome: &ReloadOutcome, took: std::time::Duration) {
+        self.log(outcome, took.as_millis() as u64);
         if let Some(hook) = &self.hook {
             hook(outcome);
         }
@@ -300,7 +302,7 @@ impl RulesHandle {
         }
     }
 
-    fn log(&self, outcome: &ReloadOutcome) {
+    fn log(&self, outcome: &ReloadOutcome, took_ms: u64) {
         let dir = self.dir.display().to_string();
         match outcome {
             ReloadOutcome::Swapped {
@@ -309,7 +311,7 @@ impl RulesHandle {
                 faq,
                 warnings,
             } => {
-                tracing::info!(%dir, version, rules, faq, warnings = warnings.len(), "rules reloaded");
+                tracing::info!(%dir, version, rules, faq, warnings = warnings.len(), took_ms, "rules reloaded");
                 for w in warnings {
                     tracing::warn!(%dir, "{w}");
                 }
