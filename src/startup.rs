@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix_web::dev::Server;
 use actix_web::{App, HttpServer, web};
@@ -98,9 +99,12 @@ impl Application {
 
         let sqlite = SqliteStore::open(&settings.data_dir, StoreOptions::from_settings(&settings))
             .with_context(|| format!("opening the store in {}", settings.data_dir.display()))?;
-        let client =
-            WechatClient::new(&settings.api_base, &settings.apps, ClientOptions::default())
-                .context("building the WeChat API client")?;
+        let client_options = ClientOptions {
+            request_timeout: Duration::from_millis(settings.outbox.request_timeout_ms),
+            ..ClientOptions::default()
+        };
+        let client = WechatClient::new(&settings.api_base, &settings.apps, client_options)
+            .context("building the WeChat API client")?;
         let store: Arc<dyn Store> = Arc::new(sqlite.clone());
         let state = web::Data::new(State {
             settings: settings.clone(),
@@ -201,7 +205,7 @@ impl Application {
         let mut worker = spawn_outbox_worker(
             Arc::new(self.store.clone()),
             self.deliver.clone(),
-            WorkerOptions::default(),
+            WorkerOptions::from_settings(&self.state.settings.outbox),
             worker_stop,
         );
         let server_handle = self.server.handle();
