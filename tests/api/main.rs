@@ -1,7 +1,9 @@
 //! One integration-test binary: the real server on port 0, driven the way WeChat drives it,
 //! with a mock WeChat API on loopback.
 
+mod delivery_helpers;
 mod helpers;
 mod mock_wechat;
+mod outbox;
 mod webhook;
 mod wechat_client;
