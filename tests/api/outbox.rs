@@ -208,6 +208,54 @@ async fn errcode_minus_1_and_45011_are_retried_then_delivered() {
 }
 
 #[tokio::test]
+async fn a_retried_reply_keeps_its_place_before_the_users_later_replies() {
+    let mock = MockWechat::start().await;
+    mock.script_send(vec![MockReply::errcode(-1), MockReply::http(503)]);
+    let app = spawn_live(&mock, RULES).await;
+
+    app.post_text("mp", "o_order", "注销步骤").await;
+    mock.wait_for_sends(5, WAIT).await;
+    wait_outbox_empty(&app).await;
+    let texts: Vec<String> = mock.sends().iter().map(content).collect();
+    assert_eq!(
+        texts,
+        [
+            "第一步：登录",
+            "第一步：登录",
+            "第一步：登录",
+            "第二步：设置",
+            "第三步：注销"
+        ],
+        "one user's replies go strictly in order, retries included"
+    );
+}
+
+#[tokio::test]
+async fn a_reply_that_keeps_failing_is_given_up_after_max_attempts() {
+    let mock = MockWechat::start().await;
+    mock.script_send(vec![MockReply::errcode(-1); 3]);
+    let mut cfg = live_config(&mock, RULES);
+    cfg.extra = format!("{FAST_OUTBOX}  max_attempts: 3\n");
+    let app = spawn_app_with(cfg).await;
+
+    app.post_text("mp", "o_give_up", "你好").await;
+    let failures = wait_failures(&app, 1).await;
+    assert_eq!(mock.sends().len(), 3);
+    let failed = &failures[0];
+    assert_eq!((failed.attempts, failed.errcode), (3, None), "{failed:?}");
+    assert!(
+        failed.reason.starts_with("gave up after 3 attempts") && failed.reason.contains("-1"),
+        "{}",
+        failed.reason
+    );
+    // The user's next reply is not held up by the failed one.
+    app.post_text("mp", "o_give_up", "你好").await;
+    mock.wait_for_sends(4, WAIT).await;
+    wait_outbox_empty(&app).await;
+    assert_eq!(mock.sends().len(), 4);
+}
+
+#[tokio::test]
 async fn token_errors_refresh_the_token_once_and_resend() {
     let mock = MockWechat::start().await;
     let app = spawn_live(&mock, RULES).await;

@@ -1,0 +1,218 @@
+//! The real `kefu` binary killed and restarted (SPEC §6): a reply whose push was answered is
+//! never lost and never sent twice once WeChat accepted it, whether the process is SIGKILLed
+//! while the API refuses, SIGKILLed with sends in flight, or stopped with SIGTERM while the API
+//! is down. Replies are told apart by (touser, content).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use crate::delivery_helpers::*;
+use crate::helpers::*;
+use crate::mock_wechat::{MockGate, MockReply, MockWechat, RecordedSend};
+
+const RULES: &str = r#"
+rules:
+  - id: order
+    regex: '订单\s*(?P<n>\d+)'
+    reply: 已收到订单 {n}
+"#;
+
+/// Retries every 20–200 ms and never gives up within a test.
+const PATIENT_OUTBOX: &str = "outbox:
+  backoff_base_ms: 20
+  backoff_max_ms: 200
+  max_attempts: 100000
+  request_timeout_ms: 1000
+  send_timeout_ms: 3000
+";
+
+const USERS: usize = 20;
+
+fn user(i: usize) -> String {
+    format!("o_crash_{i:02}")
+}
+
+/// Pushes one order message per user and checks each got its `success`.
+async fn push_all(daemon: &Daemon) -> Vec<kefu::protocol::InboundMessage> {
+    let mut msgs = Vec::new();
+    for i in 0..USERS {
+        let msg = text_msg(&user(i), &format!("订单 {}", 1000 + i));
+        let r = daemon.post(&msg).await;
+        assert_eq!(
+            (r.status, r.body.as_str()),
+            (200, "success"),
+            "push {i}: {r:?}"
+        );
+        msgs.push(msg);
+    }
+    msgs
+}
+
+/// How often each (touser, content) appears in `sends`.
+fn tally(sends: &[RecordedSend]) -> BTreeMap<(String, String), usize> {
+    let mut seen = BTreeMap::new();
+    for s in sends {
+        *seen.entry(to_and_text(s)).or_insert(0) += 1;
+    }
+    seen
+}
+
+/// Every user's reply exactly once.
+fn assert_each_exactly_once(accepted: &[RecordedSend]) {
+    let seen = tally(accepted);
+    let want: BTreeMap<(String, String), usize> = (0..USERS)
+        .map(|i| ((user(i), format!("已收到订单 {}", 1000 + i)), 1))
+        .collect();
+    assert_eq!(seen, want, "every reply arrives exactly once");
+}
+
+/// Waits until the daemon's outbox on disk holds nothing queued or sending.
+async fn wait_drained(dir: &DaemonDir, daemon: &Daemon) {
+    let drained = eventually(Duration::from_secs(20), async || {
+        let c = counts_on_disk(&dir.data_dir());
+        c.queued == 0 && c.sending == 0
+    })
+    .await;
+    assert!(
+        drained,
+        "outbox not drained: {:?}\n{}",
+        counts_on_disk(&dir.data_dir()),
+        daemon.log_text()
+    );
+}
+
+#[tokio::test]
+async fn sigkill_while_the_api_refuses_loses_nothing_and_sends_nothing_twice() {
+    let mock = MockWechat::start().await;
+    // Every send with the first process's token is refused as "system busy" (retryable).
+    mock.reject_token("tok-1", -1);
+    let dir = DaemonDir::new(RULES);
+    let settings = dir.write_config(&mock.base_url(), PATIENT_OUTBOX);
+
+    let mut first = Daemon::start(&dir, settings.clone(), "first").await;
+    let msgs = push_all(&first).await;
+    // The worker is busy retrying when the process dies.
+    mock.wait_for_sends(2 * USERS, Duration::from_secs(20))
+        .await;
+    first.kill();
+    assert!(
+        mock.sends().iter().all(|s| s.access_token == "tok-1"),
+        "nothing was accepted before the kill"
+    );
+    let c = counts_on_disk(&dir.data_dir());
+    assert_eq!((c.queued + c.sending, c.failed), (USERS as u64, 0), "{c:?}");
+    let refused = mock.sends().len();
+
+    let mut second = Daemon::start(&dir, settings, "second").await;
+    // A retry of an answered push, after the restart: the same answer, nothing sent again.
+    let again = second.post(&msgs[3]).await;
+    assert_eq!((again.status, again.body.as_str()), (200, "success"));
+    wait_drained(&dir, &second).await;
+    assert_eq!(second.terminate().await.code(), Some(0));
+
+    let accepted = &mock.sends()[refused..];
+    assert!(accepted.iter().all(|s| s.access_token == "tok-2"));
+    assert_each_exactly_once(accepted);
+}
+
+#[tokio::test]
+async fn sigkill_with_sends_in_flight_loses_nothing_and_sends_nothing_twice() {
+    let mock = MockWechat::start().await;
+    // Four sends at a time; the first four hang at the API and are never answered.
+    let gate = MockGate::new();
+    mock.script_send(vec![MockReply::ok().held(&gate); 4]);
+    let dir = DaemonDir::new(RULES);
+    // Requests are never cut off here, so the four held sends stay in flight until the kill.
+    let extra = "outbox:\n  backoff_base_ms: 20\n  backoff_max_ms: 200\n  max_attempts: 100000\n  \
+                 request_timeout_ms: 60000\n  send_timeout_ms: 60000\n  concurrency: 4\n";
+    let settings = dir.write_config(&mock.base_url(), extra);
+
+    let mut first = Daemon::start(&dir, settings.clone(), "first").await;
+    push_all(&first).await;
+    mock.wait_for_sends(4, Duration::from_secs(20)).await;
+    let c = counts_on_disk(&dir.data_dir());
+    assert_eq!((c.queued, c.sending), (USERS as u64 - 4, 4), "{c:?}");
+    first.kill();
+    assert_eq!(mock.sends().len(), 4, "nothing else was sent");
+
+    let mut second = Daemon::start(&dir, settings, "second").await;
+    wait_drained(&dir, &second).await;
+    assert_eq!(second.terminate().await.code(), Some(0));
+    gate.open();
+
+    // The four cut-off sends were never accepted, so they go again: once each.
+    let sends = mock.sends();
+    assert_each_exactly_once(&sends[4..]);
+    let cut_off: Vec<_> = sends[..4].iter().map(to_and_text).collect();
+    let resent = tally(&sends[4..]);
+    assert!(cut_off.iter().all(|k| resent.get(k) == Some(&1)));
+}
+
+#[tokio::test]
+async fn sigterm_while_the_api_is_down_leaves_the_replies_for_the_next_start() {
+    let dir = DaemonDir::new(RULES);
+    let settings = dir.write_config(&dead_api_base(), PATIENT_OUTBOX);
+
+    let mut first = Daemon::start(&dir, settings, "first").await;
+    let msgs = push_all(&first).await;
+    let status = first.terminate().await;
+    assert_eq!(status.code(), Some(0), "{}", first.log_text());
+    assert!(
+        first
+            .log_lines()
+            .iter()
+            .any(|l| l["message"] == "SIGTERM: stopping"),
+        "{}",
+        first.log_text()
+    );
+    let c = counts_on_disk(&dir.data_dir());
+    assert_eq!((c.queued + c.sending, c.failed), (USERS as u64, 0), "{c:?}");
+
+    // The API is back (at another address; the outbox does not care).
+    let mock = MockWechat::start().await;
+    let settings = dir.write_config(&mock.base_url(), PATIENT_OUTBOX);
+    let mut second = Daemon::start(&dir, settings, "second").await;
+    let again = second.post(&msgs[0]).await;
+    assert_eq!((again.status, again.body.as_str()), (200, "success"));
+    wait_drained(&dir, &second).await;
+    assert_eq!(second.terminate().await.code(), Some(0));
+
+    assert_each_exactly_once(&mock.sends());
+}
+
+#[tokio::test]
+async fn sigterm_with_sends_in_flight_stops_within_the_grace_and_the_next_start_sends_them() {
+    let mock = MockWechat::start().await;
+    let gate = MockGate::new();
+    mock.script_send(vec![MockReply::ok().held(&gate); 4]);
+    let dir = DaemonDir::new(RULES);
+    let extra = "outbox:\n  backoff_base_ms: 20\n  backoff_max_ms: 200\n  max_attempts: 100000\n  \
+                 request_timeout_ms: 60000\n  send_timeout_ms: 60000\n  concurrency: 4\n";
+    let settings = dir.write_config(&mock.base_url(), extra);
+
+    let mut first = Daemon::start(&dir, settings.clone(), "first").await;
+    push_all(&first).await;
+    mock.wait_for_sends(4, Duration::from_secs(20)).await;
+    let stopping = std::time::Instant::now();
+    assert_eq!(
+        first.terminate().await.code(),
+        Some(0),
+        "{}",
+        first.log_text()
+    );
+    // The worker's grace for sends in flight is 5 s; the stop must not wait on the API longer.
+    assert!(
+        stopping.elapsed() < Duration::from_secs(15),
+        "stopped in {:?}",
+        stopping.elapsed()
+    );
+    assert_eq!(mock.sends().len(), 4);
+    let c = counts_on_disk(&dir.data_dir());
+    assert_eq!((c.queued + c.sending, c.failed), (USERS as u64, 0), "{c:?}");
+
+    let mut second = Daemon::start(&dir, settings, "second").await;
+    wait_drained(&dir, &second).await;
+    assert_eq!(second.terminate().await.code(), Some(0));
+    gate.open();
+    assert_each_exactly_once(&mock.sends()[4..]);
+}
