@@ -17,15 +17,6 @@ rules:
     reply: 已收到订单 {n}
 "#;
 
-/// Retries every 20–200 ms and never gives up within a test.
-const PATIENT_OUTBOX: &str = "outbox:
-  backoff_base_ms: 20
-  backoff_max_ms: 200
-  max_attempts: 100000
-  request_timeout_ms: 1000
-  send_timeout_ms: 3000
-";
-
 const USERS: usize = 20;
 
 fn user(i: usize) -> String {
@@ -123,9 +114,8 @@ async fn sigkill_with_sends_in_flight_loses_nothing_and_sends_nothing_twice() {
     mock.script_send(vec![MockReply::ok().held(&gate); 4]);
     let dir = DaemonDir::new(RULES);
     // Requests are never cut off here, so the four held sends stay in flight until the kill.
-    let extra = "outbox:\n  backoff_base_ms: 20\n  backoff_max_ms: 200\n  max_attempts: 100000\n  \
-                 request_timeout_ms: 60000\n  send_timeout_ms: 60000\n  concurrency: 4\n";
-    let settings = dir.write_config(&mock.base_url(), extra);
+    let extra = format!("{PATIENT_OUTBOX}  concurrency: 4\n");
+    let settings = dir.write_config(&mock.base_url(), &extra);
 
     let mut first = Daemon::start(&dir, settings.clone(), "first").await;
     push_all(&first).await;
@@ -186,9 +176,8 @@ async fn sigterm_with_sends_in_flight_stops_within_the_grace_and_the_next_start_
     let gate = MockGate::new();
     mock.script_send(vec![MockReply::ok().held(&gate); 4]);
     let dir = DaemonDir::new(RULES);
-    let extra = "outbox:\n  backoff_base_ms: 20\n  backoff_max_ms: 200\n  max_attempts: 100000\n  \
-                 request_timeout_ms: 60000\n  send_timeout_ms: 60000\n  concurrency: 4\n";
-    let settings = dir.write_config(&mock.base_url(), extra);
+    let extra = format!("{PATIENT_OUTBOX}  concurrency: 4\n");
+    let settings = dir.write_config(&mock.base_url(), &extra);
 
     let mut first = Daemon::start(&dir, settings.clone(), "first").await;
     push_all(&first).await;

@@ -119,7 +119,7 @@ async fn repeats_while_the_api_is_slow_still_send_once() {
     let mock = MockWechat::start().await;
     let gate = MockGate::new();
     mock.script_send(vec![MockReply::ok().held(&gate)]);
-    let app = spawn_live(&mock, RULES).await;
+    let app = spawn_app_with(patient_config(&mock, RULES)).await;
 
     let msg = text_msg("o_slow_api", "你好");
     let first = app.post_message("mp", &msg).await;

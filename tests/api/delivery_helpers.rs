@@ -18,13 +18,31 @@ use serde_json::Value;
 use crate::helpers::*;
 use crate::mock_wechat::{MockWechat, RecordedSend};
 
-/// Retry pacing for tests: retries after tens of milliseconds, a request cut off after 400 ms.
+/// Retry pacing for tests: retries after tens of milliseconds (timeouts stay at their defaults,
+/// so that a loaded test machine never cuts off a send and sends it twice).
 pub const FAST_OUTBOX: &str = "outbox:
   backoff_base_ms: 20
   backoff_max_ms: 100
-  request_timeout_ms: 400
-  send_timeout_ms: 3000
 ";
+
+/// Fast retries, but requests never cut off and never given up within a test: for tests that
+/// hold the API's answers at a gate (a cut-off request would be retried and sent twice, as it
+/// should, which is not what those tests are about).
+pub const PATIENT_OUTBOX: &str = "outbox:
+  backoff_base_ms: 20
+  backoff_max_ms: 200
+  max_attempts: 100000
+  request_timeout_ms: 60000
+  send_timeout_ms: 60000
+";
+
+/// [`live_config`] with [`PATIENT_OUTBOX`].
+pub fn patient_config(mock: &MockWechat, rules: &str) -> TestConfig {
+    TestConfig {
+        extra: PATIENT_OUTBOX.to_string(),
+        ..live_config(mock, rules)
+    }
+}
 
 /// How long a test waits for something that should take milliseconds.
 pub const WAIT: Duration = Duration::from_secs(10);
@@ -339,10 +357,13 @@ pub fn counts_on_disk(data_dir: &Path) -> OutboxCounts {
     c
 }
 
-/// An address where nothing listens: a port bound and released (the API is "down").
+/// An address where nothing listens (the API is "down"): a privileged port, so that no test's
+/// mock can be given it by the kernel in the meantime, as a port bound and released could be.
 pub fn dead_api_base() -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    drop(listener);
-    format!("http://127.0.0.1:{port}")
+    let base = "http://127.0.0.1:9";
+    assert!(
+        std::net::TcpStream::connect("127.0.0.1:9").is_err(),
+        "something listens on 127.0.0.1:9"
+    );
+    base.to_string()
 }

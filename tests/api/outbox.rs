@@ -367,9 +367,10 @@ async fn http_5xx_is_retried_then_delivered() {
 #[tokio::test]
 async fn a_send_not_answered_within_the_request_timeout_is_retried() {
     let mock = MockWechat::start().await;
-    // FAST_OUTBOX cuts a request off after 400 ms.
-    mock.script_send(vec![MockReply::ok().delayed(Duration::from_secs(2))]);
-    let app = spawn_live(&mock, RULES).await;
+    mock.script_send(vec![MockReply::ok().delayed(Duration::from_secs(5))]);
+    let mut cfg = live_config(&mock, RULES);
+    cfg.extra = format!("{FAST_OUTBOX}  request_timeout_ms: 1000\n");
+    let app = spawn_app_with(cfg).await;
 
     let started = Instant::now();
     let r = app.post_text("mp", "o_slow", "你好").await;
@@ -397,10 +398,10 @@ async fn a_send_not_answered_within_the_request_timeout_is_retried() {
 #[tokio::test]
 async fn a_delivery_over_the_send_timeout_is_cut_off_and_retried() {
     let mock = MockWechat::start().await;
-    // The token API hangs past the whole-delivery bound (300 ms) but not the request bound.
-    mock.script_token(vec![MockReply::ok().delayed(Duration::from_secs(2))]);
+    // The token API hangs past the whole-delivery bound (1 s) but not the request bound (5 s).
+    mock.script_token(vec![MockReply::ok().delayed(Duration::from_secs(4))]);
     let mut cfg = live_config(&mock, RULES);
-    cfg.extra = "outbox:\n  backoff_base_ms: 20\n  backoff_max_ms: 100\n  request_timeout_ms: 5000\n  send_timeout_ms: 300\n".into();
+    cfg.extra = format!("{FAST_OUTBOX}  send_timeout_ms: 1000\n");
     let app = spawn_app_with(cfg).await;
 
     app.post_text("mp", "o_hang", "你好").await;
@@ -411,7 +412,11 @@ async fn a_delivery_over_the_send_timeout_is_cut_off_and_retried() {
     let log = send_log(&data_dir(&app));
     assert_eq!(log[0].1, "retrying", "{log:?}");
     assert!(
-        log[0].2.as_deref().unwrap_or("").contains("300ms"),
+        log[0]
+            .2
+            .as_deref()
+            .unwrap_or("")
+            .contains("no answer within 1s"),
         "{log:?}"
     );
     assert_eq!(log.last().map(|l| l.1.as_str()), Some("sent"));
@@ -449,7 +454,7 @@ async fn pushes_are_answered_fast_while_the_api_holds_every_send() {
     let mock = MockWechat::start().await;
     let gate = MockGate::new();
     mock.script_send(vec![MockReply::ok().held(&gate); 6]);
-    let app = spawn_live(&mock, RULES).await;
+    let app = spawn_app_with(patient_config(&mock, RULES)).await;
 
     // The first send reaches the API and hangs there…
     app.post_text("mp", "o_held_0", "你好").await;
@@ -488,7 +493,7 @@ async fn pushes_are_answered_fast_while_the_token_api_hangs() {
     let mock = MockWechat::start().await;
     let gate = MockGate::new();
     mock.script_token(vec![MockReply::ok().held(&gate)]);
-    let app = spawn_live(&mock, RULES).await;
+    let app = spawn_app_with(patient_config(&mock, RULES)).await;
 
     for i in 0..5 {
         let started = Instant::now();
@@ -514,7 +519,11 @@ async fn pushes_are_answered_fast_while_the_token_api_hangs() {
 
 #[tokio::test]
 async fn pushes_are_answered_fast_while_the_api_is_down() {
-    let app = spawn_app_with(live_config_at(&dead_api_base(), RULES)).await;
+    let app = spawn_app_with(TestConfig {
+        extra: PATIENT_OUTBOX.to_string(),
+        ..live_config_at(&dead_api_base(), RULES)
+    })
+    .await;
 
     for i in 0..5 {
         let text = if i == 2 { "转人工" } else { "你好" };
