@@ -12,6 +12,9 @@ use crate::mock_wechat::{MockGate, MockReply, MockWechat, RecordedSend};
 
 const RULES: &str = r#"
 rules:
+  - id: human
+    keywords: [人工]
+    handoff: true
   - id: order
     regex: '订单\s*(?P<n>\d+)'
     reply: 已收到订单 {n}
@@ -145,6 +148,12 @@ async fn sigterm_while_the_api_is_down_leaves_the_replies_for_the_next_start() {
 
     let mut first = Daemon::start(&dir, settings, "first").await;
     let msgs = push_all(&first).await;
+    let handoff = text_msg("o_crash_handoff", "转人工");
+    let transfer = first.post(&handoff).await;
+    assert!(
+        transfer.body.contains("transfer_customer_service"),
+        "{transfer:?}"
+    );
     let status = first.terminate().await;
     assert_eq!(status.code(), Some(0), "{}", first.log_text());
     assert!(
@@ -164,6 +173,12 @@ async fn sigterm_while_the_api_is_down_leaves_the_replies_for_the_next_start() {
     let mut second = Daemon::start(&dir, settings, "second").await;
     let again = second.post(&msgs[0]).await;
     assert_eq!((again.status, again.body.as_str()), (200, "success"));
+    // A retry of the handoff after the restart: the same transfer, byte for byte.
+    let again = second.post(&handoff).await;
+    assert_eq!(
+        (again.status, &again.content_type, &again.body),
+        (200, &transfer.content_type, &transfer.body)
+    );
     wait_drained(&dir, &second).await;
     assert_eq!(second.terminate().await.code(), Some(0));
 
@@ -204,4 +219,94 @@ async fn sigterm_with_sends_in_flight_stops_within_the_grace_and_the_next_start_
     assert_eq!(second.terminate().await.code(), Some(0));
     gate.open();
     assert_each_exactly_once(&mock.sends()[4..]);
+}
+
+/// Reads one HTTP/1.1 response with a Content-Length from a kept-alive connection.
+async fn read_response(conn: &mut tokio::net::TcpStream) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let text = String::from_utf8_lossy(&raw).to_string();
+        if let Some(end) = text.find("\r\n\r\n") {
+            let length: usize = text[..end]
+                .lines()
+                .find_map(|l| {
+                    let (name, value) = l.split_once(':')?;
+                    name.eq_ignore_ascii_case("content-length")
+                        .then(|| value.trim().parse().ok())?
+                })
+                .expect("a Content-Length");
+            if raw.len() >= end + 4 + length {
+                return text;
+            }
+        }
+        let n = tokio::time::timeout(WAIT, conn.read(&mut buf))
+            .await
+            .expect("the response comes within the wait")
+            .expect("read");
+        assert!(n > 0, "connection closed after {text:?}");
+        raw.extend_from_slice(&buf[..n]);
+    }
+}
+
+#[tokio::test]
+async fn sigterm_finishes_a_push_in_flight_and_keeps_its_reply() {
+    use tokio::io::AsyncWriteExt;
+
+    let dir = DaemonDir::new(RULES);
+    let settings = dir.write_config(&dead_api_base(), PATIENT_OUTBOX);
+    let mut daemon = Daemon::start(&dir, settings.clone(), "first").await;
+
+    // A connection the daemon has accepted (one answered request proves it)…
+    let mut conn = tokio::net::TcpStream::connect(("127.0.0.1", daemon.port))
+        .await
+        .expect("connect");
+    conn.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .await
+        .expect("healthz");
+    let health = read_response(&mut conn).await;
+    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+
+    // …then a push whose body is still arriving when SIGTERM comes.
+    let msg = text_msg("o_in_flight", "订单 77");
+    let app = settings.app("mp").expect("app");
+    let push = kefu::cli::send::build_push(app, &msg, TestApp::now(), "4242").expect("push");
+    let head = format!(
+        "POST /wechat/mp?{} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {}\r\n\
+         Content-Length: {}\r\n\r\n",
+        push.query,
+        push.content_type,
+        push.body.len()
+    );
+    let (first_half, second_half) = push.body.as_bytes().split_at(push.body.len() / 2);
+    conn.write_all(head.as_bytes()).await.expect("head");
+    conn.write_all(first_half).await.expect("first half");
+
+    let sent = std::process::Command::new("kill")
+        .args(["-TERM", &daemon.pid().to_string()])
+        .status()
+        .expect("kill -TERM");
+    assert!(sent.success());
+    let stopping = eventually(WAIT, async || {
+        daemon
+            .log_lines()
+            .iter()
+            .any(|l| l["message"] == "SIGTERM: stopping")
+    })
+    .await;
+    assert!(stopping, "{}", daemon.log_text());
+
+    conn.write_all(second_half).await.expect("second half");
+    let answer = read_response(&mut conn).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.ends_with("\r\n\r\nsuccess"), "{answer}");
+    drop(conn);
+    assert_eq!(daemon.terminate().await.code(), Some(0));
+    let c = counts_on_disk(&dir.data_dir());
+    assert_eq!(
+        c.queued + c.sending,
+        1,
+        "the reply waits for the next start: {c:?}"
+    );
 }

@@ -447,6 +447,26 @@ async fn fifty_users_at_once_on_a_cold_start_fetch_the_token_once() {
     assert_eq!(to, users, "each user exactly once");
 }
 
+#[tokio::test]
+async fn fifty_sends_refused_for_an_expired_token_refresh_it_once() {
+    let mock = MockWechat::start().await;
+    mock.reject_token("tok-1", 42001);
+    let app = spawn_live(&mock, RULES).await;
+
+    let users: Vec<String> = (0..50).map(|i| format!("o_expired_{i:02}")).collect();
+    join_all(users.iter().map(|u| app.post_text("mp", u, "你好"))).await;
+    wait_outbox_empty(&app).await;
+
+    assert_eq!(mock.token_fetches(), 2, "one fetch, one refresh");
+    let accepted: Vec<_> = mock
+        .sends()
+        .into_iter()
+        .filter(|s| s.access_token == "tok-2")
+        .collect();
+    assert_eq!(accepted.len(), 50);
+    assert_eq!(counts(&app).failed, 0);
+}
+
 // ---- the answer never waits on the API -----------------------------------------------------
 
 #[tokio::test]

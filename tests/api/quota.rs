@@ -69,6 +69,33 @@ async fn seven_replies_to_one_message_send_five_and_record_two_dropped() {
 }
 
 #[tokio::test]
+async fn the_daemon_logs_what_it_dropped_and_why() {
+    let mock = MockWechat::start().await;
+    let dir = DaemonDir::new(RULES);
+    let settings = dir.write_config(&mock.base_url(), FAST_OUTBOX);
+    let mut daemon = Daemon::start(&dir, settings, "quota").await;
+
+    let r = daemon.post(&text_msg("o_logged", "来七条")).await;
+    assert_eq!(r.body, "success");
+    mock.wait_for_sends(5, WAIT).await;
+    assert_eq!(daemon.terminate().await.code(), Some(0));
+
+    let lines = daemon.log_lines();
+    let warning = lines
+        .iter()
+        .find(|l| l["message"] == "replies over quota were not queued")
+        .unwrap_or_else(|| panic!("no drop warning in:\n{}", daemon.log_text()));
+    assert_eq!(warning["level"], "WARN");
+    assert_eq!(warning["openid"], "o_logged");
+    let dropped = warning["dropped"].as_str().unwrap_or_default();
+    assert!(
+        dropped.contains("over quota") && dropped.contains('六') && dropped.contains('七'),
+        "{warning}"
+    );
+    assert_eq!(mock.sends().len(), 5);
+}
+
+#[tokio::test]
 async fn the_users_next_message_opens_a_new_window() {
     let mock = MockWechat::start().await;
     let app = spawn_live(&mock, RULES).await;
