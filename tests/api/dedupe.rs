@@ -70,6 +70,12 @@ async fn a_message_posted_three_times_in_a_row_is_sent_once_and_answered_alike()
     let texts: Vec<String> = sends_to(&mock, "o_seq").iter().map(content).collect();
     assert_eq!(texts, ["您好！"]);
     assert_eq!(logged(&app), 1, "logged once");
+    let m = metrics(&app).await;
+    assert_eq!(
+        sample(&m, "kefu_duplicates_total{app=\"mp\"}"),
+        Some(2.0),
+        "{m}"
+    );
 }
 
 #[tokio::test]

@@ -114,6 +114,26 @@ pub async fn wait_failures(app: &TestApp, n: usize) -> Vec<FailedEntry> {
     failures
 }
 
+/// The admin listener's `/metrics` text.
+pub async fn metrics(app: &TestApp) -> String {
+    app.client
+        .get(format!("http://127.0.0.1:{}/metrics", app.admin_port))
+        .send()
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .expect("metrics text")
+}
+
+/// The value of the sample `name{labels}` in a Prometheus text exposition.
+pub fn sample(metrics: &str, series: &str) -> Option<f64> {
+    metrics.lines().find_map(|l| {
+        let value = l.strip_prefix(series)?.strip_prefix(' ')?;
+        value.trim().parse().ok()
+    })
+}
+
 /// A text message from `user` with a fresh MsgId.
 pub fn text_msg(user: &str, text: &str) -> InboundMessage {
     message_for(user, None, Some(text), TestApp::now()).expect("message")

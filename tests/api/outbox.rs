@@ -177,6 +177,49 @@ async fn a_handoff_answers_the_transfer_and_sends_its_reply_through_the_api() {
     );
 }
 
+#[tokio::test]
+async fn a_safe_mode_push_is_answered_success_and_its_replies_sent() {
+    let mock = MockWechat::start().await;
+    let mut cfg = live_config(&mock, RULES);
+    cfg.apps = vec![TestAppSpec::new("mp", "xml", "safe").live()];
+    let app = spawn_app_with(cfg).await;
+
+    let r = app.post_text("mp", "o_safe", "注销步骤").await;
+    assert_eq!((r.status, r.body.as_str()), (200, "success"));
+    mock.wait_for_sends(3, WAIT).await;
+    wait_outbox_empty(&app).await;
+    let texts: Vec<String> = sends_to(&mock, "o_safe").iter().map(content).collect();
+    assert_eq!(texts, ["第一步：登录", "第二步：设置", "第三步：注销"]);
+}
+
+#[tokio::test]
+async fn an_official_account_answers_its_first_text_passively_and_sends_the_rest() {
+    let mock = MockWechat::start().await;
+    let mut cfg = live_config(&mock, RULES);
+    cfg.apps = vec![
+        TestAppSpec::new("mp", "xml", "plaintext")
+            .official_account()
+            .live(),
+    ];
+    let app = spawn_app_with(cfg).await;
+
+    let r = app.post_text("mp", "o_oa", "注销步骤").await;
+    assert_eq!(r.status, 200);
+    assert!(
+        r.body.contains("<MsgType><![CDATA[text]]></MsgType>") && r.body.contains("第一步：登录"),
+        "the first text goes back in the answer: {}",
+        r.body
+    );
+    mock.wait_for_sends(2, WAIT).await;
+    wait_outbox_empty(&app).await;
+    let texts: Vec<String> = sends_to(&mock, "o_oa").iter().map(content).collect();
+    assert_eq!(
+        texts,
+        ["第二步：设置", "第三步：注销"],
+        "the rest through the API"
+    );
+}
+
 // ---- one test per outcome class of custom/send ------------------------------------------------
 
 #[tokio::test]

@@ -61,6 +61,17 @@ async fn seven_replies_to_one_message_send_five_and_record_two_dropped() {
         .stats(TestApp::now() - 60, app.settings.tz)
         .expect("stats");
     assert_eq!((stats.sends.sent, stats.sends.dropped), (5, 2));
+    let m = metrics(&app).await;
+    assert_eq!(
+        sample(&m, "kefu_sends_total{outcome=\"dropped\"}"),
+        Some(2.0),
+        "{m}"
+    );
+    assert_eq!(
+        sample(&m, "kefu_sends_total{outcome=\"sent\"}"),
+        Some(5.0),
+        "{m}"
+    );
     assert_eq!(
         counts(&app).failed,
         0,
