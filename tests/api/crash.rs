@@ -221,7 +221,8 @@ async fn sigterm_with_sends_in_flight_stops_within_the_grace_and_the_next_start_
     assert_each_exactly_once(&mock.sends()[4..]);
 }
 
-/// Reads one HTTP/1.1 response with a Content-Length from a kept-alive connection.
+/// Reads from `conn` until `raw` holds a complete HTTP/1.1 response head and, when the head has
+/// a Content-Length, that many body bytes; returns the response as text.
 async fn read_response(conn: &mut tokio::net::TcpStream) -> String {
     use tokio::io::AsyncReadExt;
     let mut raw = Vec::new();
@@ -236,7 +237,7 @@ async fn read_response(conn: &mut tokio::net::TcpStream) -> String {
                     name.eq_ignore_ascii_case("content-length")
                         .then(|| value.trim().parse().ok())?
                 })
-                .expect("a Content-Length");
+                .unwrap_or(0);
             if raw.len() >= end + 4 + length {
                 return text;
             }
@@ -258,29 +259,27 @@ async fn sigterm_finishes_a_push_in_flight_and_keeps_its_reply() {
     let settings = dir.write_config(&dead_api_base(), PATIENT_OUTBOX);
     let mut daemon = Daemon::start(&dir, settings.clone(), "first").await;
 
-    // A connection the daemon has accepted (one answered request proves it)…
-    let mut conn = tokio::net::TcpStream::connect(("127.0.0.1", daemon.port))
-        .await
-        .expect("connect");
-    conn.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-        .await
-        .expect("healthz");
-    let health = read_response(&mut conn).await;
-    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
-
-    // …then a push whose body is still arriving when SIGTERM comes.
+    // A push whose body is still arriving when SIGTERM comes. `Expect: 100-continue` tells us
+    // when the server has taken the request in hand (it answers `100 Continue` once it calls the
+    // handler): a request still unread in a socket buffer is not in flight, and a stopping
+    // server rightly closes its connection.
     let msg = text_msg("o_in_flight", "订单 77");
     let app = settings.app("mp").expect("app");
     let push = kefu::cli::send::build_push(app, &msg, TestApp::now(), "4242").expect("push");
+    let mut conn = tokio::net::TcpStream::connect(("127.0.0.1", daemon.port))
+        .await
+        .expect("connect");
     let head = format!(
         "POST /wechat/mp?{} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {}\r\n\
-         Content-Length: {}\r\n\r\n",
+         Content-Length: {}\r\nExpect: 100-continue\r\n\r\n",
         push.query,
         push.content_type,
         push.body.len()
     );
-    let (first_half, second_half) = push.body.as_bytes().split_at(push.body.len() / 2);
     conn.write_all(head.as_bytes()).await.expect("head");
+    let proceed = read_response(&mut conn).await;
+    assert!(proceed.starts_with("HTTP/1.1 100"), "{proceed}");
+    let (first_half, second_half) = push.body.as_bytes().split_at(push.body.len() / 2);
     conn.write_all(first_half).await.expect("first half");
 
     let sent = std::process::Command::new("kill")
@@ -292,7 +291,7 @@ async fn sigterm_finishes_a_push_in_flight_and_keeps_its_reply() {
         daemon
             .log_lines()
             .iter()
-            .any(|l| l["message"] == "SIGTERM: stopping")
+            .any(|l| l["message"] == "graceful worker shutdown; finishing 1 connections")
     })
     .await;
     assert!(stopping, "{}", daemon.log_text());
@@ -302,7 +301,7 @@ async fn sigterm_finishes_a_push_in_flight_and_keeps_its_reply() {
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     assert!(answer.ends_with("\r\n\r\nsuccess"), "{answer}");
     drop(conn);
-    assert_eq!(daemon.terminate().await.code(), Some(0));
+    assert_eq!(daemon.wait_exit().await.code(), Some(0));
     let c = counts_on_disk(&dir.data_dir());
     assert_eq!(
         c.queued + c.sending,

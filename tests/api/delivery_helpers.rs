@@ -331,6 +331,11 @@ impl Daemon {
             .status()
             .expect("kill -TERM runs");
         assert!(sent.success(), "kill -TERM failed");
+        self.wait_exit().await
+    }
+
+    /// Waits (bounded) for the process to exit by itself, e.g. after a signal already sent.
+    pub async fn wait_exit(&mut self) -> ExitStatus {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Some(status) = self.child.try_wait().expect("try_wait") {
@@ -338,7 +343,7 @@ impl Daemon {
             }
             assert!(
                 Instant::now() < deadline,
-                "kefu did not stop within 30 s of SIGTERM:\n{}",
+                "kefu did not stop within 30 s:\n{}",
                 self.log_text()
             );
             tokio::time::sleep(Duration::from_millis(20)).await;

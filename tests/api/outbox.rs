@@ -539,10 +539,11 @@ async fn pushes_are_answered_fast_while_the_api_holds_every_send() {
             assert_eq!(r.body, "success");
         }
     }
+    let c = counts(&app);
     assert_eq!(
-        counts(&app).queued + counts(&app).sending,
+        c.queued + c.sending,
         6,
-        "every reply waits in the outbox"
+        "every reply waits in the outbox: {c:?}"
     );
 
     gate.open();
