@@ -100,6 +100,64 @@ impl Default for QuotaSettings {
     }
 }
 
+/// How replies leave the outbox: retry pacing and timeouts of the send API (SPEC §6). The
+/// defaults suit WeChat; tests shorten them so that a retry or a timeout takes milliseconds.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutboxSettings {
+    /// Backoff before the first retry, in milliseconds; doubles per attempt (with jitter).
+    pub backoff_base_ms: u64,
+    /// Backoff ceiling, in milliseconds.
+    pub backoff_max_ms: u64,
+    /// A reply still failing this many seconds after its first attempt is recorded as failed.
+    pub give_up_after_secs: u64,
+    /// …or after this many attempts.
+    pub max_attempts: u32,
+    /// Bound on one HTTP request to WeChat (a token fetch or a send), in milliseconds.
+    pub request_timeout_ms: u64,
+    /// Bound on one delivery (token fetch, send, and the resend after a token refresh), in
+    /// milliseconds; a delivery cut off counts as a retryable failure.
+    pub send_timeout_ms: u64,
+    /// Sends in flight at once (always to different users).
+    pub concurrency: usize,
+}
+
+impl Default for OutboxSettings {
+    fn default() -> Self {
+        Self {
+            backoff_base_ms: 1_000,
+            backoff_max_ms: 60_000,
+            give_up_after_secs: 600,
+            max_attempts: 30,
+            request_timeout_ms: 5_000,
+            send_timeout_ms: 20_000,
+            concurrency: 16,
+        }
+    }
+}
+
+impl OutboxSettings {
+    /// The first thing wrong with these settings, as `outbox.<key>: problem`.
+    fn problem(&self) -> Option<String> {
+        let positive = [
+            ("backoff_base_ms", self.backoff_base_ms),
+            ("backoff_max_ms", self.backoff_max_ms),
+            ("give_up_after_secs", self.give_up_after_secs),
+            ("max_attempts", u64::from(self.max_attempts)),
+            ("request_timeout_ms", self.request_timeout_ms),
+            ("send_timeout_ms", self.send_timeout_ms),
+            ("concurrency", self.concurrency as u64),
+        ];
+        if let Some((key, _)) = positive.iter().find(|(_, v)| *v == 0) {
+            return Some(format!("outbox.{key}: must be positive"));
+        }
+        if self.backoff_max_ms < self.backoff_base_ms {
+            return Some("outbox.backoff_max_ms: must not be below backoff_base_ms".into());
+        }
+        None
+    }
+}
+
 /// One WeChat app (Mini Program or Official Account) served under `/wechat/{id}`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -188,6 +246,8 @@ pub struct Settings {
     pub faq: FaqSettings,
     #[serde(default)]
     pub quota: QuotaSettings,
+    #[serde(default)]
+    pub outbox: OutboxSettings,
     /// Bearer token required by the admin listener (`/metrics`, console) when set.
     #[serde(default)]
     pub admin_token: Secret,
@@ -304,6 +364,9 @@ pub fn parse(
             0,
             "max_body_bytes: must be positive".into(),
         ));
+    }
+    if let Some(problem) = settings.outbox.problem() {
+        return Err(at("outbox", 0, problem));
     }
     let mut aes_nth: usize = 0;
     let mut prev_nth: usize = 0;
@@ -574,6 +637,28 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("encoding_aes_key"), "{err}");
+    }
+
+    #[test]
+    fn outbox_section_is_optional_and_checked() {
+        let s = parse(MINIMAL, Path::new("k.yaml"), &env_none).unwrap();
+        assert_eq!(s.outbox, OutboxSettings::default());
+        let text = format!("outbox:\n  backoff_base_ms: 20\n  send_timeout_ms: 300\n{MINIMAL}");
+        let s = parse(&text, Path::new("k.yaml"), &env_none).unwrap();
+        assert_eq!(s.outbox.backoff_base_ms, 20);
+        assert_eq!(s.outbox.send_timeout_ms, 300);
+        assert_eq!(s.outbox.max_attempts, 30, "unset keys keep their default");
+        let text = format!("outbox:\n  request_timeout_ms: 0\n{MINIMAL}");
+        let err = parse(&text, Path::new("k.yaml"), &env_none)
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("k.yaml:1:"), "{err}");
+        assert!(err.contains("outbox.request_timeout_ms"), "{err}");
+        let text = format!("outbox:\n  backof_base_ms: 5\n{MINIMAL}");
+        let err = parse(&text, Path::new("k.yaml"), &env_none)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("backof_base_ms"), "{err}");
     }
 
     #[test]

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix_web::dev::Server;
 use actix_web::{App, HttpServer, web};
@@ -101,6 +102,7 @@ impl Application {
             .with_context(|| format!("opening the store in {}", settings.data_dir.display()))?;
         let token_metrics = metrics.clone();
         let client_options = ClientOptions {
+            request_timeout: Duration::from_millis(settings.outbox.request_timeout_ms),
             on_token_fetch: Some(TokenFetchHook(Arc::new(move |app: &str, ok: bool| {
                 token_metrics
                     .token_fetches
@@ -214,7 +216,7 @@ impl Application {
         let mut worker = spawn_outbox_worker(
             Arc::new(self.store.clone()),
             self.deliver.clone(),
-            WorkerOptions::default(),
+            WorkerOptions::from_settings(&self.state.settings.outbox),
             worker_stop,
         );
         let server_handle = self.server.handle();

@@ -65,6 +65,19 @@ impl Default for WorkerOptions {
 }
 
 impl WorkerOptions {
+    /// The defaults, with the pacing and bounds of `kefu.yaml`'s `outbox:` section.
+    pub fn from_settings(o: &crate::config::OutboxSettings) -> Self {
+        Self {
+            concurrency: o.concurrency,
+            backoff_base: Duration::from_millis(o.backoff_base_ms),
+            backoff_max: Duration::from_millis(o.backoff_max_ms),
+            give_up_after: Duration::from_secs(o.give_up_after_secs),
+            max_attempts: o.max_attempts,
+            send_timeout: Duration::from_millis(o.send_timeout_ms),
+            ..Self::default()
+        }
+    }
+
     /// The backoff before attempt `attempts + 1`, with "equal jitter": half fixed, half random,
     /// so that entries failing together do not retry together.
     pub fn backoff(&self, attempts: u32) -> Duration {
@@ -283,7 +296,7 @@ async fn send_one(
     )
     .await;
     let outcome = sent.unwrap_or_else(|_| SendOutcome::Retry {
-        reason: format!("no answer within {}s", options.send_timeout.as_secs()),
+        reason: format!("no answer within {:?}", options.send_timeout),
     });
     let now_ms = clock.now_ms();
     let settlement = decide(&entry, outcome, now_ms, &options);

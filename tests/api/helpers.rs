@@ -17,6 +17,8 @@ pub const AES_KEY: &str = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG";
 pub const AES_KEY_2: &str = "kWxPEV2UEDyxWpmPdKC3F4dgPDmOvfKX1HGnEUDS1aR";
 pub const APPID: &str = "wx2c2769f8efd9abc2";
 pub const TOKEN: &str = "test-token";
+/// The AppSecret of live apps (the mock accepts any).
+pub const SECRET: &str = "test-secret";
 
 /// One app of the test config.
 #[derive(Debug, Clone)]
@@ -57,9 +59,15 @@ impl TestAppSpec {
         self
     }
 
-    fn yaml(&self) -> String {
+    pub fn yaml(&self) -> String {
+        // A live app needs a secret (no secret means dry-run) and `dry_run: false`.
+        let sending = if self.live {
+            format!("    secret: \"{SECRET}\"\n    dry_run: false\n")
+        } else {
+            "    dry_run: true\n".to_string()
+        };
         format!(
-            "  - id: {}\n    kind: {}\n    appid: \"{APPID}\"\n    token: \"{TOKEN}\"\n    encoding_aes_key: \"{}\"\n    encoding_aes_key_previous: \"{}\"\n    format: {}\n    mode: {}\n    dry_run: true\n{}",
+            "  - id: {}\n    kind: {}\n    appid: \"{APPID}\"\n    token: \"{TOKEN}\"\n    encoding_aes_key: \"{}\"\n    encoding_aes_key_previous: \"{}\"\n    format: {}\n    mode: {}\n{sending}{}",
             self.id,
             self.kind,
             self.aes_key,
