@@ -107,7 +107,7 @@ pub fn step(conn: &mut Connection, c: &Cutoffs) -> Result<(PurgeReport, Progress
             c.log_before,
         )?,
         dedupe: del(
-            "DELETE FROM dedupe WHERE rowid IN (SELECT rowid FROM dedupe WHERE at < ?1 LIMIT ?2)",
+            "DELETE FROM dedupe WHERE key IN (SELECT key FROM dedupe WHERE at < ?1 LIMIT ?2)",
             c.dedupe_before,
         )?,
         sessions: del(

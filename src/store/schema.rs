@@ -22,7 +22,7 @@ const MIGRATIONS: &[&str] = &[
         content_type TEXT,
         body         TEXT NOT NULL,
         at           INTEGER NOT NULL
-    );
+    ) WITHOUT ROWID;
     CREATE INDEX dedupe_at ON dedupe(at);
 
     CREATE TABLE sessions (
