@@ -51,7 +51,7 @@ struct Shard {
 /// Answered keys held in memory at most, whatever the hot window: under sustained load the
 /// window alone would grow without bound. A retry that misses memory still gets its first
 /// answer, from disk, at commit ([`super::CommitReport::replay`]).
-pub const MAX_HOT_KEYS: usize = 200_000;
+pub const MAX_HOT_KEYS: usize = 50_000;
 
 impl Shard {
     fn evict(&mut self, now: i64, hot_secs: i64) {
