@@ -182,6 +182,16 @@ pub fn run(
         println!("{body}");
         return Ok(ExitCode::from(1));
     }
-    println!("{}", open_reply(app, &body)?);
+    let shown = open_reply(app, &body)?;
+    println!("{shown}");
+    if shown == crate::protocol::reply::SUCCESS
+        && app.kind == crate::config::AppKind::Miniprogram
+        && std::io::IsTerminal::is_terminal(&std::io::stderr())
+    {
+        eprintln!(
+            "(a Mini Program answers a push with `success`; its replies go out through the send \
+             API: see the daemon's log, or the console's dry-run sends)"
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
