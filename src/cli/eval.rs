@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use super::{check::load_rules, load_settings_or_default};
+use super::load_trial;
 use crate::dispatch::trial::text_message;
 use crate::dispatch::{self, Action, Context, Decision};
 use crate::faq::eval::{EvalAction, EvalDecision, EvalReport, evaluate, load_cases};
@@ -53,26 +53,12 @@ pub fn run(
     max_false: Option<usize>,
     cases: &Path,
 ) -> anyhow::Result<ExitCode> {
-    let settings = load_settings_or_default(config)?;
-    let dir = rules
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| settings.rules_dir.clone());
-    let Some(set) = load_rules(&dir, &settings)? else {
+    let Some((settings, set)) = load_trial(config, rules)? else {
         return Ok(ExitCode::from(1));
     };
     // The error names the file already.
     let cases = load_cases(cases)?;
-    let handoff_minutes = settings
-        .apps
-        .first()
-        .map(|a| a.handoff_minutes)
-        .unwrap_or(30);
-    let ctx = Context::at_unix(
-        chrono::Utc::now().timestamp(),
-        settings.tz,
-        handoff_minutes,
-        settings.faq.menu_ttl_secs,
-    );
+    let ctx = Context::for_tools(&settings, chrono::Utc::now().timestamp());
     let report = run_cases(&set, &cases, &ctx);
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);

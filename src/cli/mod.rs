@@ -15,6 +15,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
 use crate::config::{self, Settings};
+use crate::rules::RuleSet;
 use crate::telemetry::LogFormat;
 
 /// kefu (客服): answers WeChat customer-service messages by rules.
@@ -169,6 +170,17 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 /// Loads the config, naming the file in the error.
 pub fn load_settings(path: &Path) -> anyhow::Result<Settings> {
     config::load(path).with_context(|| format!("loading {}", path.display()))
+}
+
+/// What `try` and `eval` decide with: the config (or its defaults) and the rules of `--rules` or
+/// of the config. `None` when the rules have errors (they are printed).
+pub fn load_trial(
+    config: &Path,
+    rules: Option<&Path>,
+) -> anyhow::Result<Option<(Settings, RuleSet)>> {
+    let settings = load_settings_or_default(config)?;
+    let dir = rules.map_or_else(|| settings.rules_dir.clone(), Path::to_path_buf);
+    Ok(check::load_rules(&dir, &settings)?.map(|set| (settings, set)))
 }
 
 /// Loads the config when it exists; tools that only need rules fall back to defaults.

@@ -6,7 +6,7 @@ use std::io::{BufRead, Write};
 use std::path::Path;
 use std::process::ExitCode;
 
-use super::{check::load_rules, load_settings_or_default};
+use super::load_trial;
 use crate::dispatch::Context;
 use crate::dispatch::trial::{TryOutput, try_one};
 use crate::store::Session;
@@ -18,29 +18,15 @@ pub fn run(
     user: &str,
     message: Option<&str>,
 ) -> anyhow::Result<ExitCode> {
-    let settings = load_settings_or_default(config)?;
-    let dir = rules
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| settings.rules_dir.clone());
-    let Some(set) = load_rules(&dir, &settings)? else {
+    let Some((settings, set)) = load_trial(config, rules)? else {
         return Ok(ExitCode::from(1));
     };
-    let handoff_minutes = settings
-        .apps
-        .first()
-        .map(|a| a.handoff_minutes)
-        .unwrap_or(30);
     let mut session = Session::default();
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     let mut show = |text: &str, session: &mut Session| -> anyhow::Result<()> {
         let now = chrono::Utc::now().timestamp();
-        let ctx = Context::at_unix(
-            now,
-            settings.tz,
-            handoff_minutes,
-            settings.faq.menu_ttl_secs,
-        );
+        let ctx = Context::for_tools(&settings, now);
         let decision = try_one(&set, user, text, session, &ctx);
         let view = TryOutput::new(text, &decision);
         if json {

@@ -12,7 +12,7 @@ use chrono_tz::Tz;
 use rand::Rng;
 use serde::Serialize;
 
-use crate::faq::{Candidate, FaqOutcome};
+use crate::faq::{Candidate, FaqEntry, FaqOutcome};
 use crate::outbound::OutboundMessage;
 use crate::protocol::{InboundMessage, MsgKind};
 use crate::rules::{Captures, MatchInput, Rule, RuleSet, render_template};
@@ -94,6 +94,18 @@ impl Context {
         }
     }
 
+    /// The context of a tool (`kefu try`, `kefu eval`, the console's try box), which answers as
+    /// the first app would.
+    pub fn for_tools(settings: &crate::config::Settings, now: i64) -> Self {
+        let handoff_minutes = settings.apps.first().map_or(30, |a| a.handoff_minutes);
+        Self::at_unix(
+            now,
+            settings.tz,
+            handoff_minutes,
+            settings.faq.menu_ttl_secs,
+        )
+    }
+
     fn unix(&self) -> i64 {
         self.now.timestamp()
     }
@@ -163,16 +175,8 @@ fn decide_inner(
         && let Some(id) = menu.options.get(choice)
         && let Some(entry) = set.faq().get(id)
     {
-        return Decision {
-            rule: None,
-            faq: Some(entry.id.clone()),
-            action: Action::Faq,
-            replies: vec![OutboundMessage::text(entry.answer.clone())],
-            handoff: false,
-            candidates: Vec::new(),
-            why: format!("clarify menu choice {} → faq {}", choice + 1, entry.id),
-            session: None,
-        };
+        let why = format!("clarify menu choice {} → faq {}", choice + 1, entry.id);
+        return faq_answer(entry, Vec::new(), why);
     }
 
     // 2. A sticky handoff: the user is talking to humans.
@@ -210,16 +214,7 @@ fn decide_inner(
         match verdict.outcome {
             FaqOutcome::Answer { faq, .. } => {
                 if let Some(entry) = set.faq().get(&faq) {
-                    return Decision {
-                        rule: None,
-                        faq: Some(entry.id.clone()),
-                        action: Action::Faq,
-                        replies: vec![OutboundMessage::text(entry.answer.clone())],
-                        handoff: false,
-                        candidates,
-                        why: faq_why,
-                        session: None,
-                    };
+                    return faq_answer(entry, candidates, faq_why);
                 }
             }
             FaqOutcome::Clarify { options } if !options.is_empty() => {
@@ -278,6 +273,20 @@ fn decide_inner(
 /// an overflow on the request path (nor a wrap to the past, which would turn stickiness off).
 fn expiry(now: i64, secs: u64) -> i64 {
     now.saturating_add(i64::try_from(secs).unwrap_or(i64::MAX))
+}
+
+/// The decision that answers with an FAQ entry.
+fn faq_answer(entry: &FaqEntry, candidates: Vec<Candidate>, why: String) -> Decision {
+    Decision {
+        rule: None,
+        faq: Some(entry.id.clone()),
+        action: Action::Faq,
+        replies: vec![OutboundMessage::text(entry.answer.clone())],
+        handoff: false,
+        candidates,
+        why,
+        session: None,
+    }
 }
 
 /// `1`, `2`, `3` (also full-width, already normalized) → index, within the menu's size.

@@ -73,18 +73,7 @@ pub async fn try_message(
     }
     let set = state.rules.current();
     let now = chrono::Utc::now().timestamp();
-    let handoff_minutes = state
-        .settings
-        .apps
-        .first()
-        .map(|a| a.handoff_minutes)
-        .unwrap_or(30);
-    let ctx = crate::dispatch::Context::at_unix(
-        now,
-        state.settings.tz,
-        handoff_minutes,
-        state.settings.faq.menu_ttl_secs,
-    );
+    let ctx = crate::dispatch::Context::for_tools(&state.settings, now);
     let mut session = crate::store::Session::default();
     let user = body.user.as_deref().unwrap_or("o_console_try");
     let decision = crate::dispatch::trial::try_one(&set, user, &body.message, &mut session, &ctx);
