@@ -904,7 +904,9 @@ async fn retention_purges_old_log_rows_dedupe_and_expired_state() {
     });
     commit(&store, ancient).await;
     commit(&store, push("yesterday", "u", t - 2 * 86_400, &[])).await;
-    commit(&store, push("fresh", "u", t, &[])).await;
+    // A queued reply writes the user's quota window to disk (a push that queues nothing keeps
+    // it in memory only).
+    commit(&store, push("fresh", "u", t, &["hello"])).await;
     assert_eq!(count(&store, "SELECT count(*) FROM messages"), 3);
 
     let report = store.purge(t).await.unwrap();
@@ -1109,4 +1111,23 @@ async fn a_failed_batch_publishes_nothing_and_releases_waiters() {
     // The store goes on serving.
     commit(&store, push("14", "u", at, &["hi"])).await;
     assert_eq!(store.outbox_depth(), 1);
+}
+
+#[tokio::test]
+async fn a_push_that_queues_nothing_opens_its_window_in_memory_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let t = now();
+    commit(&store, push("quiet", "u", t, &[])).await;
+    assert_eq!(count(&store, "SELECT count(*) FROM quota"), 0, "no write");
+    // …but the window is open: a later push from the same user without a trigger may send.
+    let mut follow = push("follow", "u", t + 1, &["welcome back"]);
+    follow.quota_trigger = None;
+    let report = store.commit(follow).await.unwrap().unwrap();
+    assert_eq!(report.queued, 1, "{report:?}");
+    assert_eq!(
+        count(&store, "SELECT count(*) FROM quota"),
+        1,
+        "written once used"
+    );
 }

@@ -466,7 +466,12 @@ fn apply_commit(
         settings,
     );
     if record.quota_trigger.is_some() || admission.admitted > 0 {
-        quota::save(tx, &record.app, &record.openid, admission.window.as_ref())?;
+        // The window is written to disk when it is used; a push that queues nothing only moves
+        // it in memory (one write less per push on the official-account path). After a crash
+        // the user's next message opens it again, as WeChat does.
+        if admission.admitted > 0 {
+            quota::save(tx, &record.app, &record.openid, admission.window.as_ref())?;
+        }
         overlay.insert(user, admission.window);
     }
 
