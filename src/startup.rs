@@ -24,9 +24,11 @@ use crate::wechat::{ClientOptions, MeteredDeliver, TokenFetchHook, WechatClient}
 /// A built, bound, not yet running kefu.
 pub struct Application {
     port: u16,
+    /// 0 when the admin listener is off.
     admin_port: u16,
     server: Server,
-    admin: Server,
+    /// `None` when `admin_listen` is empty or could not be bound.
+    admin: Option<Server>,
     state: web::Data<State>,
     /// One handle per distinct rules folder; SIGHUP reloads them all.
     rule_handles: Vec<Arc<RulesHandle>>,
@@ -130,9 +132,22 @@ impl Application {
         let listener = TcpListener::bind(&settings.listen)
             .with_context(|| format!("binding listen address {}", settings.listen))?;
         let port = listener.local_addr()?.port();
-        let admin_listener = TcpListener::bind(&settings.admin_listen)
-            .with_context(|| format!("binding admin_listen address {}", settings.admin_listen))?;
-        let admin_port = admin_listener.local_addr()?.port();
+        // The admin listener is an operator's convenience: when its address is taken (or set to
+        // ""), WeChat's endpoint still serves, and the error says what is off.
+        let admin_listener = match settings.admin_listen.trim() {
+            "" => None,
+            addr => match TcpListener::bind(addr) {
+                Ok(listener) => Some(listener),
+                Err(e) => {
+                    tracing::error!(admin_listen = addr, error = %e, "cannot bind admin_listen: /metrics and the console are off");
+                    None
+                }
+            },
+        };
+        let admin_port = match &admin_listener {
+            Some(l) => l.local_addr()?.port(),
+            None => 0,
+        };
 
         let public_state = state.clone();
         let server = HttpServer::new(move || {
@@ -144,17 +159,24 @@ impl Application {
         .shutdown_timeout(10)
         .listen(listener)?
         .run();
-        let admin_state = state.clone();
-        let admin = HttpServer::new(move || {
-            App::new()
-                .app_data(admin_state.clone())
-                .configure(http::admin_routes)
-        })
-        .workers(1)
-        .disable_signals()
-        .shutdown_timeout(2)
-        .listen(admin_listener)?
-        .run();
+        let admin = match admin_listener {
+            Some(listener) => {
+                let admin_state = state.clone();
+                Some(
+                    HttpServer::new(move || {
+                        App::new()
+                            .app_data(admin_state.clone())
+                            .configure(http::admin_routes)
+                    })
+                    .workers(1)
+                    .disable_signals()
+                    .shutdown_timeout(2)
+                    .listen(listener)?
+                    .run(),
+                )
+            }
+            None => None,
+        };
 
         tracing::info!(
             listen = %settings.listen,
@@ -181,6 +203,7 @@ impl Application {
         self.port
     }
 
+    /// The port of the admin listener; 0 when it is off.
     pub fn admin_port(&self) -> u16 {
         self.admin_port
     }
@@ -220,9 +243,15 @@ impl Application {
             worker_stop,
         );
         let server_handle = self.server.handle();
-        let admin_handle = self.admin.handle();
+        let admin_handle = self.admin.as_ref().map(Server::handle);
         let mut server = tokio::spawn(self.server);
-        let mut admin = tokio::spawn(self.admin);
+        let mut admin = tokio::spawn(async move {
+            match self.admin {
+                Some(admin) => admin.await,
+                // No admin listener: a future that never ends.
+                None => std::future::pending().await,
+            }
+        });
         loop {
             tokio::select! {
                 _ = term.recv() => { tracing::info!("SIGTERM: stopping"); break; }
@@ -242,7 +271,9 @@ impl Application {
         // Finish the requests in flight, then let the worker finish its sends in flight; what is
         // not sent stays in the outbox for the next start.
         server_handle.stop(true).await;
-        admin_handle.stop(true).await;
+        if let Some(admin_handle) = admin_handle {
+            admin_handle.stop(true).await;
+        }
         let _ = stop_tx.send(true);
         if !worker.is_finished() {
             match worker.await {

@@ -254,3 +254,28 @@ async fn console_page_in_a_real_browser_shows_figures_and_tries_a_message() {
     );
     eprintln!("console screenshot: {}", shot.display());
 }
+
+#[tokio::test]
+async fn a_taken_admin_port_does_not_stop_the_webhook() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = taken.local_addr().expect("addr");
+    let app = spawn_app_with(TestConfig {
+        admin_listen: addr.to_string(),
+        ..TestConfig::default()
+    })
+    .await;
+    assert_eq!(app.admin_port, 0, "the admin listener is off");
+    let r = app.post_text("demo", "o_adm", "你好").await;
+    assert_eq!((r.status, r.body.as_str()), (200, "success"));
+}
+
+#[tokio::test]
+async fn an_empty_admin_listen_turns_the_admin_listener_off() {
+    let app = spawn_app_with(TestConfig {
+        admin_listen: String::new(),
+        ..TestConfig::default()
+    })
+    .await;
+    assert_eq!(app.admin_port, 0);
+    assert_eq!(app.healthz().await["status"], "ok");
+}

@@ -59,6 +59,7 @@ pub fn live_config_at(api_base: &str, rules: &str) -> TestConfig {
         rules: vec![("delivery.yaml", rules.to_string())],
         extra: FAST_OUTBOX.to_string(),
         api_base: api_base.to_string(),
+        ..TestConfig::default()
     }
 }
 

@@ -104,6 +104,8 @@ pub struct TestConfig {
     pub extra: String,
     /// The WeChat API base (a `MockWechat::base_url()`); nothing listens there by default.
     pub api_base: String,
+    /// The admin listener's address.
+    pub admin_listen: String,
 }
 
 impl Default for TestConfig {
@@ -113,6 +115,7 @@ impl Default for TestConfig {
             rules: vec![("basic.yaml", BASIC_RULES.to_string())],
             extra: String::new(),
             api_base: "http://127.0.0.1:9".into(),
+            admin_listen: "127.0.0.1:0".into(),
         }
     }
 }
@@ -139,7 +142,8 @@ pub async fn spawn_app_with(cfg: TestConfig) -> TestApp {
     }
     let apps: String = cfg.apps.iter().map(TestAppSpec::yaml).collect();
     let text = format!(
-        "listen: \"127.0.0.1:0\"\nadmin_listen: \"127.0.0.1:0\"\ndata_dir: \"{}\"\nrules_dir: \"{}\"\napi_base: \"{}\"\n{}\napps:\n{apps}",
+        "listen: \"127.0.0.1:0\"\nadmin_listen: \"{}\"\ndata_dir: \"{}\"\nrules_dir: \"{}\"\napi_base: \"{}\"\n{}\napps:\n{apps}",
+        cfg.admin_listen,
         dir.path().join("data").display(),
         rules_dir.display(),
         cfg.api_base,
