@@ -293,6 +293,37 @@ fn default_retention() -> u32 {
 }
 
 impl Settings {
+    /// Relative folders are the config file's; but when such a rules or data folder does not
+    /// exist there and does exist relative to the working directory (a config written elsewhere
+    /// and run from the project folder), the existing one is used, and the choice is logged.
+    fn prefer_existing_folders(&mut self, config: &Path) {
+        let base = config.parent().unwrap_or(Path::new(""));
+        let pick = |dir: &mut PathBuf, key: &str| {
+            let Ok(relative) = dir.strip_prefix(base) else {
+                return;
+            };
+            if base.as_os_str().is_empty() || dir.exists() || !relative.is_relative() {
+                return;
+            }
+            if relative.exists() {
+                tracing::warn!(
+                    key,
+                    config_relative = %dir.display(),
+                    used = %relative.display(),
+                    "folder not found next to the config file; using the one in the working directory"
+                );
+                *dir = relative.to_path_buf();
+            }
+        };
+        pick(&mut self.rules_dir, "rules_dir");
+        pick(&mut self.data_dir, "data_dir");
+        for app in &mut self.apps {
+            if let Some(dir) = app.rules_dir.as_mut() {
+                pick(dir, "apps[].rules_dir");
+            }
+        }
+    }
+
     /// The app served at `/wechat/{id}`.
     pub fn app(&self, id: &str) -> Option<&AppConfig> {
         self.apps.iter().find(|a| a.id == id)
@@ -323,7 +354,9 @@ pub fn load(path: &Path) -> Result<Settings, ConfigError> {
         path: path.to_path_buf(),
         source,
     })?;
-    parse(&text, path, &|name| std::env::var(name).ok())
+    let mut settings = parse(&text, path, &|name| std::env::var(name).ok())?;
+    settings.prefer_existing_folders(path);
+    Ok(settings)
 }
 
 /// Parses config text; `env` looks variables up (the process environment in [`load`]).

@@ -666,3 +666,22 @@ fn eval_of_a_missing_cases_file_names_it_and_its_cause_once() {
         "{run:?}"
     );
 }
+
+#[test]
+fn a_config_elsewhere_with_a_relative_rules_dir_uses_the_working_directorys_rules() {
+    // `./rules` is not next to this config, but is in the working directory (the repository).
+    let dir = tempfile::tempdir().expect("dir");
+    let config = dir.path().join("kefu.yaml");
+    std::fs::write(
+        &config,
+        "rules_dir: \"./rules\"\napps:\n  - id: x\n    appid: wx1\n    token: t\n",
+    )
+    .expect("config");
+    let run = kefu(&["check", "--config", config.to_str().expect("utf-8")]);
+    assert_eq!(run.code, Some(0), "{run:?}");
+    assert!(run.stderr.contains("15 FAQ entries"), "{run:?}");
+    assert!(
+        run.stderr.contains("working directory"),
+        "the choice is logged: {run:?}"
+    );
+}
