@@ -259,6 +259,10 @@ pub struct Settings {
     /// The file this was loaded from.
     #[serde(skip)]
     pub source: PathBuf,
+    /// Rules folders written as relative paths (resolved against the config's folder), for
+    /// [`load`]'s fallback to the working directory.
+    #[serde(skip)]
+    relative_rules_dirs: Vec<PathBuf>,
 }
 
 fn default_listen() -> String {
@@ -293,33 +297,35 @@ fn default_retention() -> u32 {
 }
 
 impl Settings {
-    /// Relative folders are the config file's; but when such a rules or data folder does not
-    /// exist there and does exist relative to the working directory (a config written elsewhere
-    /// and run from the project folder), the existing one is used, and the choice is logged.
-    fn prefer_existing_folders(&mut self, config: &Path) {
+    /// Relative rules folders are the config file's; but when such a folder does not exist there
+    /// and does exist relative to the working directory (a config written elsewhere and run from
+    /// the project folder), the existing one is used, and the choice is logged.
+    fn prefer_existing_rules_dirs(&mut self, config: &Path) {
         let base = config.parent().unwrap_or(Path::new(""));
-        let pick = |dir: &mut PathBuf, key: &str| {
-            let Ok(relative) = dir.strip_prefix(base) else {
+        if base.as_os_str().is_empty() {
+            return;
+        }
+        let relative = std::mem::take(&mut self.relative_rules_dirs);
+        let pick = |dir: &mut PathBuf| {
+            if !relative.contains(dir) || dir.exists() {
+                return;
+            }
+            let Ok(in_cwd) = dir.strip_prefix(base) else {
                 return;
             };
-            if base.as_os_str().is_empty() || dir.exists() || !relative.is_relative() {
-                return;
-            }
-            if relative.exists() {
+            if in_cwd.exists() {
                 tracing::warn!(
-                    key,
                     config_relative = %dir.display(),
-                    used = %relative.display(),
-                    "folder not found next to the config file; using the one in the working directory"
+                    used = %in_cwd.display(),
+                    "rules folder not found next to the config file; using the one in the working directory"
                 );
-                *dir = relative.to_path_buf();
+                *dir = in_cwd.to_path_buf();
             }
         };
-        pick(&mut self.rules_dir, "rules_dir");
-        pick(&mut self.data_dir, "data_dir");
+        pick(&mut self.rules_dir);
         for app in &mut self.apps {
             if let Some(dir) = app.rules_dir.as_mut() {
-                pick(dir, "apps[].rules_dir");
+                pick(dir);
             }
         }
     }
@@ -355,7 +361,7 @@ pub fn load(path: &Path) -> Result<Settings, ConfigError> {
         source,
     })?;
     let mut settings = parse(&text, path, &|name| std::env::var(name).ok())?;
-    settings.prefer_existing_folders(path);
+    settings.prefer_existing_rules_dirs(path);
     Ok(settings)
 }
 
@@ -479,9 +485,17 @@ pub fn parse(
         }
     };
     settings.data_dir = resolve(&settings.data_dir);
+    if settings.rules_dir.is_relative() {
+        settings
+            .relative_rules_dirs
+            .push(base.join(&settings.rules_dir));
+    }
     settings.rules_dir = resolve(&settings.rules_dir);
     for app in &mut settings.apps {
         if let Some(dir) = &app.rules_dir {
+            if dir.is_relative() {
+                settings.relative_rules_dirs.push(base.join(dir));
+            }
             app.rules_dir = Some(resolve(dir));
         }
     }
