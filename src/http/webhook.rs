@@ -258,11 +258,7 @@ async fn process(
         match state.store.claim(&key, now) {
             Ok(Claim::New) => break,
             Ok(Claim::Done(memo)) => {
-                state
-                    .metrics
-                    .duplicates
-                    .get_or_create(&AppLabels { app: app_id.into() })
-                    .inc();
+                count_duplicate(state, app_id);
                 tracing::info!(app = app_id, openid = %msg.from_user_name, "repeated push answered from memo");
                 return memo_response(&memo);
             }
@@ -271,11 +267,7 @@ async fn process(
                     Ok(Ok(memo)) => {
                         let memo = memo.clone();
                         if let Some(memo) = memo {
-                            state
-                                .metrics
-                                .duplicates
-                                .get_or_create(&AppLabels { app: app_id.into() })
-                                .inc();
+                            count_duplicate(state, app_id);
                             return memo_response(&memo);
                         }
                     }
@@ -343,11 +335,7 @@ async fn process(
             Ok(Ok(Ok(report))) => {
                 // A late retry whose memo had left memory: the first answer, found on disk.
                 if let Some(replay) = report.replay {
-                    state
-                        .metrics
-                        .duplicates
-                        .get_or_create(&AppLabels { app: app_id.into() })
-                        .inc();
+                    count_duplicate(state, app_id);
                     return memo_response(&replay);
                 }
                 if !report.dropped.is_empty() {
@@ -471,6 +459,15 @@ fn unavailable(why: &'static str) -> HttpResponse {
     HttpResponse::ServiceUnavailable()
         .content_type("text/plain; charset=utf-8")
         .body(why)
+}
+
+/// A repeated push answered from its memo.
+fn count_duplicate(state: &State, app_id: &str) {
+    state
+        .metrics
+        .duplicates
+        .get_or_create(&AppLabels { app: app_id.into() })
+        .inc();
 }
 
 fn count(state: &State, app_id: &str, msg: &InboundMessage, decision: &Decision) {
