@@ -23,7 +23,7 @@ use crate::outbound::OutboundMessage;
 use crate::protocol::message::{parse_envelope, parse_message};
 use crate::protocol::{Format, InboundMessage, MsgKind, crypto, reply, signature};
 use crate::rules::reload::RulesHandle;
-use crate::store::{Claim, LogRecord, Memo, PushKey, PushRecord};
+use crate::store::{ClaimGuard, LogRecord, Memo, PushKey, PushRecord, Resolved, resolve_claim};
 
 /// WeChat gives up after 5 s; answer well before.
 const ANSWER_DEADLINE: Duration = Duration::from_millis(4500);
@@ -254,39 +254,26 @@ async fn process(
     let now = unix_now();
 
     // A repeated push gets the first answer; one still in flight is waited for.
-    loop {
-        match state.store.claim(&key, now) {
-            Ok(Claim::New) => break,
-            Ok(Claim::Done(memo)) => {
-                count_duplicate(state, app_id);
-                tracing::info!(app = app_id, openid = %msg.from_user_name, "repeated push answered from memo");
-                return memo_response(&memo);
-            }
-            Ok(Claim::InFlight(mut rx)) => {
-                match tokio::time::timeout_at(deadline, rx.wait_for(Option::is_some)).await {
-                    Ok(Ok(memo)) => {
-                        let memo = memo.clone();
-                        if let Some(memo) = memo {
-                            count_duplicate(state, app_id);
-                            return memo_response(&memo);
-                        }
-                    }
-                    // The first attempt was abandoned: try to claim it ourselves.
-                    Ok(Err(_)) => continue,
-                    Err(_) => return unavailable("first attempt still in flight"),
-                }
-            }
-            Err(e) => {
-                tracing::error!(app = app_id, error = %e, "store claim failed");
-                return unavailable("store unavailable");
-            }
+    match tokio::time::timeout_at(deadline, resolve_claim(&*state.store, &key, now)).await {
+        Ok(Ok(Resolved::New)) => {}
+        Ok(Ok(Resolved::Replay(memo))) => {
+            count_duplicate(state, app_id);
+            tracing::info!(app = app_id, openid = %msg.from_user_name, "repeated push answered from memo");
+            return memo_response(&memo);
         }
+        Ok(Err(e)) => {
+            tracing::error!(app = app_id, error = %e, "store claim failed");
+            return unavailable("store unavailable");
+        }
+        Err(_) => return unavailable("first attempt still in flight"),
     }
+    // Until the record is handed to the store, dropping this (an early return, or the client
+    // going away mid-request) releases the claim for WeChat's retry.
+    let guard = ClaimGuard::new(&*state.store, key.clone());
 
     let session = match state.store.session(app_id, &msg.from_user_name, now) {
         Ok(s) => s,
         Err(e) => {
-            state.store.abandon(&key);
             tracing::error!(app = app_id, error = %e, "store session read failed");
             return unavailable("store unavailable");
         }
@@ -303,7 +290,7 @@ async fn process(
     count(state, app_id, &msg, &decision);
 
     let record = PushRecord {
-        key: key.clone(),
+        key,
         app: app_id.to_string(),
         openid: msg.from_user_name.clone(),
         received_at: now,
@@ -330,6 +317,8 @@ async fn process(
     // decided again, with nothing sent twice because nothing is sent at all.
     let must_wait = !record.outbox.is_empty() || record.session.is_some();
     let ticket = state.store.commit(record);
+    // The writer owns the claim now: it resolves it, or releases it if the commit fails.
+    guard.committed();
     if must_wait {
         match tokio::time::timeout_at(deadline, ticket).await {
             Ok(Ok(Ok(report))) => {
@@ -347,12 +336,10 @@ async fn process(
             }
             Ok(Ok(Err(e))) => {
                 tracing::error!(app = app_id, error = %e, "store commit failed");
-                state.store.abandon(&key);
                 return unavailable("store unavailable");
             }
             Ok(Err(_)) => {
                 tracing::error!(app = app_id, "store dropped the commit");
-                state.store.abandon(&key);
                 return unavailable("store unavailable");
             }
             Err(_) => {
