@@ -685,3 +685,83 @@ fn a_config_elsewhere_with_a_relative_rules_dir_uses_the_working_directorys_rule
         "the choice is logged: {run:?}"
     );
 }
+
+#[test]
+fn the_shop_example_passes_check_and_its_cases() {
+    let run = kefu(&["check", "--config", "examples/shop/kefu.yaml"]);
+    assert_eq!(run.code, Some(0), "{run:?}");
+    assert!(
+        run.stdout.trim().is_empty(),
+        "no problem, not even a warning: {run:?}"
+    );
+    let run = kefu(&[
+        "eval",
+        "--config",
+        "examples/shop/kefu.yaml",
+        "--min-accuracy",
+        "1.0",
+        "--max-false",
+        "0",
+        "examples/shop/cases.yaml",
+    ]);
+    assert_eq!(run.code, Some(0), "{run:?}");
+}
+
+#[test]
+fn the_rule_examples_in_the_guide_pass_check() {
+    // docs/rules.md teaches with YAML examples: each must load without errors, next to the
+    // shipped FAQ (examples point at its entries). Fragments (list items) are wrapped in the
+    // top-level key they belong under.
+    let root = std::path::Path::new(REPO);
+    let guide = std::fs::read_to_string(root.join("docs/rules.md")).expect("guide");
+    let faq = std::fs::read_to_string(root.join("rules/faq/deregistration.yaml")).expect("faq");
+    let mut faq_entries = String::new();
+    let mut inside = false;
+    for line in faq.lines() {
+        if !line.starts_with([' ', '#']) && !line.is_empty() {
+            inside = line.starts_with("faq:");
+        }
+        if inside {
+            faq_entries.push_str(line);
+            faq_entries.push('\n');
+        }
+    }
+    let mut checked = 0;
+    for block in guide.split("```yaml").skip(1) {
+        let Some((yaml, _)) = block.split_once("```") else {
+            continue;
+        };
+        if yaml.contains("apps:") || yaml.contains("cases:") {
+            continue;
+        }
+        let top_level = yaml.lines().any(|l| {
+            ["rules:", "faq:", "synonyms:", "clarify:"]
+                .iter()
+                .any(|k| l.starts_with(k))
+        });
+        let text = if top_level {
+            yaml.to_string()
+        } else if yaml.lines().any(|l| l.trim_start().starts_with("- id:")) {
+            let key = if yaml.contains("answer:") {
+                "faq"
+            } else {
+                "rules"
+            };
+            format!("{key}:\n{yaml}")
+        } else {
+            continue;
+        };
+        let dir = tempfile::tempdir().expect("dir");
+        std::fs::write(dir.path().join("example.yaml"), &text).expect("write");
+        // Examples point at the shipped entries (`faq: <id>`, clarify options): put the shipped
+        // `faq:` list (without its synonyms and clarify topics) beside any example that does not
+        // bring its own.
+        if !text.lines().any(|l| l.starts_with("faq:")) {
+            std::fs::write(dir.path().join("shipped-faq.yaml"), &faq_entries).expect("write faq");
+        }
+        let run = kefu(&["check", "--rules", dir.path().to_str().expect("utf-8")]);
+        assert_eq!(run.code, Some(0), "example does not load:\n{text}\n{run:?}");
+        checked += 1;
+    }
+    assert!(checked >= 8, "found {checked} examples");
+}
