@@ -765,3 +765,17 @@ fn the_rule_examples_in_the_guide_pass_check() {
     }
     assert!(checked >= 8, "found {checked} examples");
 }
+
+#[test]
+fn eval_meets_the_targets_on_the_probe_set() {
+    // Phrasings written after tuning, through the whole decision: ≥ 95% and no false answer.
+    let run = kefu(&[
+        "eval",
+        "--min-accuracy",
+        "0.95",
+        "--max-false",
+        "0",
+        "tests/data/faq-probe.yaml",
+    ]);
+    assert_eq!(run.code, Some(0), "{run:?}");
+}
