@@ -42,7 +42,7 @@ pub fn init(format: LogFormat, default_filter: &str) -> LogGuard {
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
         .lossy(false)
-        .buffered_lines_limit(64 * 1024)
+        .buffered_lines_limit(4096)
         .finish(BufferedStderr {
             out: std::io::BufWriter::with_capacity(64 * 1024, std::io::stderr()),
         });
