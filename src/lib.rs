@@ -12,13 +12,16 @@
 //! 3. [`dispatch`] decides what to do: a pending clarify menu, a sticky handoff, the highest-priority
 //!    [`rules`] match, the [`faq`] matcher, the default rule, or nothing. Every decision is an
 //!    explainable [`dispatch::Decision`].
-//! 4. [`store`] makes the decision durable before the push is answered: dedupe memo, session
-//!    state, quota and the outbox entries, committed in groups.
+//! 4. [`store`] records the decision — dedupe memo, session state, quota, outbox entries and the
+//!    conversation log — in group commits; a push that queues messages or changes the user's
+//!    session is answered only once that is durable.
 //! 5. The outbox worker in [`store`] sends the entries through the [`wechat`] API client after the
 //!    push has been answered, retrying what can succeed and recording what cannot.
 //!
 //! [`config`] turns `kefu.yaml` into typed settings; [`startup`] builds the application, binds the
-//! listeners and supervises the background tasks; [`cli`] holds one small function per command.
+//! listeners and supervises the background tasks; [`metrics`] and the admin side of [`http`]
+//! (`/metrics`, the console) show operators what happens; [`cli`] holds one small function per
+//! command.
 //!
 //! Dependencies point one way: `text`, `diag`, `protocol`, `rules` and `faq` do no I/O on the
 //! request path and know nothing of actix or reqwest; `dispatch` depends on them; `wechat` and
