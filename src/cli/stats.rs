@@ -40,6 +40,18 @@ pub fn run_stats(settings: &Settings, since: &str, json: bool) -> anyhow::Result
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print!("{report}");
+        let dry: Vec<&str> = settings
+            .apps
+            .iter()
+            .filter(|a| a.effective_dry_run())
+            .map(|a| a.id.as_str())
+            .collect();
+        if !dry.is_empty() {
+            println!(
+                "note: {} in dry-run: their sends are recorded as sent but were only logged",
+                dry.join(", ")
+            );
+        }
     }
     Ok(())
 }
