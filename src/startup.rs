@@ -17,6 +17,7 @@ use crate::config::Settings;
 use crate::http::{self, AppRuntime, State};
 use crate::metrics::AppOutcomeLabels;
 use crate::metrics::Metrics;
+use crate::rules::RuleSet;
 use crate::rules::reload::{ReloadOutcome, RulesHandle, spawn_watcher};
 use crate::store::{SqliteStore, Store, StoreOptions, WorkerOptions, spawn_outbox_worker};
 use crate::wechat::{ClientOptions, MeteredDeliver, TokenFetchHook, WechatClient};
@@ -46,7 +47,18 @@ impl Application {
         let mut handles: HashMap<PathBuf, Arc<RulesHandle>> = HashMap::new();
         let mut rule_handles = Vec::new();
         for dir in settings.all_rules_dirs() {
-            let (handle, warnings) = match RulesHandle::load(dir.clone(), settings.faq.clone()) {
+            let loaded = if dir.exists() {
+                RulesHandle::load(dir.clone(), settings.faq.clone())
+            } else {
+                // No folder yet: serve with no rules (every push is answered `success`) and pick
+                // the folder up when it is created; a folder with broken rules still refuses.
+                tracing::warn!(dir = %dir.display(), "the rules folder does not exist: serving without rules until it is created");
+                Ok((
+                    RulesHandle::with_set(dir.clone(), settings.faq.clone(), RuleSet::default()),
+                    Vec::new(),
+                ))
+            };
+            let (handle, warnings) = match loaded {
                 Ok(loaded) => loaded,
                 Err(diagnostics) => {
                     for d in &diagnostics {

@@ -497,3 +497,53 @@ async fn an_faq_edit_is_served_by_the_next_push() {
         .await
     );
 }
+
+#[tokio::test]
+async fn a_rules_folder_created_after_start_is_picked_up() {
+    let dir = tempfile::tempdir().expect("dir");
+    let rules = dir.path().join("rules");
+    let config = dir.path().join("kefu.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen: \"127.0.0.1:0\"\nadmin_listen: \"\"\ndata_dir: \"{}\"\nrules_dir: \"{}\"\napps:\n  - id: demo\n    kind: official_account\n    appid: wx1\n    token: \"{TOKEN}\"\n    dry_run: true\n",
+            dir.path().join("data").display(),
+            rules.display()
+        ),
+    )
+    .expect("config");
+    let settings = kefu::config::load(&config).expect("config loads");
+    let app = kefu::startup::Application::build(settings)
+        .await
+        .expect("starts without the folder");
+    let port = app.port();
+    tokio::spawn(app.run_until_stopped());
+    let client = reqwest::Client::new();
+    let health = || async {
+        client
+            .get(format!("http://127.0.0.1:{port}/healthz"))
+            .send()
+            .await
+            .expect("healthz")
+            .json::<serde_json::Value>()
+            .await
+            .expect("json")
+    };
+    assert_eq!(health().await["rules"]["rules"], 0);
+
+    std::fs::create_dir_all(&rules).expect("mkdir");
+    std::fs::write(
+        rules.join("a.yaml"),
+        "rules:\n  - id: hi\n    keywords: [你好]\n    reply: 您好\n",
+    )
+    .expect("rule");
+    let served = eventually(std::time::Duration::from_secs(10), async || {
+        health().await["rules"]["rules"] == 1
+    })
+    .await;
+    assert!(
+        served,
+        "the new folder's rule is served: {}",
+        health().await
+    );
+}
