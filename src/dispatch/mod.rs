@@ -208,7 +208,23 @@ fn decide_inner(
     let mut candidates = Vec::new();
     let mut faq_why = String::new();
     if is_text && !text.is_empty() && !set.faq().is_empty() {
-        let verdict = set.faq().ask(text);
+        let mut verdict = set.faq().ask(text);
+        // A menu answered in words ("公众号", "个体户的") rather than by number: read the reply
+        // together with the question that asked for the menu, and answer if that settles it.
+        if !matches!(verdict.outcome, FaqOutcome::Answer { .. })
+            && let Some(question) = menu
+                .filter(|m| m.expires_at > now)
+                .and_then(|m| m.question.as_deref())
+        {
+            let combined = set.faq().ask(&format!("{question} {text}"));
+            if matches!(combined.outcome, FaqOutcome::Answer { .. }) {
+                verdict = combined;
+                verdict.why = format!(
+                    "read with the menu's question {question:?}: {}",
+                    verdict.why
+                );
+            }
+        }
         candidates = verdict.candidates;
         faq_why = verdict.why;
         match verdict.outcome {
@@ -231,6 +247,7 @@ fn decide_inner(
                         menu: Some(Menu {
                             options,
                             expires_at: expiry(now, ctx.menu_ttl_secs),
+                            question: Some(text.to_string()),
                         }),
                         handoff_until: None,
                     }),

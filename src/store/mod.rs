@@ -138,6 +138,10 @@ pub struct Menu {
     pub options: Vec<String>,
     /// Unix seconds after which the menu no longer answers.
     pub expires_at: i64,
+    /// The (normalized) question that asked for the menu: a reply in words rather than a number
+    /// ("公众号") is read together with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub question: Option<String>,
 }
 
 /// Per-user conversation state.

@@ -155,6 +155,7 @@ mod tests {
             menu: Some(Menu {
                 options: vec!["a".into(), "b".into()],
                 expires_at,
+                question: None,
             }),
             handoff_until: None,
         }

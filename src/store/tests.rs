@@ -356,6 +356,7 @@ async fn sessions_are_visible_after_commit_and_survive_a_restart() {
         menu: Some(Menu {
             options: vec!["mp-dereg-general".into(), "oa-dereg-general".into()],
             expires_at: at + 600,
+            question: Some("注销需要什么".into()),
         }),
         handoff_until: Some(at + 1800),
     };

@@ -779,3 +779,23 @@ fn eval_meets_the_targets_on_the_probe_set() {
     ]);
     assert_eq!(run.code, Some(0), "{run:?}");
 }
+
+#[test]
+fn try_stdin_a_menu_answered_in_words_is_read_with_its_question() {
+    // Users often answer a menu with words, not its number.
+    let run = kefu_stdin(
+        &["try", "--json"],
+        "注销需要什么\n公众号\n帮我注销一下\n个体户的小程序\n注销需要什么\n算了\n",
+    );
+    assert_eq!(run.code, Some(0), "{run:?}");
+    let lines: Vec<Value> = run
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect();
+    assert_eq!(lines[0]["action"], "clarify");
+    assert_eq!(lines[1]["faq"], "oa-dereg-general", "{}", lines[1]);
+    assert_eq!(lines[3]["faq"], "mp-dereg-individual", "{}", lines[3]);
+    // A reply that settles nothing is decided on its own (here: the default rule).
+    assert_eq!(lines[5]["action"], "default", "{}", lines[5]);
+}
