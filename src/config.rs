@@ -407,8 +407,11 @@ pub fn parse(
     if let Some(problem) = settings.outbox.problem() {
         return Err(at("outbox", 0, problem));
     }
-    let mut aes_nth: usize = 0;
-    let mut prev_nth: usize = 0;
+    let in_app = |i: usize, key: &str, message: String| ConfigError::At {
+        path: path.to_path_buf(),
+        line: app_key_line(text, i, key),
+        message,
+    };
     for (i, app) in settings.apps.iter_mut().enumerate() {
         let app_id = app.id.clone();
         if app_id.is_empty()
@@ -416,50 +419,35 @@ pub fn parse(
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
         {
-            return Err(at(
-                "id",
+            return Err(in_app(
                 i,
+                "id",
                 format!("apps[{i}].id: {app_id:?} must be letters, digits, - or _"),
             ));
         }
         if app.token.is_empty() {
-            return Err(at(
-                "token",
+            return Err(in_app(
                 i,
+                "token",
                 format!("apps[{i}].token: must not be empty"),
             ));
         }
         let mut keys = Vec::new();
-        if text_has_key_for_app(text, "encoding_aes_key", i) {
-            aes_nth += 1;
-        }
-        if !app.encoding_aes_key.is_empty() {
-            keys.push(AesKey::parse(app.encoding_aes_key.expose()).map_err(|e| {
-                at(
-                    "encoding_aes_key",
-                    aes_nth.saturating_sub(1),
-                    format!("apps[{i}].encoding_aes_key: {e}"),
-                )
-            })?);
-        }
-        if text_has_key_for_app(text, "encoding_aes_key_previous", i) {
-            prev_nth += 1;
-        }
-        if !app.encoding_aes_key_previous.is_empty() {
-            keys.push(
-                AesKey::parse(app.encoding_aes_key_previous.expose()).map_err(|e| {
-                    at(
-                        "encoding_aes_key_previous",
-                        prev_nth.saturating_sub(1),
-                        format!("apps[{i}].encoding_aes_key_previous: {e}"),
-                    )
-                })?,
-            );
+        for (key, value) in [
+            ("encoding_aes_key", &app.encoding_aes_key),
+            ("encoding_aes_key_previous", &app.encoding_aes_key_previous),
+        ] {
+            if !value.is_empty() {
+                keys.push(
+                    AesKey::parse(value.expose())
+                        .map_err(|e| in_app(i, key, format!("apps[{i}].{key}: {e}")))?,
+                );
+            }
         }
         if app.mode != Mode::Plaintext && keys.is_empty() {
-            return Err(at(
-                "mode",
+            return Err(in_app(
                 i,
+                "mode",
                 format!("apps[{i}].mode: {:?} mode needs encoding_aes_key", app.mode)
                     .to_lowercase(),
             ));
@@ -468,9 +456,9 @@ pub fn parse(
     }
     for (i, app) in settings.apps.iter().enumerate() {
         if settings.apps[..i].iter().any(|a| a.id == app.id) {
-            return Err(at(
-                "id",
+            return Err(in_app(
                 i,
+                "id",
                 format!("apps[{i}].id: duplicate app id {:?}", app.id),
             ));
         }
@@ -502,38 +490,37 @@ pub fn parse(
     Ok(settings)
 }
 
-/// Does the block of the `nth` app mention `key`? Used only to count occurrences for line
-/// numbers; a rough scan is enough because the value was already validated by serde.
-fn text_has_key_for_app(text: &str, key: &str, nth: usize) -> bool {
-    let starts: Vec<usize> = text
-        .lines()
-        .enumerate()
-        .filter(|(_, l)| l.trim_start().starts_with("- id:"))
-        .map(|(n, _)| n)
+/// The 1-based line of `key:` inside the block of the `nth` app (the lines from its `- id:` to
+/// the next one), or of the block's first line when the key is not written there; 0 when there
+/// is no such app. A rough scan is enough: the values were already validated by serde.
+fn app_key_line(text: &str, nth: usize, key: &str) -> usize {
+    let lines: Vec<&str> = text.lines().collect();
+    let starts: Vec<usize> = (0..lines.len())
+        .filter(|&n| lines[n].trim_start().starts_with("- id:"))
         .collect();
     let Some(&start) = starts.get(nth) else {
-        return false;
+        return 0;
     };
-    let end = starts.get(nth + 1).copied().unwrap_or(usize::MAX);
-    text.lines()
-        .enumerate()
-        .filter(|(n, _)| *n >= start && *n < end)
-        .any(|(_, l)| {
-            let t = l.trim_start().trim_start_matches("- ");
-            t.strip_prefix(key)
-                .is_some_and(|r| r.trim_start().starts_with(':'))
-        })
+    let end = starts.get(nth + 1).copied().unwrap_or(lines.len());
+    (start..end)
+        .find(|&n| is_key_line(lines[n], key))
+        .unwrap_or(start)
+        + 1
+}
+
+/// Whether a line writes `key:` (possibly as a list item).
+fn is_key_line(line: &str, key: &str) -> bool {
+    line.trim_start()
+        .trim_start_matches("- ")
+        .strip_prefix(key)
+        .is_some_and(|r| r.trim_start().starts_with(':'))
 }
 
 /// The 1-based line of the `nth` (0-based) occurrence of `key:`; 0 when not found.
 fn line_of_key(text: &str, key: &str, nth: usize) -> usize {
     text.lines()
         .enumerate()
-        .filter(|(_, l)| {
-            let t = l.trim_start().trim_start_matches("- ");
-            t.strip_prefix(key)
-                .is_some_and(|r| r.trim_start().starts_with(':'))
-        })
+        .filter(|(_, l)| is_key_line(l, key))
         .nth(nth)
         .map(|(n, _)| n + 1)
         .unwrap_or(0)
@@ -675,6 +662,17 @@ mod tests {
             .to_string();
         assert!(err.starts_with("k.yaml:5:"), "{err}");
         assert!(err.contains("encoding_aes_key"), "{err}");
+    }
+
+    #[test]
+    fn an_error_of_the_second_app_names_its_own_line() {
+        // The first app writes no `mode:`; the second app's line must still be found.
+        let text = "apps:\n  - id: a\n    appid: wx1\n    token: t\n  - id: b\n    appid: wx2\n    token: t\n    mode: safe\n";
+        let err = parse(text, Path::new("k.yaml"), &env_none)
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("k.yaml:8:"), "{err}");
+        assert!(err.contains("apps[1].mode"), "{err}");
     }
 
     #[test]

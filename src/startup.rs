@@ -32,7 +32,7 @@ pub struct Application {
     admin: Option<Server>,
     state: web::Data<State>,
     /// One handle per distinct rules folder; SIGHUP reloads them all.
-    rule_handles: Vec<Arc<RulesHandle>>,
+    rule_handles: HashMap<PathBuf, Arc<RulesHandle>>,
     /// The store, closed last on shutdown.
     store: SqliteStore,
     /// What the outbox worker sends through.
@@ -45,7 +45,6 @@ impl Application {
         let metrics = Metrics::default();
 
         let mut handles: HashMap<PathBuf, Arc<RulesHandle>> = HashMap::new();
-        let mut rule_handles = Vec::new();
         for dir in settings.all_rules_dirs() {
             let loaded = if dir.exists() {
                 RulesHandle::load(dir.clone(), settings.faq.clone())
@@ -80,8 +79,7 @@ impl Application {
                     reload_metrics.reload_outcome(outcome.label());
                 },
             )));
-            handles.insert(dir, handle.clone());
-            rule_handles.push(handle);
+            handles.insert(dir, handle);
         }
         let global = handles
             .get(&settings.rules_dir)
@@ -204,7 +202,7 @@ impl Application {
             server,
             admin,
             state,
-            rule_handles,
+            rule_handles: handles,
             store: sqlite,
             deliver,
         })
@@ -233,7 +231,7 @@ impl Application {
         let mut int = signal(SignalKind::interrupt())?;
         let mut hup = signal(SignalKind::hangup())?;
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        for handle in &self.rule_handles {
+        for handle in self.rule_handles.values() {
             let mut stop = stop_rx.clone();
             let stopped = async move {
                 let _ = stop.wait_for(|s| *s).await;
@@ -270,7 +268,7 @@ impl Application {
                 _ = int.recv() => { tracing::info!("SIGINT: stopping"); break; }
                 _ = hup.recv() => {
                     tracing::info!("SIGHUP: reloading rules");
-                    for handle in &self.rule_handles {
+                    for handle in self.rule_handles.values() {
                         let outcome = handle.reload_async().await;
                         tracing::info!(dir = %handle.dir().display(), outcome = outcome.label(), "reload");
                     }

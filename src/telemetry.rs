@@ -5,8 +5,6 @@
 //! line and hands it over; a logging thread writes lines in batches, so one push does not cost a
 //! `write(2)` on the request path. [`LogGuard`] flushes what is left when it is dropped.
 
-use std::io::Write;
-
 use tracing_subscriber::EnvFilter;
 
 /// How log lines are written.
@@ -21,20 +19,6 @@ pub struct LogGuard {
     _worker: Option<tracing_appender::non_blocking::WorkerGuard>,
 }
 
-/// Stderr behind a buffer that the logging thread flushes after each batch of lines.
-struct BufferedStderr {
-    out: std::io::BufWriter<std::io::Stderr>,
-}
-
-impl Write for BufferedStderr {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.out.write(buf)
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.out.flush()
-    }
-}
-
 /// Installs the global subscriber. Safe to call more than once (later calls are ignored), which
 /// keeps tests simple.
 pub fn init(format: LogFormat, default_filter: &str) -> LogGuard {
@@ -43,9 +27,11 @@ pub fn init(format: LogFormat, default_filter: &str) -> LogGuard {
     let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
         .lossy(false)
         .buffered_lines_limit(4096)
-        .finish(BufferedStderr {
-            out: std::io::BufWriter::with_capacity(64 * 1024, std::io::stderr()),
-        });
+        // Stderr behind a buffer: the logging thread flushes it after each batch of lines.
+        .finish(std::io::BufWriter::with_capacity(
+            64 * 1024,
+            std::io::stderr(),
+        ));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(writer)

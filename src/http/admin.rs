@@ -16,7 +16,11 @@ pub fn authorized(req: &HttpRequest, state: &State) -> bool {
         .get(actix_web::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    let given = header.strip_prefix("Bearer ").unwrap_or("");
+    token_matches(header.strip_prefix("Bearer ").unwrap_or(""), token)
+}
+
+/// The constant-time comparison of a token the client gave with the configured one.
+fn token_matches(given: &str, token: &str) -> bool {
     subtle::ConstantTimeEq::ct_eq(given.as_bytes(), token.as_bytes()).into()
 }
 
@@ -50,9 +54,7 @@ fn token_in_query(req: &HttpRequest, state: &State) -> bool {
     web::Query::<std::collections::HashMap<String, String>>::from_query(req.query_string())
         .ok()
         .and_then(|q| q.get("token").cloned())
-        .is_some_and(|given| {
-            subtle::ConstantTimeEq::ct_eq(given.as_bytes(), token.as_bytes()).into()
-        })
+        .is_some_and(|given| token_matches(&given, token))
 }
 
 #[derive(Debug, serde::Deserialize)]

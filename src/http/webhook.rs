@@ -23,6 +23,7 @@ use crate::outbound::OutboundMessage;
 use crate::protocol::message::{parse_envelope, parse_message};
 use crate::protocol::{Format, InboundMessage, MsgKind, crypto, reply, signature};
 use crate::rules::reload::RulesHandle;
+use crate::store::writer::unix_now;
 use crate::store::{ClaimGuard, LogRecord, Memo, PushKey, PushRecord, Resolved, resolve_claim};
 
 /// WeChat gives up after 5 s; answer well before.
@@ -123,13 +124,6 @@ async fn read_body(mut payload: web::Payload, limit: usize) -> Result<Bytes, Ref
         return Err(Refusal::TooLarge);
     }
     Ok(body.freeze())
-}
-
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 /// How the push arrived, so that the answer goes back the same way.
@@ -391,7 +385,6 @@ fn answer(
     } else {
         None
     };
-    decision.replies = Vec::new();
     let memo = match plain {
         None => Memo {
             content_type: None,

@@ -32,6 +32,9 @@ pub struct TestAppSpec {
     pub extra: &'static str,
     /// With a secret and `dry_run: false` the app really calls the (mock) API.
     pub live: bool,
+    /// The app's appid and token ([`APPID`], [`TOKEN`] unless a test replays a published vector).
+    pub appid: &'static str,
+    pub token: &'static str,
 }
 
 impl TestAppSpec {
@@ -45,7 +48,16 @@ impl TestAppSpec {
             aes_key_previous: "",
             extra: "",
             live: false,
+            appid: APPID,
+            token: TOKEN,
         }
+    }
+
+    /// Another appid and token, e.g. those of a published test vector.
+    pub fn credentials(mut self, appid: &'static str, token: &'static str) -> Self {
+        self.appid = appid;
+        self.token = token;
+        self
     }
 
     /// Calls the API for real (a secret, not dry-run): point `TestConfig::api_base` at a mock.
@@ -67,9 +79,11 @@ impl TestAppSpec {
             "    dry_run: true\n".to_string()
         };
         format!(
-            "  - id: {}\n    kind: {}\n    appid: \"{APPID}\"\n    token: \"{TOKEN}\"\n    encoding_aes_key: \"{}\"\n    encoding_aes_key_previous: \"{}\"\n    format: {}\n    mode: {}\n{sending}{}",
+            "  - id: {}\n    kind: {}\n    appid: \"{}\"\n    token: \"{}\"\n    encoding_aes_key: \"{}\"\n    encoding_aes_key_previous: \"{}\"\n    format: {}\n    mode: {}\n{sending}{}",
             self.id,
             self.kind,
+            self.appid,
+            self.token,
             self.aes_key,
             self.aes_key_previous,
             self.format,
@@ -269,7 +283,7 @@ impl TestApp {
     /// Encrypts `plain` for `app` with its current key.
     pub fn seal_push(&self, app: &str, plain: &str) -> String {
         let cfg = self.app(app);
-        crypto::encrypt(&cfg.aes_keys[0], plain.as_bytes(), APPID, &[7u8; 16])
+        crypto::encrypt(&cfg.aes_keys[0], plain.as_bytes(), &cfg.appid, &[7u8; 16])
     }
 
     pub async fn healthz(&self) -> serde_json::Value {

@@ -182,22 +182,15 @@ async fn unknown_message_types_are_answered_success() {
 #[tokio::test]
 async fn official_vector_v3_is_accepted_through_the_server() {
     // The JSON safe-mode example of the MP docs (protocol doc V3), with its own old timestamp.
-    let cfg = TestConfig {
-        apps: vec![TestAppSpec {
-            id: "v3",
-            kind: "miniprogram",
-            format: "json",
-            mode: "safe",
-            aes_key: "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
-            aes_key_previous: "",
-            extra: "",
-            live: false,
-        }],
+    let mut spec =
+        TestAppSpec::new("v3", "json", "safe").credentials("wxba5fad812f8e6fb9", "AAAAA");
+    spec.aes_key = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+    let app = spawn_app_with(TestConfig {
+        apps: vec![spec],
         extra: "max_timestamp_skew_secs: 0".into(),
         ..TestConfig::default()
-    };
-    // The vector's token and appid differ from the harness defaults: patch the config.
-    let app = spawn_v3(cfg).await;
+    })
+    .await;
     let body = r#"{"ToUserName":"gh_97417a04a28d","Encrypt":"+qdx1OKCy+5JPCBFWw70tm0fJGb2Jmeia4FCB7kao+/Q5c/ohsOzQHi8khUOb05JCpj0JB4RvQMkUyus8TPxLKJGQqcvZqzDpVzazhZv6JsXUnnR8XGT740XgXZUXQ7vJVnAG+tE8NUd4yFyjPy7GgiaviNrlCTj+l5kdfMuFUPpRSrfMZuMcp3Fn2Pede2IuQrKEYwKSqFIZoNqJ4M8EajAsjLY2km32IIjdf8YL/P50F7mStwntrA2cPDrM1kb6mOcfBgRtWygb3VIYnSeOBrebufAlr7F9mFUPAJGj04="}"#;
     let q = "signature=6c5c811b55cc85e0e1b54100749188c20beb3f5d&timestamp=1714112445&nonce=415670741&openid=o9AgO5Kd5ggOC-bXrbNODIiE3bGY&encrypt_type=aes&msg_signature=046e02f8204d34f8ba5fa3b1db94908f3df2e9b3";
     let r = app.post_raw(&format!("/wechat/v3?{q}"), body).await;
@@ -206,38 +199,6 @@ async fn official_vector_v3_is_accepted_through_the_server() {
     let bad = q.replace("046e02f8", "146e02f8");
     let r = app.post_raw(&format!("/wechat/v3?{bad}"), body).await;
     assert_eq!(r.status, 403);
-}
-
-async fn spawn_v3(cfg: TestConfig) -> TestApp {
-    // Build normally, then re-spawn with the vector's token and appid.
-    let dir = tempfile::tempdir().expect("dir");
-    let rules = dir.path().join("rules");
-    std::fs::create_dir_all(&rules).expect("rules");
-    let text = format!(
-        "listen: \"127.0.0.1:0\"\nadmin_listen: \"127.0.0.1:0\"\ndata_dir: \"{}\"\nrules_dir: \"{}\"\n{}\napps:\n  - id: v3\n    appid: wxba5fad812f8e6fb9\n    token: AAAAA\n    encoding_aes_key: {}\n    format: json\n    mode: safe\n    dry_run: true\n",
-        dir.path().join("data").display(),
-        rules.display(),
-        cfg.extra,
-        cfg.apps[0].aes_key
-    );
-    let path = dir.path().join("kefu.yaml");
-    std::fs::write(&path, text).expect("config");
-    let settings = kefu::config::load(&path).expect("loads");
-    let built = kefu::startup::Application::build(settings.clone())
-        .await
-        .expect("builds");
-    let port = built.port();
-    let admin_port = built.admin_port();
-    let state = built.state();
-    tokio::spawn(built.run_until_stopped());
-    TestApp {
-        port,
-        admin_port,
-        settings,
-        client: reqwest::Client::new(),
-        dir,
-        state,
-    }
 }
 
 // ---- refused requests (SPEC §3 table) -----------------------------------------------------
