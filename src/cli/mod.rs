@@ -180,7 +180,7 @@ pub fn load_trial(
 ) -> anyhow::Result<Option<(Settings, RuleSet)>> {
     let settings = load_settings_or_default(config)?;
     let dir = rules.map_or_else(|| settings.rules_dir.clone(), Path::to_path_buf);
-    Ok(check::load_rules(&dir, &settings)?.map(|set| (settings, set)))
+    Ok(check::load_rules(&dir, &settings).map(|set| (settings, set)))
 }
 
 /// Loads the config when it exists; tools that only need rules fall back to defaults.

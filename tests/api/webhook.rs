@@ -163,7 +163,15 @@ async fn official_account_in_safe_mode_encrypts_its_passive_text() {
 
 #[tokio::test]
 async fn an_event_is_never_handed_off() {
-    let app = spawn_app().await;
+    // Even with a default rule that hands off: the default never applies to events.
+    let rules = format!("{BASIC_RULES}  - id: fallback\n    default: true\n    handoff: true\n");
+    let app = spawn_app_with(TestConfig {
+        rules: vec![("basic.yaml", rules)],
+        ..TestConfig::default()
+    })
+    .await;
+    let r = app.post_event("demo", "o_evt", "subscribe").await;
+    assert_eq!((r.status, r.body.as_str()), (200, "success"));
     let r = app
         .post_event("demo", "o_evt", "user_enter_tempsession")
         .await;
