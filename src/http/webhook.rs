@@ -282,13 +282,15 @@ async fn process(
     let mut decision = dispatch::decide(&rules, &msg, &session, &ctx);
     let (memo, outbox) = answer(app, &envelope, &msg, &mut decision, now);
     count(state, app_id, &msg, &decision);
+    // The answer is built now; the memo itself goes to the store for WeChat's retries.
+    let response = memo_response(&memo);
 
     let record = PushRecord {
         key,
         app: app_id.to_string(),
         openid: msg.from_user_name.clone(),
         received_at: now,
-        memo: memo.clone(),
+        memo,
         session: decision.session.take(),
         quota_trigger: dispatch::quota_trigger(&msg),
         outbox,
@@ -353,7 +355,7 @@ async fn process(
         latency_us = started.elapsed().as_micros() as u64,
         "push"
     );
-    memo_response(&memo)
+    response
 }
 
 /// Builds the HTTP answer and the messages left for the send API.
