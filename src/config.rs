@@ -236,6 +236,14 @@ pub struct Settings {
     pub max_timestamp_skew_secs: u64,
     #[serde(default = "default_max_body")]
     pub max_body_bytes: usize,
+    /// A request whose headers and body have not arrived within this many seconds is answered
+    /// 408 and closed (slow clients cannot hold sockets or memory).
+    #[serde(default = "default_request_timeout")]
+    pub request_timeout_secs: u64,
+    /// Open connections of the public listener at most (further ones wait in the kernel's
+    /// backlog until one closes).
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
     #[serde(default = "default_retention")]
     pub log_retention_days: u32,
     /// `normal`: a committed push survives a crash of kefu; `full`: also a power loss (an fsync
@@ -251,6 +259,10 @@ pub struct Settings {
     /// Bearer token required by the admin listener (`/metrics`, console) when set.
     #[serde(default)]
     pub admin_token: Secret,
+    /// Host names the admin listener answers besides its own address and localhost (for a
+    /// name an operator's browser uses); any other Host header gets 421 (no DNS rebinding).
+    #[serde(default)]
+    pub admin_hosts: Vec<String>,
     pub apps: Vec<AppConfig>,
 
     /// The parsed `timezone`. Filled by [`load`].
@@ -294,6 +306,22 @@ fn default_max_body() -> usize {
 }
 fn default_retention() -> u32 {
     30
+}
+fn default_request_timeout() -> u64 {
+    10
+}
+fn default_max_connections() -> usize {
+    10_000
+}
+
+/// Whether a listen address is reachable only from this host (`127.0.0.0/8`, `::1`,
+/// `localhost`).
+pub fn is_loopback_listen(addr: &str) -> bool {
+    if let Ok(sock) = addr.parse::<std::net::SocketAddr>() {
+        return sock.ip().is_loopback();
+    }
+    let host = addr.rsplit_once(':').map_or(addr, |(host, _)| host);
+    host.eq_ignore_ascii_case("localhost")
 }
 
 impl Settings {
@@ -402,6 +430,31 @@ pub fn parse(
             "max_body_bytes",
             0,
             "max_body_bytes: must be positive".into(),
+        ));
+    }
+    if settings.request_timeout_secs == 0 {
+        return Err(at(
+            "request_timeout_secs",
+            0,
+            "request_timeout_secs: must be positive".into(),
+        ));
+    }
+    if settings.max_connections == 0 {
+        return Err(at(
+            "max_connections",
+            0,
+            "max_connections: must be positive".into(),
+        ));
+    }
+    let admin = settings.admin_listen.trim();
+    if !admin.is_empty() && !is_loopback_listen(admin) && settings.admin_token.is_empty() {
+        return Err(at(
+            "admin_listen",
+            0,
+            format!(
+                "admin_listen: {admin:?} is reachable from other hosts; set admin_token \
+                 (the console shows users' messages) or listen on 127.0.0.1"
+            ),
         ));
     }
     if let Some(problem) = settings.outbox.problem() {

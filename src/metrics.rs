@@ -68,6 +68,17 @@ pub struct Metrics {
     pub duplicates: Family<AppLabels, Counter>,
     /// access_token fetches by app and outcome (ok, error).
     pub token_fetches: Family<AppOutcomeLabels, Counter>,
+    /// Store operations that failed, by operation (claim, session, commit, probe, read, …).
+    pub store_errors: Family<OpLabels, Counter>,
+    /// Outbox entries sent again after a restart because a send was in flight when kefu
+    /// stopped (WeChat may have accepted the first one: the duplicate an API without
+    /// idempotency keys allows).
+    pub resent_after_restart: Counter,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OpLabels {
+    pub op: String,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -94,6 +105,8 @@ impl Default for Metrics {
             refused: Family::default(),
             duplicates: Family::default(),
             token_fetches: Family::default(),
+            store_errors: Family::default(),
+            resent_after_restart: Counter::default(),
         }
     }
 }
@@ -146,7 +159,29 @@ impl Metrics {
             "Repeated pushes answered from the memo",
             self.duplicates.clone(),
         );
+        r.register(
+            "token_fetches",
+            "access_token fetches by app and outcome",
+            self.token_fetches.clone(),
+        );
+        r.register(
+            "store_errors",
+            "Store operations that failed, by operation",
+            self.store_errors.clone(),
+        );
+        r.register(
+            "outbox_resent_after_restart",
+            "Outbox entries sent again after a restart cut their first send off in flight",
+            self.resent_after_restart.clone(),
+        );
         r
+    }
+
+    /// Counts a failed store operation.
+    pub fn store_error(&self, op: &str) {
+        self.store_errors
+            .get_or_create(&OpLabels { op: op.to_string() })
+            .inc();
     }
 
     pub fn refuse(&self, reason: &str) {

@@ -14,11 +14,13 @@ use actix_web::{App, HttpServer, web};
 use anyhow::{Context as _, bail};
 
 use crate::config::Settings;
+use crate::http::health::StoreHealth;
 use crate::http::{self, AppRuntime, State};
 use crate::metrics::AppOutcomeLabels;
 use crate::metrics::Metrics;
 use crate::rules::RuleSet;
 use crate::rules::reload::{ReloadOutcome, RulesHandle, spawn_watcher};
+use crate::store::outbox_worker::ResendHook;
 use crate::store::{SqliteStore, Store, StoreOptions, WorkerOptions, spawn_outbox_worker};
 use crate::wechat::{ClientOptions, MeteredDeliver, TokenFetchHook, WechatClient};
 
@@ -39,8 +41,20 @@ pub struct Application {
     deliver: Arc<MeteredDeliver>,
 }
 
+/// Wraps the store the request path and the probe use, e.g. to inject failures behind the
+/// [`Store`] interface in tests.
+pub type StoreLayer = Box<dyn FnOnce(Arc<dyn Store>) -> Arc<dyn Store> + Send>;
+
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        Self::build_with_store_layer(settings, Box::new(|store| store)).await
+    }
+
+    /// [`Self::build`], with the store seen through `layer`.
+    pub async fn build_with_store_layer(
+        settings: Settings,
+        layer: StoreLayer,
+    ) -> anyhow::Result<Self> {
         let settings = Arc::new(settings);
         let metrics = Metrics::default();
 
@@ -128,7 +142,7 @@ impl Application {
         };
         let client = WechatClient::new(&settings.api_base, &settings.apps, client_options)
             .context("building the WeChat API client")?;
-        let store: Arc<dyn Store> = Arc::new(sqlite.clone());
+        let store: Arc<dyn Store> = layer(Arc::new(sqlite.clone()));
         let state = web::Data::new(State {
             settings: settings.clone(),
             apps,
@@ -137,6 +151,7 @@ impl Application {
             ops: sqlite.clone(),
             client: client.clone(),
             metrics: metrics.clone(),
+            store_health: Arc::new(StoreHealth::new(metrics.clone())),
         });
 
         let listener = TcpListener::bind(&settings.listen)
@@ -160,11 +175,17 @@ impl Application {
         };
 
         let public_state = state.clone();
+        // actix counts connections per worker thread.
+        let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(public_state.clone())
                 .configure(http::public_routes)
         })
+        .workers(workers)
+        .max_connections(settings.max_connections.div_ceil(workers))
+        // Headers within the request timeout; the webhook bounds the body by the same deadline.
+        .client_request_timeout(Duration::from_secs(settings.request_timeout_secs))
         .disable_signals()
         .shutdown_timeout(10)
         .listen(listener)?
@@ -246,12 +267,24 @@ impl Application {
                 let _ = stop.wait_for(|s| *s).await;
             }
         };
+        let resent = self.state.metrics.resent_after_restart.clone();
         let mut worker = spawn_outbox_worker(
             Arc::new(self.store.clone()),
             self.deliver.clone(),
-            WorkerOptions::from_settings(&self.state.settings.outbox),
+            WorkerOptions {
+                on_resend: Some(ResendHook(Arc::new(move |_| {
+                    resent.inc();
+                }))),
+                ..WorkerOptions::from_settings(&self.state.settings.outbox)
+            },
             worker_stop,
         );
+        let mut prober = tokio::spawn(probe_store(self.state.clone(), {
+            let mut stop = stop_rx.clone();
+            async move {
+                let _ = stop.wait_for(|s| *s).await;
+            }
+        }));
         let server_handle = self.server.handle();
         let admin_handle = self.admin.as_ref().map(Server::handle);
         let mut server = tokio::spawn(self.server);
@@ -276,6 +309,7 @@ impl Application {
                 r = &mut server => { tracing::error!(result = ?r, "public listener stopped"); break; }
                 r = &mut admin => { tracing::error!(result = ?r, "admin listener stopped"); break; }
                 r = &mut worker => { tracing::error!(result = ?r, "outbox worker stopped"); break; }
+                r = &mut prober => { tracing::error!(result = ?r, "store probe stopped"); break; }
             }
         }
         // Finish the requests in flight, then let the worker finish its sends in flight; what is
@@ -296,5 +330,34 @@ impl Application {
         let _ = tokio::task::spawn_blocking(move || store.close()).await;
         tracing::info!("stopped");
         Ok(())
+    }
+}
+
+/// How often the store is probed while it works, and while it fails.
+const PROBE_EVERY: Duration = Duration::from_secs(5);
+const PROBE_EVERY_WHILE_FAILING: Duration = Duration::from_secs(1);
+
+/// Writes to the store every few seconds so that `/healthz` notices a failing store, and its
+/// recovery, without waiting for traffic.
+async fn probe_store(state: web::Data<State>, stop: impl std::future::Future<Output = ()>) {
+    tokio::pin!(stop);
+    loop {
+        let pause = if state.store_health.failure().is_some() {
+            PROBE_EVERY_WHILE_FAILING
+        } else {
+            PROBE_EVERY
+        };
+        tokio::select! {
+            () = &mut stop => return,
+            () = tokio::time::sleep(pause) => {}
+        }
+        match tokio::time::timeout(PROBE_EVERY, state.store.probe()).await {
+            Ok(Ok(())) => state.store_health.recovered(),
+            Ok(Err(e)) => state.store_health.failed("probe", &e),
+            Err(_) => state.store_health.failed(
+                "probe",
+                &crate::store::StoreError::Backend("no answer within 5 s".into()),
+            ),
+        }
     }
 }

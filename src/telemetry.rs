@@ -38,10 +38,66 @@ pub fn init(format: LogFormat, default_filter: &str) -> LogGuard {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false);
     let installed = match format {
-        LogFormat::Text => builder.try_init(),
+        // Field values may come from a push (an openid, a path): control characters are
+        // escaped so that no value can forge a line or drive the terminal.
+        LogFormat::Text => builder.fmt_fields(escaping_fields()).try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };
     LogGuard {
         _worker: installed.is_ok().then_some(guard),
+    }
+}
+
+/// The human format's field formatter: `name=value` pairs separated by spaces, the message
+/// bare, every control character of a value escaped.
+fn escaping_fields() -> impl for<'w> tracing_subscriber::fmt::FormatFields<'w> + 'static {
+    use tracing_subscriber::field::MakeExt;
+    tracing_subscriber::fmt::format::debug_fn(|writer, field, value| {
+        use std::fmt::Write;
+        if field.name() != "message" {
+            write!(writer, "{}=", field.name())?;
+        }
+        write!(EscapingWriter(writer), "{value:?}")
+    })
+    .delimited(" ")
+}
+
+/// A `fmt::Write` that escapes control characters (`\n`, `\u{1b}`, …) as it writes.
+struct EscapingWriter<W>(W);
+
+impl<W: std::fmt::Write> std::fmt::Write for EscapingWriter<W> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        let mut rest = s;
+        while let Some(at) = rest.find(char::is_control) {
+            self.0.write_str(&rest[..at])?;
+            let c = rest[at..].chars().next().unwrap_or_default();
+            write!(self.0, "{}", c.escape_default())?;
+            rest = &rest[at + c.len_utf8()..];
+        }
+        self.0.write_str(rest)
+    }
+}
+
+/// Displays a value with its control characters escaped (for text from outside that is
+/// logged as a field with `%`).
+pub struct Escaped<'a>(pub &'a str);
+
+impl std::fmt::Display for Escaped<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Write::write_str(&mut EscapingWriter(f), self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_are_escaped() {
+        assert_eq!(
+            Escaped("o_user\n2026-12-02 INFO forged\u{1b}[31m\t").to_string(),
+            "o_user\\n2026-12-02 INFO forged\\u{1b}[31m\\t"
+        );
+        assert_eq!(Escaped("用户 ok").to_string(), "用户 ok");
     }
 }

@@ -5,18 +5,104 @@ use actix_web::{HttpRequest, HttpResponse, web};
 
 use super::State;
 
-/// Whether the request carries the configured bearer token (always true when none is set).
-pub fn authorized(req: &HttpRequest, state: &State) -> bool {
+/// Proof that a request may use the admin listener: its Host names this listener (no DNS
+/// rebinding: a page on another site that resolves its name to 127.0.0.1 sends its own name)
+/// and, when `admin_token` is set, it carries the token (`Authorization: Bearer …`, or
+/// `?token=…` for the console page itself, which then sends the header).
+pub struct AdminAccess;
+
+/// Why the admin listener refused a request.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminRefusal {
+    #[error("Host header names another site (add it to admin_hosts if it is yours)")]
+    ForeignHost,
+    #[error("admin token missing or wrong")]
+    Unauthorized,
+}
+
+impl actix_web::ResponseError for AdminRefusal {
+    fn status_code(&self) -> actix_web::http::StatusCode {
+        match self {
+            Self::ForeignHost => actix_web::http::StatusCode::MISDIRECTED_REQUEST,
+            Self::Unauthorized => actix_web::http::StatusCode::UNAUTHORIZED,
+        }
+    }
+}
+
+impl actix_web::FromRequest for AdminAccess {
+    type Error = AdminRefusal;
+    type Future = std::future::Ready<Result<Self, AdminRefusal>>;
+
+    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        std::future::ready(check_access(req))
+    }
+}
+
+fn check_access(req: &HttpRequest) -> Result<AdminAccess, AdminRefusal> {
+    let Some(state) = req.app_data::<web::Data<State>>() else {
+        return Err(AdminRefusal::Unauthorized);
+    };
+    let host = req
+        .headers()
+        .get(actix_web::http::header::HOST)
+        .map(|v| v.to_str().unwrap_or("\u{0}"));
+    if let Some(host) = host
+        && !host_allowed(
+            host,
+            &state.settings.admin_listen,
+            &state.settings.admin_hosts,
+        )
+    {
+        tracing::warn!(host = %crate::telemetry::Escaped(host), path = req.path(), "admin: refused a foreign Host header");
+        return Err(AdminRefusal::ForeignHost);
+    }
     let token = state.settings.admin_token.expose();
     if token.is_empty() {
-        return true;
+        return Ok(AdminAccess);
     }
     let header = req
         .headers()
         .get(actix_web::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    token_matches(header.strip_prefix("Bearer ").unwrap_or(""), token)
+    if token_matches(header.strip_prefix("Bearer ").unwrap_or(""), token)
+        || (req.path() == "/" && token_in_query(req, token))
+    {
+        Ok(AdminAccess)
+    } else {
+        Err(AdminRefusal::Unauthorized)
+    }
+}
+
+/// Whether a Host header names this listener: its own address, localhost or a loopback
+/// address, or one of `admin_hosts` (each with or without the port).
+pub fn host_allowed(host: &str, listen: &str, admin_hosts: &[String]) -> bool {
+    let name = strip_port(host);
+    let own = strip_port(listen.trim());
+    let loopback = name.eq_ignore_ascii_case("localhost")
+        || name
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    loopback
+        || name.eq_ignore_ascii_case(own)
+        || admin_hosts
+            .iter()
+            .any(|h| h.eq_ignore_ascii_case(host) || h.eq_ignore_ascii_case(name))
+}
+
+/// `host:port` → `host`; `[v6]:port` → `[v6]`; a bare host as it is.
+fn strip_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        return host
+            .split_once(']')
+            .map_or(host, |(h, _)| &host[..=h.len()]);
+    }
+    match host.rsplit_once(':') {
+        Some((h, port)) if !h.contains(':') && port.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => host,
+    }
 }
 
 /// The constant-time comparison of a token the client gave with the configured one.
@@ -24,10 +110,15 @@ fn token_matches(given: &str, token: &str) -> bool {
     subtle::ConstantTimeEq::ct_eq(given.as_bytes(), token.as_bytes()).into()
 }
 
-pub async fn metrics(req: HttpRequest, state: web::Data<State>) -> HttpResponse {
-    if !authorized(&req, &state) {
-        return HttpResponse::Unauthorized().finish();
-    }
+/// `?token=…` in the query.
+fn token_in_query(req: &HttpRequest, token: &str) -> bool {
+    web::Query::<std::collections::HashMap<String, String>>::from_query(req.query_string())
+        .ok()
+        .and_then(|q| q.get("token").cloned())
+        .is_some_and(|given| token_matches(&given, token))
+}
+
+pub async fn metrics(_: AdminAccess, state: web::Data<State>) -> HttpResponse {
     state
         .metrics
         .outbox_depth
@@ -39,22 +130,10 @@ pub async fn metrics(req: HttpRequest, state: web::Data<State>) -> HttpResponse 
 }
 
 /// The operator console page (assets embedded in the binary).
-pub async fn console(req: HttpRequest, state: web::Data<State>) -> HttpResponse {
-    if !authorized(&req, &state) && !token_in_query(&req, &state) {
-        return HttpResponse::Unauthorized().finish();
-    }
+pub async fn console(_: AdminAccess) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")
         .body(include_str!("assets/console.html"))
-}
-
-/// The page itself may be opened with `?token=…` (it then sends the bearer header).
-fn token_in_query(req: &HttpRequest, state: &State) -> bool {
-    let token = state.settings.admin_token.expose();
-    web::Query::<std::collections::HashMap<String, String>>::from_query(req.query_string())
-        .ok()
-        .and_then(|q| q.get("token").cloned())
-        .is_some_and(|given| token_matches(&given, token))
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -66,13 +145,10 @@ pub struct TryRequest {
 
 /// `POST /api/try`: what the live rules would do with a message (same output as `kefu try --json`).
 pub async fn try_message(
-    req: HttpRequest,
+    _: AdminAccess,
     body: web::Json<TryRequest>,
     state: web::Data<State>,
 ) -> HttpResponse {
-    if !authorized(&req, &state) {
-        return HttpResponse::Unauthorized().finish();
-    }
     let set = state.rules.current();
     let now = chrono::Utc::now().timestamp();
     let ctx = crate::dispatch::Context::for_tools(&state.settings, now);
@@ -90,10 +166,7 @@ const SUMMARY_WINDOW_SECS: i64 = 24 * 3600;
 const SUMMARY_BUCKET_SECS: i64 = 3600;
 
 /// `GET /api/summary`: what the console shows (totals, chart, hits, unmatched, outbox, rules).
-pub async fn summary(req: HttpRequest, state: web::Data<State>) -> HttpResponse {
-    if !authorized(&req, &state) {
-        return HttpResponse::Unauthorized().finish();
-    }
+pub async fn summary(_: AdminAccess, state: web::Data<State>) -> HttpResponse {
     let now = chrono::Utc::now().timestamp();
     let since = now - SUMMARY_WINDOW_SECS;
     let ops = state.ops.clone();
@@ -108,7 +181,7 @@ pub async fn summary(req: HttpRequest, state: web::Data<State>) -> HttpResponse 
     let (report, series, failures, depth) = match read {
         Ok(Ok(data)) => data,
         Ok(Err(e)) => {
-            tracing::error!(error = %e, "console summary: store read failed");
+            state.store_health.failed("read", &e);
             return HttpResponse::ServiceUnavailable().body("store unavailable");
         }
         Err(_) => return HttpResponse::ServiceUnavailable().body("store unavailable"),
@@ -152,4 +225,38 @@ pub async fn summary(req: HttpRequest, state: web::Data<State>) -> HttpResponse 
         "rules": rules,
         "dry_run_sends": state.client.dry_run_sends().iter().rev().take(20).collect::<Vec<_>>(),
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_header_check() {
+        let hosts = vec!["kefu.internal".to_string(), "ops.example:9091".to_string()];
+        let listen = "10.0.0.5:9091";
+        for ok in [
+            "127.0.0.1:9091",
+            "127.0.0.1",
+            "localhost:9091",
+            "LOCALHOST",
+            "[::1]:9091",
+            "10.0.0.5:9091",
+            "kefu.internal",
+            "kefu.internal:9091",
+            "ops.example:9091",
+        ] {
+            assert!(host_allowed(ok, listen, &hosts), "{ok}");
+        }
+        for refused in [
+            "evil.example",
+            "evil.example:9091",
+            "localhost.evil.example",
+            "10.0.0.6:9091",
+            "127.0.0.1.evil.example",
+            "",
+        ] {
+            assert!(!host_allowed(refused, listen, &hosts), "{refused}");
+        }
+    }
 }

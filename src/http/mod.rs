@@ -33,6 +33,8 @@ pub struct State {
     /// The API client (its dry-run record is shown on the console).
     pub client: WechatClient,
     pub metrics: Metrics,
+    /// Whether the store works (`/healthz`, `kefu_store_errors_total`).
+    pub store_health: Arc<health::StoreHealth>,
 }
 
 /// Routes of the public listener.

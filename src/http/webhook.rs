@@ -10,21 +10,23 @@ use std::time::{Duration, Instant};
 
 use actix_web::http::Method;
 use actix_web::web::{self, Bytes, BytesMut};
-use actix_web::{HttpRequest, HttpResponse};
+use actix_web::{HttpRequest, HttpResponse, ResponseError};
 use futures_util::StreamExt;
 use serde::Deserialize;
 
 use super::State;
-use super::error::Refusal;
+use super::error::WebhookError;
 use crate::config::{AppConfig, AppKind, Mode};
 use crate::dispatch::{self, Action, Context, Decision};
-use crate::metrics::{AppLabels, AppTypeLabels, FaqLabels, RuleLabels};
+use crate::metrics::{AppLabels, AppTypeLabels, FaqLabels, Metrics, RuleLabels};
 use crate::outbound::OutboundMessage;
 use crate::protocol::message::{parse_envelope, parse_message};
 use crate::protocol::{Format, InboundMessage, MsgKind, crypto, reply, signature};
 use crate::rules::reload::RulesHandle;
 use crate::store::writer::unix_now;
-use crate::store::{ClaimGuard, LogRecord, Memo, PushKey, PushRecord, Resolved, resolve_claim};
+use crate::store::{
+    ClaimGuard, LogRecord, Memo, PushKey, PushRecord, Resolved, StoreError, resolve_claim,
+};
 
 /// WeChat gives up after 5 s; answer well before.
 const ANSWER_DEADLINE: Duration = Duration::from_millis(4500);
@@ -80,37 +82,49 @@ async fn serve(
     state: web::Data<State>,
 ) -> HttpResponse {
     let started = Instant::now();
-    let body = read_body(payload, state.settings.max_body_bytes).await;
-    let result = handle(&req, app.as_deref(), body, &state, started).await;
+    let deadline = started + Duration::from_secs(state.settings.request_timeout_secs);
+    let result = handle(&req, app.as_deref(), payload, &state, started, deadline).await;
     state
         .metrics
         .request_seconds
         .observe(started.elapsed().as_secs_f64());
-    match result {
-        Ok(response) => response,
-        Err(refusal) => {
-            state.metrics.refuse(refusal.reason());
+    result.unwrap_or_else(|error| {
+        let app = app.as_ref().map(|a| a.config.id.as_str()).unwrap_or("-");
+        let status = error.status_code().as_u16();
+        if error.is_ours() {
+            tracing::error!(app, status, error = %error, "push not answered");
+        } else {
+            state.metrics.refuse(error.reason());
             tracing::warn!(
-                app = app.as_ref().map(|a| a.config.id.as_str()).unwrap_or("-"),
+                app,
                 path = req.path(),
                 method = %req.method(),
-                status = refusal.status().as_u16(),
-                reason = %refusal,
+                status,
+                reason = %error,
                 "refused request"
             );
-            HttpResponse::build(refusal.status())
-                .content_type("text/plain; charset=utf-8")
-                .body(refusal.status().canonical_reason().unwrap_or("refused"))
         }
-    }
+        error.error_response()
+    })
 }
 
-/// Reads the body up to `limit` bytes; beyond it, drains (bounded) and reports `TooLarge`.
-async fn read_body(mut payload: web::Payload, limit: usize) -> Result<Bytes, Refusal> {
+/// Reads the body of a verified request up to `limit` bytes; beyond it, drains (bounded) and
+/// reports `TooLarge`. A body not complete by `deadline` is `Timeout`: a client trickling bytes
+/// holds neither the socket nor the buffer past it.
+async fn read_body(
+    mut payload: web::Payload,
+    limit: usize,
+    deadline: Instant,
+) -> Result<Bytes, WebhookError> {
+    let deadline = tokio::time::Instant::from_std(deadline);
     let mut body = BytesMut::new();
     let mut oversize = 0usize;
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|_| Refusal::BodyRead)?;
+    loop {
+        let chunk = match tokio::time::timeout_at(deadline, payload.next()).await {
+            Err(_) => return Err(WebhookError::Timeout),
+            Ok(None) => break,
+            Ok(Some(chunk)) => chunk.map_err(|_| WebhookError::BodyRead)?,
+        };
         if oversize > 0 || body.len() + chunk.len() > limit {
             oversize += chunk.len();
             if oversize > DRAIN_CAP {
@@ -121,9 +135,29 @@ async fn read_body(mut payload: web::Payload, limit: usize) -> Result<Bytes, Ref
         body.extend_from_slice(&chunk);
     }
     if oversize > 0 {
-        return Err(Refusal::TooLarge);
+        return Err(WebhookError::TooLarge);
     }
     Ok(body.freeze())
+}
+
+/// Reads and drops the body of a refused request (bounded), so that a well-behaved client's
+/// connection stays usable; nothing of it is kept, so an unsigned request costs no memory
+/// however large or slow its body.
+async fn discard(mut payload: web::Payload, deadline: Instant) -> Result<(), WebhookError> {
+    let deadline = tokio::time::Instant::from_std(deadline);
+    let mut drained = 0usize;
+    loop {
+        match tokio::time::timeout_at(deadline, payload.next()).await {
+            Err(_) => return Err(WebhookError::Timeout),
+            Ok(Some(Ok(chunk))) => {
+                drained += chunk.len();
+                if drained > DRAIN_CAP {
+                    return Ok(());
+                }
+            }
+            Ok(None | Some(Err(_))) => return Ok(()),
+        }
+    }
 }
 
 /// How the push arrived, so that the answer goes back the same way.
@@ -134,43 +168,84 @@ struct Envelope {
     nonce: String,
 }
 
+/// The checked query of a request: what [`verify`] lets through.
+struct Verified<'q> {
+    timestamp: &'q str,
+    nonce: &'q str,
+    /// Present for an encrypted push.
+    msg_signature: Option<&'q str>,
+}
+
 async fn handle(
     req: &HttpRequest,
     app: Option<&AppRuntime>,
-    body: Result<Bytes, Refusal>,
+    payload: web::Payload,
     state: &State,
     started: Instant,
-) -> Result<HttpResponse, Refusal> {
-    let app = app.ok_or(Refusal::UnknownApp)?;
-    let is_get = req.method() == Method::GET;
-    if !is_get && req.method() != Method::POST {
-        return Err(Refusal::Method);
-    }
+    deadline: Instant,
+) -> Result<HttpResponse, WebhookError> {
     let query = web::Query::<PushQuery>::from_query(req.query_string())
         .map(web::Query::into_inner)
         .unwrap_or_default();
+    let is_get = req.method() == Method::GET;
+    // Everything that can be checked without the body is checked first: a refused request's
+    // body is read and dropped, never kept.
+    let checked = app.ok_or(WebhookError::UnknownApp).and_then(|app| {
+        if !is_get && req.method() != Method::POST {
+            return Err(WebhookError::Method);
+        }
+        Ok((
+            app,
+            verify(&query, is_get, app, state.settings.max_timestamp_skew_secs)?,
+        ))
+    });
+    let (app, verified) = match checked {
+        Ok(checked) => checked,
+        Err(refusal) => {
+            discard(payload, deadline).await?;
+            return Err(refusal);
+        }
+    };
+    let body = read_body(payload, state.settings.max_body_bytes, deadline).await?;
+    if is_get {
+        let echostr = query.echostr.clone().unwrap_or_default();
+        return Ok(HttpResponse::Ok()
+            .content_type("text/plain; charset=utf-8")
+            .body(echostr));
+    }
+    let (envelope, msg) = open(app, &verified, &body)?;
+    process(app, envelope, msg, state, started).await
+}
+
+/// Required parameters, timestamp window, signature, mode — in the order of SPEC §3.
+fn verify<'q>(
+    query: &'q PushQuery,
+    is_get: bool,
+    app: &AppRuntime,
+    skew: u64,
+) -> Result<Verified<'q>, WebhookError> {
     let signature = query
         .signature
         .as_deref()
-        .ok_or(Refusal::MissingParam("signature"))?;
+        .ok_or(WebhookError::MissingParam("signature"))?;
     let timestamp = query
         .timestamp
         .as_deref()
-        .ok_or(Refusal::MissingParam("timestamp"))?;
+        .ok_or(WebhookError::MissingParam("timestamp"))?;
     let nonce = query
         .nonce
         .as_deref()
-        .ok_or(Refusal::MissingParam("nonce"))?;
+        .ok_or(WebhookError::MissingParam("nonce"))?;
     let encrypted = query.encrypt_type.as_deref() == Some("aes");
     if is_get && query.echostr.is_none() {
-        return Err(Refusal::MissingParam("echostr"));
+        return Err(WebhookError::MissingParam("echostr"));
     }
     let msg_signature = if !is_get && encrypted {
         Some(
             query
                 .msg_signature
                 .as_deref()
-                .ok_or(Refusal::MissingParam("msg_signature"))?,
+                .ok_or(WebhookError::MissingParam("msg_signature"))?,
         )
     } else {
         None
@@ -178,60 +253,76 @@ async fn handle(
     let ts: i64 = timestamp
         .trim()
         .parse()
-        .map_err(|_| Refusal::BadTimestamp)?;
-    let skew = state.settings.max_timestamp_skew_secs;
-    if skew > 0 && (unix_now() - ts).unsigned_abs() > skew {
-        return Err(Refusal::StaleTimestamp);
+        .map_err(|_| WebhookError::BadTimestamp)?;
+    // abs_diff: a timestamp near i64::MIN must not overflow a subtraction.
+    if skew > 0 && unix_now().abs_diff(ts) > skew {
+        return Err(WebhookError::StaleTimestamp);
     }
-    let token = app.config.token.expose();
-    if !signature::verify(signature, &[token, timestamp, nonce]) {
-        return Err(Refusal::BadSignature);
+    if !signature::verify(signature, &[app.config.token.expose(), timestamp, nonce]) {
+        return Err(WebhookError::BadSignature);
     }
-    if is_get {
-        let echostr = query.echostr.unwrap_or_default();
-        return Ok(HttpResponse::Ok()
-            .content_type("text/plain; charset=utf-8")
-            .body(echostr));
+    if !is_get {
+        match (app.config.mode, encrypted) {
+            (Mode::Safe, false) => return Err(WebhookError::PlaintextRefused),
+            (Mode::Plaintext, true) => return Err(WebhookError::EncryptedRefused),
+            _ => {}
+        }
     }
-    match (app.config.mode, encrypted) {
-        (Mode::Safe, false) => return Err(Refusal::PlaintextRefused),
-        (Mode::Plaintext, true) => return Err(Refusal::EncryptedRefused),
-        _ => {}
-    }
+    Ok(Verified {
+        timestamp,
+        nonce,
+        msg_signature,
+    })
+}
 
-    let body = body?;
-    let (envelope, msg) = match msg_signature {
-        Some(msg_signature) => {
-            let outer = parse_envelope(&body)?;
-            let encrypt = outer.encrypt.ok_or(Refusal::NoEncrypt)?;
-            if !signature::verify(msg_signature, &[token, timestamp, nonce, &encrypt]) {
-                return Err(Refusal::BadMsgSignature);
-            }
-            let (key_index, plain) =
-                crypto::decrypt_with_any(&app.config.aes_keys, &encrypt, &app.config.appid)?;
-            let (_, msg) = parse_message(&plain)?;
-            (
-                Envelope {
-                    format: outer.format,
-                    key_index: Some(key_index),
-                    nonce: nonce.to_string(),
-                },
-                msg,
-            )
-        }
-        None => {
-            let (format, msg) = parse_message(&body)?;
-            (
-                Envelope {
-                    format,
-                    key_index: None,
-                    nonce: nonce.to_string(),
-                },
-                msg,
-            )
-        }
+/// The body: checked against `msg_signature` and decrypted when encrypted, then parsed.
+fn open(
+    app: &AppRuntime,
+    verified: &Verified<'_>,
+    body: &[u8],
+) -> Result<(Envelope, InboundMessage), WebhookError> {
+    let nonce = verified.nonce.to_string();
+    let Some(msg_signature) = verified.msg_signature else {
+        let (format, msg) = parse_message(body)?;
+        return Ok((
+            Envelope {
+                format,
+                key_index: None,
+                nonce,
+            },
+            msg,
+        ));
     };
-    Ok(process(app, envelope, msg, state, started).await)
+    let outer = parse_envelope(body)?;
+    let encrypt = outer.encrypt.ok_or(WebhookError::NoEncrypt)?;
+    let token = app.config.token.expose();
+    if !signature::verify(
+        msg_signature,
+        &[token, verified.timestamp, verified.nonce, &encrypt],
+    ) {
+        return Err(WebhookError::BadMsgSignature);
+    }
+    let (key_index, plain) =
+        crypto::decrypt_with_any(&app.config.aes_keys, &encrypt, &app.config.appid)?;
+    let (_, msg) = parse_message(&plain)?;
+    Ok((
+        Envelope {
+            format: outer.format,
+            key_index: Some(key_index),
+            nonce,
+        },
+        msg,
+    ))
+}
+
+/// What the metrics count of a push, once it is recorded.
+struct Tally {
+    app: String,
+    msg_type: &'static str,
+    rule: Option<String>,
+    faq: Option<String>,
+    action: Action,
+    handoff: bool,
 }
 
 /// Dedupe, decide, commit, answer.
@@ -241,11 +332,15 @@ async fn process(
     msg: InboundMessage,
     state: &State,
     started: Instant,
-) -> HttpResponse {
+) -> Result<HttpResponse, WebhookError> {
     let deadline = tokio::time::Instant::from_std(started) + ANSWER_DEADLINE;
     let app_id = app.config.id.as_str();
     let key = PushKey::of(app_id, &msg);
     let now = unix_now();
+    let store_failed = |op: &'static str, source: StoreError| {
+        state.store_health.failed(op, &source);
+        WebhookError::Store { op, source }
+    };
 
     // A repeated push gets the first answer; one still in flight is waited for.
     match tokio::time::timeout_at(deadline, resolve_claim(&*state.store, &key, now)).await {
@@ -253,25 +348,19 @@ async fn process(
         Ok(Ok(Resolved::Replay(memo))) => {
             count_duplicate(state, app_id);
             tracing::info!(app = app_id, openid = %msg.from_user_name, "repeated push answered from memo");
-            return memo_response(&memo);
+            return Ok(memo_response(&memo));
         }
-        Ok(Err(e)) => {
-            tracing::error!(app = app_id, error = %e, "store claim failed");
-            return unavailable("store unavailable");
-        }
-        Err(_) => return unavailable("first attempt still in flight"),
+        Ok(Err(e)) => return Err(store_failed("claim", e)),
+        Err(_) => return Err(WebhookError::InFlight),
     }
     // Until the record is handed to the store, dropping this (an early return, or the client
     // going away mid-request) releases the claim for WeChat's retry.
     let guard = ClaimGuard::new(&*state.store, key.clone());
 
-    let session = match state.store.session(app_id, &msg.from_user_name, now) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(app = app_id, error = %e, "store session read failed");
-            return unavailable("store unavailable");
-        }
-    };
+    let session = state
+        .store
+        .session(app_id, &msg.from_user_name, now)
+        .map_err(|e| store_failed("session", e))?;
     let rules = app.rules.current();
     let ctx = Context::at_unix(
         now,
@@ -281,9 +370,16 @@ async fn process(
     );
     let mut decision = dispatch::decide(&rules, &msg, &session, &ctx);
     let (memo, outbox) = answer(app, &envelope, &msg, &mut decision, now);
-    count(state, app_id, &msg, &decision);
     // The answer is built now; the memo itself goes to the store for WeChat's retries.
     let response = memo_response(&memo);
+    let tally = Tally {
+        app: app_id.to_string(),
+        msg_type: msg.kind.label(),
+        rule: decision.rule.clone(),
+        faq: decision.faq.clone(),
+        action: decision.action,
+        handoff: decision.handoff,
+    };
 
     let record = PushRecord {
         key,
@@ -300,8 +396,8 @@ async fn process(
                 MsgKind::Text { content } => Some(content.clone()),
                 _ => None,
             },
-            rule: decision.rule.clone(),
-            faq: decision.faq.clone(),
+            rule: decision.rule.take(),
+            faq: decision.faq.take(),
             action: decision.action.as_str().to_string(),
             handoff: decision.handoff,
         },
@@ -310,52 +406,64 @@ async fn process(
     // answered only once that is durable and visible (SPEC §6; the user's next message must see
     // the session). One that changes neither is answered at once: its memo and log follow in the
     // same group commit, and if kefu died before that commit, WeChat's retry would simply be
-    // decided again, with nothing sent twice because nothing is sent at all.
+    // decided again, with nothing sent twice because nothing is sent at all. Either way the
+    // push is counted in the metrics only once it is recorded.
     let must_wait = !record.outbox.is_empty() || record.session.is_some();
     let ticket = state.store.commit(record);
     // The writer owns the claim now: it resolves it, or releases it if the commit fails.
     guard.committed();
-    if must_wait {
-        match tokio::time::timeout_at(deadline, ticket).await {
-            Ok(Ok(Ok(report))) => {
-                // A late retry whose memo had left memory: the first answer, found on disk.
-                if let Some(replay) = report.replay {
-                    count_duplicate(state, app_id);
-                    return memo_response(&replay);
+    if !must_wait {
+        log_push(&msg, &tally, started);
+        let metrics = state.metrics.clone();
+        let health = Arc::clone(&state.store_health);
+        tokio::spawn(async move {
+            match ticket.await {
+                Ok(Ok(_)) => count(&metrics, &tally),
+                Ok(Err(e)) => health.failed("commit", &e),
+                Err(_) => {}
+            }
+        });
+        return Ok(response);
+    }
+    match tokio::time::timeout_at(deadline, ticket).await {
+        Ok(Ok(Ok(report))) => {
+            // A late retry whose memo had left memory: the first answer, found on disk.
+            if let Some(replay) = report.replay {
+                count_duplicate(state, app_id);
+                return Ok(memo_response(&replay));
+            }
+            count(&state.metrics, &tally);
+            if !report.dropped.is_empty() {
+                for _ in &report.dropped {
+                    state.metrics.send_outcome("dropped");
                 }
-                if !report.dropped.is_empty() {
-                    for _ in &report.dropped {
-                        state.metrics.send_outcome("dropped");
-                    }
-                    // The texts stay out of the log (they are in the send log, for `kefu stats`).
-                    tracing::warn!(app = app_id, openid = %msg.from_user_name, dropped = report.dropped.len(), "replies over the send quota were not queued");
-                }
-            }
-            Ok(Ok(Err(e))) => {
-                tracing::error!(app = app_id, error = %e, "store commit failed");
-                return unavailable("store unavailable");
-            }
-            Ok(Err(_)) => {
-                tracing::error!(app = app_id, "store dropped the commit");
-                return unavailable("store unavailable");
-            }
-            Err(_) => {
-                tracing::error!(app = app_id, "store commit missed the answer deadline");
-                return unavailable("store too slow");
+                // The texts stay out of the log (they are in the send log, for `kefu stats`).
+                tracing::warn!(app = app_id, openid = %msg.from_user_name, dropped = report.dropped.len(), "replies over the send quota were not queued");
             }
         }
+        Ok(Ok(Err(e))) => return Err(store_failed("commit", e)),
+        Ok(Err(_)) => return Err(store_failed("commit", StoreError::Closed)),
+        Err(_) => {
+            state.metrics.store_error("commit_deadline");
+            return Err(WebhookError::StoreTooSlow);
+        }
     }
+    log_push(&msg, &tally, started);
+    Ok(response)
+}
+
+/// The one log line of an answered push.
+fn log_push(msg: &InboundMessage, tally: &Tally, started: Instant) {
     tracing::info!(
-        app = app_id,
+        app = tally.app.as_str(),
         openid = %msg.from_user_name,
-        msg_type = msg.kind.type_name(),
-        rule = decision.rule.as_deref().unwrap_or("-"),
-        faq = decision.faq.as_deref().unwrap_or("-"),
-        action = decision.action.as_str(),
+        msg_type = tally.msg_type,
+        rule = tally.rule.as_deref().unwrap_or("-"),
+        faq = tally.faq.as_deref().unwrap_or("-"),
+        action = tally.action.as_str(),
         latency_us = started.elapsed().as_micros() as u64,
         "push"
     );
-    response
 }
 
 /// Builds the HTTP answer and the messages left for the send API.
@@ -437,13 +545,6 @@ fn memo_response(memo: &Memo) -> HttpResponse {
         .body(memo.body.clone())
 }
 
-/// A failure of ours (not of the request): WeChat will retry.
-fn unavailable(why: &'static str) -> HttpResponse {
-    HttpResponse::ServiceUnavailable()
-        .content_type("text/plain; charset=utf-8")
-        .body(why)
-}
-
 /// A repeated push answered from its memo.
 fn count_duplicate(state: &State, app_id: &str) {
     state
@@ -453,29 +554,30 @@ fn count_duplicate(state: &State, app_id: &str) {
         .inc();
 }
 
-fn count(state: &State, app_id: &str, msg: &InboundMessage, decision: &Decision) {
-    let m = &state.metrics;
+fn count(m: &Metrics, tally: &Tally) {
     m.messages
         .get_or_create(&AppTypeLabels {
-            app: app_id.into(),
-            r#type: msg.kind.type_name().into(),
+            app: tally.app.clone(),
+            r#type: tally.msg_type.into(),
         })
         .inc();
-    if let Some(rule) = &decision.rule {
+    if let Some(rule) = &tally.rule {
         m.rule_hits
             .get_or_create(&RuleLabels { rule: rule.clone() })
             .inc();
     }
-    if let Some(faq) = &decision.faq {
+    if let Some(faq) = &tally.faq {
         m.faq_hits
             .get_or_create(&FaqLabels { faq: faq.clone() })
             .inc();
     }
-    let app = AppLabels { app: app_id.into() };
-    if decision.handoff {
+    let app = AppLabels {
+        app: tally.app.clone(),
+    };
+    if tally.handoff {
         m.handoffs.get_or_create(&app).inc();
     }
-    match decision.action {
+    match tally.action {
         Action::Clarify => {
             m.clarifies.get_or_create(&app).inc();
         }

@@ -78,7 +78,7 @@ pub use outbox_worker::{WorkerOptions, WorkerSummary, spawn_outbox_worker};
 pub use sqlite::SqliteStore;
 
 use crate::config::QuotaSettings;
-use crate::wechat::BoxFuture;
+use futures_util::future::BoxFuture;
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::{oneshot, watch};
@@ -238,6 +238,10 @@ pub trait Store: Send + Sync + 'static {
     fn session(&self, app: &str, openid: &str, now: i64) -> Result<Session, StoreError>;
     /// Queues the record for the next group commit.
     fn commit(&self, record: PushRecord) -> CommitTicket;
+    /// Whether the store takes writes now: a small durable write, resolved like a commit.
+    /// kefu calls it every few seconds so that `/healthz` sees a failing store (and its
+    /// recovery) without waiting for traffic.
+    fn probe(&self) -> BoxFuture<'_, Result<(), StoreError>>;
 }
 
 /// What a request does with a push once dedupe has spoken (see [`resolve_claim`]).

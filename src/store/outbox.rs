@@ -32,6 +32,8 @@ pub struct OutboxEntry {
     pub created_ms: i64,
     /// When it was first claimed (unix ms): the start of the retry bound.
     pub first_attempt_ms: i64,
+    /// A send of it was in flight when kefu last stopped: this attempt may be a duplicate.
+    pub interrupted: bool,
 }
 
 /// What [`claim_due`] handed out.
@@ -131,7 +133,7 @@ pub fn claim_due(tx: &Transaction<'_>, now_ms: i64, limit: usize) -> Result<Clai
         let mut select = tx
             .prepare_cached(&format!(
                 "SELECT o.id, o.app, o.openid, o.message, o.attempts, o.created_ms, \
-                 o.first_attempt_ms FROM outbox o \
+                 o.first_attempt_ms, o.interrupted FROM outbox o \
                  WHERE o.next_attempt_ms <= ?1 AND {heads} ORDER BY o.next_attempt_ms, o.id LIMIT ?2"
             ))
             .map_err(backend)?;
@@ -145,12 +147,14 @@ pub fn claim_due(tx: &Transaction<'_>, now_ms: i64, limit: usize) -> Result<Clai
                     r.get::<_, u32>(4)?,
                     r.get::<_, i64>(5)?,
                     r.get::<_, Option<i64>>(6)?,
+                    r.get::<_, bool>(7)?,
                 ))
             })
             .map_err(backend)?;
         let mut unreadable = Vec::new();
         for row in rows {
-            let (id, app, openid, json, attempts, created_ms, first) = row.map_err(backend)?;
+            let (id, app, openid, json, attempts, created_ms, first, interrupted) =
+                row.map_err(backend)?;
             match serde_json::from_str::<OutboundMessage>(&json) {
                 Ok(message) => entries.push(OutboxEntry {
                     id,
@@ -160,6 +164,7 @@ pub fn claim_due(tx: &Transaction<'_>, now_ms: i64, limit: usize) -> Result<Clai
                     attempts,
                     created_ms,
                     first_attempt_ms: first.unwrap_or(now_ms),
+                    interrupted,
                 }),
                 Err(e) => unreadable.push((id, e.to_string())),
             }
@@ -167,7 +172,7 @@ pub fn claim_due(tx: &Transaction<'_>, now_ms: i64, limit: usize) -> Result<Clai
         drop(select);
         let mut mark = tx
             .prepare_cached(
-                "UPDATE outbox SET state = 'sending', \
+                "UPDATE outbox SET state = 'sending', interrupted = 0, \
                  first_attempt_ms = coalesce(first_attempt_ms, ?2) WHERE id = ?1",
             )
             .map_err(backend)?;
@@ -249,7 +254,7 @@ pub fn settle(
 /// Puts entries a crash left `sending` back in the queue; returns how many.
 pub fn recover(conn: &Connection) -> Result<usize, StoreError> {
     conn.execute(
-        "UPDATE outbox SET state = 'queued' WHERE state = 'sending'",
+        "UPDATE outbox SET state = 'queued', interrupted = 1 WHERE state = 'sending'",
         [],
     )
     .map_err(backend)

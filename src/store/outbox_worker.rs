@@ -47,6 +47,18 @@ pub struct WorkerOptions {
     pub idle_tick: Duration,
     /// How long sends in flight may finish after shutdown is signalled.
     pub shutdown_grace: Duration,
+    /// Told of every entry sent again because its send was in flight when kefu last stopped.
+    pub on_resend: Option<ResendHook>,
+}
+
+/// Told of an entry sent again after a restart (for `kefu_outbox_resent_after_restart_total`).
+#[derive(Clone)]
+pub struct ResendHook(pub Arc<dyn Fn(&OutboxEntry) + Send + Sync>);
+
+impl std::fmt::Debug for ResendHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ResendHook")
+    }
 }
 
 impl Default for WorkerOptions {
@@ -60,6 +72,7 @@ impl Default for WorkerOptions {
             send_timeout: Duration::from_secs(20),
             idle_tick: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(5),
+            on_resend: None,
         }
     }
 }
@@ -260,7 +273,7 @@ fn decide(
             errcode: Some(errcode),
             reason,
         },
-        SendOutcome::Retry { reason } => {
+        SendOutcome::Retry { reason } | SendOutcome::Unknown { reason } => {
             let attempts = entry.attempts.saturating_add(1);
             let elapsed =
                 Duration::from_millis(u64::try_from(now_ms - entry.first_attempt_ms).unwrap_or(0));
@@ -290,12 +303,24 @@ async fn send_one(
     options: Arc<WorkerOptions>,
     clock: Clock,
 ) -> TaskOutcome {
+    if entry.interrupted {
+        // WeChat may have accepted the cut-off send: this one can be a duplicate (no idempotency
+        // key in the send API). Bounded by the sends in flight at the stop (`concurrency`).
+        tracing::warn!(
+            app = %entry.app, openid = %entry.openid, id = entry.id,
+            "outbox: sending again an entry whose send was in flight when kefu stopped"
+        );
+        if let Some(hook) = &options.on_resend {
+            (hook.0)(&entry);
+        }
+    }
     let sent = tokio::time::timeout(
         options.send_timeout,
         deliver.deliver(&entry.app, &entry.openid, &entry.message),
     )
     .await;
-    let outcome = sent.unwrap_or_else(|_| SendOutcome::Retry {
+    // Cut off by the worker's own bound: the request may have left.
+    let outcome = sent.unwrap_or_else(|_| SendOutcome::Unknown {
         reason: format!("no answer within {:?}", options.send_timeout),
     });
     let now_ms = clock.now_ms();

@@ -89,6 +89,15 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX sends_at ON sends(at);
     ",
+    // 2: entries a restart found `sending` are marked, so that their resend is counted; and a
+    // one-row table the health probe writes (a write is what a full disk refuses).
+    "
+    ALTER TABLE outbox ADD COLUMN interrupted INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE probe (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        at INTEGER NOT NULL
+    );
+    ",
 ];
 
 /// The schema version this build writes.

@@ -33,7 +33,7 @@ use super::writer::{Cmd, Shared, Writer, unix_now};
 use super::{
     Claim, CommitTicket, Outbox, PushKey, PushRecord, Session, Store, StoreError, StoreOptions,
 };
-use crate::wechat::BoxFuture;
+use futures_util::future::BoxFuture;
 
 /// The SQLite store. Cheap to clone: clones share one writer thread and one cache.
 #[derive(Clone)]
@@ -99,9 +99,7 @@ impl SqliteStore {
         data_dir: &Path,
         options: StoreOptions,
     ) -> Result<(Self, OpenReport), StoreError> {
-        std::fs::create_dir_all(data_dir).map_err(|e| {
-            StoreError::Backend(format!("cannot create {}: {e}", data_dir.display()))
-        })?;
+        create_private(data_dir)?;
         let path = data_dir.join(schema::DB_FILE);
         let mut conn = Connection::open(&path)
             .map_err(|e| StoreError::Backend(format!("cannot open {}: {e}", path.display())))?;
@@ -257,6 +255,49 @@ impl SqliteStore {
     }
 }
 
+/// Creates `data_dir` (0700) and the database file (0600) whatever the umask: they hold users'
+/// messages. SQLite gives the `-wal` and `-shm` files the database file's mode. A database file
+/// an older version left readable by others is narrowed to 0600.
+fn create_private(data_dir: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+    let failed = |what: &Path, e: std::io::Error| {
+        StoreError::Backend(format!("cannot create {}: {e}", what.display()))
+    };
+    if !data_dir.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(data_dir)
+            .map_err(|e| failed(data_dir, e))?;
+    }
+    let path = data_dir.join(schema::DB_FILE);
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+    {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            for file in [
+                path.clone(),
+                path.with_extension("sqlite3-wal"),
+                path.with_extension("sqlite3-shm"),
+            ] {
+                if let Ok(meta) = std::fs::metadata(&file)
+                    && meta.permissions().mode() & 0o077 != 0
+                {
+                    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))
+                        .map_err(|e| failed(&file, e))?;
+                    tracing::warn!(file = %file.display(), "store: narrowed the file's permissions to 0600");
+                }
+            }
+        }
+        Err(e) => return Err(failed(&path, e)),
+    }
+    Ok(())
+}
+
 impl Store for SqliteStore {
     fn claim(&self, key: &PushKey, now: i64) -> Result<Claim, StoreError> {
         Ok(self.inner.shared.dedupe.claim(key, now))
@@ -277,6 +318,12 @@ impl Store for SqliteStore {
             reply,
         });
         rx
+    }
+
+    fn probe(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Cmd::Probe { reply });
+        Box::pin(async move { rx.await.map_err(|_| StoreError::Closed)? })
     }
 }
 

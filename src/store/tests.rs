@@ -172,6 +172,7 @@ fn fast_worker() -> WorkerOptions {
         send_timeout: Duration::from_secs(5),
         idle_tick: Duration::from_secs(3600),
         shutdown_grace: Duration::from_secs(5),
+        on_resend: None,
     }
 }
 
@@ -732,6 +733,7 @@ impl MemOutbox {
             attempts: 0,
             created_ms: 0,
             first_attempt_ms: 0,
+            interrupted: false,
         };
         self.rows.lock().unwrap().push((entry, MemState::Queued, 0));
         self.wakeup.notify_one();
@@ -809,6 +811,7 @@ fn paused_worker() -> WorkerOptions {
         send_timeout: Duration::from_secs(5),
         idle_tick: Duration::from_secs(3600),
         shutdown_grace: Duration::from_secs(5),
+        on_resend: None,
     }
 }
 

@@ -80,6 +80,11 @@ pub enum Cmd {
         /// Rows deleted.
         reply: oneshot::Sender<Result<PurgeReport, StoreError>>,
     },
+    /// A small write in the next group commit: whether the database takes writes now.
+    Probe {
+        /// Resolved after the batch commits (or fails).
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
     /// Finish what is queued before this, refuse what comes after, stop.
     Close,
 }
@@ -99,6 +104,9 @@ impl Cmd {
                 let _ = reply.send(Err(error));
             }
             Cmd::Purge { reply, .. } => {
+                let _ = reply.send(Err(error));
+            }
+            Cmd::Probe { reply } => {
                 let _ = reply.send(Err(error));
             }
             Cmd::Close => {}
@@ -286,6 +294,15 @@ impl Writer {
                 } => Effect::Settled {
                     left_pending: outbox::settle(&tx, *id, settlement, *now_ms)?,
                 },
+                Cmd::Probe { .. } => {
+                    tx.prepare_cached(
+                        "INSERT INTO probe (id, at) VALUES (1, ?1) \
+                         ON CONFLICT (id) DO UPDATE SET at = excluded.at",
+                    )
+                    .and_then(|mut s| s.execute([now_ms]))
+                    .map_err(backend)?;
+                    Effect::Deferred
+                }
                 Cmd::Purge { .. } | Cmd::Close => Effect::Deferred,
             });
         }
@@ -335,6 +352,9 @@ impl Writer {
                     }));
                 }
                 (Cmd::Purge { now, reply }, _) => purges.push((now, reply)),
+                (Cmd::Probe { reply }, _) => replies.push(Box::new(move || {
+                    let _ = reply.send(Ok(()));
+                })),
                 (cmd, _) => cmd.fail(
                     &self.shared,
                     StoreError::Backend("internal: effect does not match command".into()),

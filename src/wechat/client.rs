@@ -311,6 +311,9 @@ impl WechatClient {
         match &outcome {
             SendOutcome::Accepted => tracing::debug!(msgtype, "sent"),
             SendOutcome::Retry { reason } => tracing::debug!(msgtype, %reason, "send to retry"),
+            SendOutcome::Unknown { reason } => {
+                tracing::warn!(msgtype, %reason, "send without an answer: WeChat may have taken it; it will be retried")
+            }
             SendOutcome::Failed { errcode, reason } => {
                 tracing::debug!(msgtype, errcode, %reason, "send failed")
             }
@@ -375,9 +378,15 @@ impl WechatClient {
                 HeaderValue::from_static("application/json; charset=utf-8"),
             )
             .body(body.to_string());
-        let answer = match exchange(request).await {
+        let answer = match exchange_classified(request).await {
             Ok(answer) => answer,
-            Err(reason) => return Attempt::Done(SendOutcome::Retry { reason }),
+            // Cut off after the request may have left (a timeout, a reset): WeChat may have
+            // taken it, and nothing tells; it is retried all the same, and counted.
+            Err(NoAnswer {
+                reason,
+                maybe_received: true,
+            }) => return Attempt::Done(SendOutcome::Unknown { reason }),
+            Err(NoAnswer { reason, .. }) => return Attempt::Done(SendOutcome::Retry { reason }),
         };
         if let Some(outcome) = status_outcome(answer.status) {
             return Attempt::Done(outcome);
@@ -386,7 +395,7 @@ impl WechatClient {
             Ok(reply) => reply,
             Err(e) => {
                 // Unknown whether WeChat took it; a duplicate beats a lost reply.
-                return Attempt::Done(SendOutcome::Retry {
+                return Attempt::Done(SendOutcome::Unknown {
                     reason: format!("unreadable answer to custom/send (HTTP 200): {e}"),
                 });
             }
@@ -445,7 +454,9 @@ impl WechatClient {
             Some(SendOutcome::Failed { errcode, reason }) => {
                 return Err(TokenError::Failed { errcode, reason });
             }
-            Some(SendOutcome::Retry { reason }) => return Err(TokenError::Transient(reason)),
+            Some(SendOutcome::Retry { reason } | SendOutcome::Unknown { reason }) => {
+                return Err(TokenError::Transient(reason));
+            }
             Some(SendOutcome::Accepted) => {}
         }
         let reply: TokenReply = serde_json::from_slice(&answer.body).map_err(|e| {
@@ -500,10 +511,25 @@ impl Deliver for WechatClient {
 /// Sends a request and reads at most [`MAX_RESPONSE_BYTES`] of the answer. The error is a
 /// reason without the URL (it holds the token).
 async fn exchange(request: reqwest::RequestBuilder) -> Result<Answer, String> {
-    let mut response = request.send().await.map_err(describe)?;
+    exchange_classified(request).await.map_err(|e| e.reason)
+}
+
+/// Why an exchange got no answer, and whether the request may have reached the server.
+struct NoAnswer {
+    reason: String,
+    /// False only when no connection was made: the server cannot have seen the request.
+    maybe_received: bool,
+}
+
+async fn exchange_classified(request: reqwest::RequestBuilder) -> Result<Answer, NoAnswer> {
+    let no_answer = |e: reqwest::Error| NoAnswer {
+        maybe_received: !e.is_connect(),
+        reason: describe(e),
+    };
+    let mut response = request.send().await.map_err(no_answer)?;
     let status = response.status();
     let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(describe)? {
+    while let Some(chunk) = response.chunk().await.map_err(no_answer)? {
         let room = MAX_RESPONSE_BYTES.saturating_sub(body.len());
         body.extend_from_slice(&chunk[..chunk.len().min(room)]);
         if chunk.len() >= room {

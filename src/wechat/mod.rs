@@ -11,9 +11,6 @@
 //! This module knows the config and the outbound message types, nothing of the store, the
 //! rules or actix: the outbox worker depends on [`Deliver`] only.
 
-use std::future::Future;
-use std::pin::Pin;
-
 use crate::outbound::OutboundMessage;
 
 pub mod body;
@@ -32,14 +29,19 @@ pub use dry_run::DryRunSend;
 pub enum SendOutcome {
     /// WeChat accepted it (errcode 0), or dry-run recorded it.
     Accepted,
-    /// Worth retrying later: network error, timeout, HTTP 5xx, errcode -1 or 45011.
+    /// Worth retrying later: no connection, HTTP 5xx, errcode -1 or 45011.
     Retry { reason: String },
+    /// No answer after the request may have reached WeChat (a timeout, a connection reset, an
+    /// unreadable answer): it may have been delivered. Retried like [`Self::Retry`], since a
+    /// duplicate beats a lost reply, and counted (`kefu_sends_total{outcome="unknown"}`): each
+    /// can become a duplicate, the one the API's lack of idempotency keys allows.
+    Unknown { reason: String },
     /// Cannot succeed by retrying (45015, 45047, 40003, 43004, 48001, 45009, …). `errcode` is
     /// WeChat's, or [`errcode::NOT_FROM_WECHAT`] when WeChat gave none (HTTP 4xx, unknown app).
     Failed { errcode: i64, reason: String },
 }
 
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+pub use futures_util::future::BoxFuture;
 
 /// Sends one message to one user of one app. Implemented by the API client; the outbox worker
 /// depends only on this.
@@ -78,6 +80,7 @@ impl Deliver for MeteredDeliver {
                 SendOutcome::Accepted if self.client.is_dry_run(app_id) == Some(true) => "dry_run",
                 SendOutcome::Accepted => "sent",
                 SendOutcome::Retry { .. } => "retry",
+                SendOutcome::Unknown { .. } => "unknown",
                 SendOutcome::Failed { .. } => "failed",
             };
             self.metrics.send_outcome(label);

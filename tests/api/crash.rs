@@ -130,6 +130,13 @@ async fn sigkill_with_sends_in_flight_loses_nothing_and_sends_nothing_twice() {
 
     let mut second = Daemon::start(&dir, settings, "second").await;
     wait_drained(&dir, &second).await;
+    // The resends are counted: exactly the calls in flight at the kill.
+    let m = second.metrics().await;
+    assert_eq!(
+        sample(&m, "kefu_outbox_resent_after_restart_total"),
+        Some(4.0),
+        "{m}"
+    );
     assert_eq!(second.terminate().await.code(), Some(0));
     gate.open();
 
@@ -139,6 +146,30 @@ async fn sigkill_with_sends_in_flight_loses_nothing_and_sends_nothing_twice() {
     let cut_off: Vec<_> = sends[..4].iter().map(to_and_text).collect();
     let resent = tally(&sends[4..]);
     assert!(cut_off.iter().all(|k| resent.get(k) == Some(&1)));
+}
+
+#[tokio::test]
+async fn sigkill_between_sends_resends_nothing() {
+    let mock = MockWechat::start().await;
+    let dir = DaemonDir::new(RULES);
+    let settings = dir.write_config(&mock.base_url(), PATIENT_OUTBOX);
+    let mut first = Daemon::start(&dir, settings.clone(), "first").await;
+    push_all(&first).await;
+    wait_drained(&dir, &first).await;
+    // Every send was accepted and recorded: a kill now has nothing in flight.
+    first.kill();
+    let sent = mock.sends().len();
+    assert_each_exactly_once(&mock.sends());
+
+    let mut second = Daemon::start(&dir, settings, "second").await;
+    let m = second.metrics().await;
+    assert_eq!(
+        sample(&m, "kefu_outbox_resent_after_restart_total"),
+        Some(0.0),
+        "{m}"
+    );
+    assert_eq!(second.terminate().await.code(), Some(0));
+    assert_eq!(mock.sends().len(), sent, "nothing was sent again");
 }
 
 #[tokio::test]

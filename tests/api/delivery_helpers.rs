@@ -209,6 +209,8 @@ pub struct Daemon {
     child: Child,
     /// The public port, read from the daemon's "kefu is listening" log line.
     pub port: u16,
+    /// The admin port (0 when off), from the same line.
+    pub admin_port: u16,
     /// The daemon's stderr (JSON log lines), for failure messages.
     pub log: PathBuf,
     pub settings: Settings,
@@ -218,10 +220,20 @@ pub struct Daemon {
 impl Daemon {
     /// Starts `kefu serve --config <dir>/kefu.yaml` and waits (bounded) until it listens.
     pub async fn start(dir: &DaemonDir, settings: Settings, name: &str) -> Self {
+        Self::start_logging(dir, settings, name, "json").await
+    }
+
+    /// [`Self::start`] with the given `--log-format` (`json` or `text`).
+    pub async fn start_logging(
+        dir: &DaemonDir,
+        settings: Settings,
+        name: &str,
+        log_format: &str,
+    ) -> Self {
         let log = dir.dir.path().join(format!("{name}.log"));
         let stderr = std::fs::File::create(&log).expect("log file");
         let child = Command::new(KEFU)
-            .args(["--log-format", "json", "serve", "--config"])
+            .args(["--log-format", log_format, "serve", "--config"])
             .arg(dir.config())
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
@@ -232,6 +244,7 @@ impl Daemon {
         let mut daemon = Self {
             child,
             port: 0,
+            admin_port: 0,
             log,
             settings,
             client: reqwest::Client::builder()
@@ -239,19 +252,38 @@ impl Daemon {
                 .build()
                 .expect("client"),
         };
-        daemon.port = daemon.wait_for_port().await;
+        (daemon.port, daemon.admin_port) = daemon.wait_for_ports().await;
         daemon
     }
 
-    async fn wait_for_port(&mut self) -> u16 {
+    /// The ports of the "kefu is listening" line, in either log format.
+    fn listening_ports(&self) -> Option<(u16, u16)> {
+        let field = |line: &str, name: &str| -> Option<u16> {
+            let at = line.find(&format!(" {name}="))? + name.len() + 2;
+            line[at..]
+                .split(|c: char| !c.is_ascii_digit())
+                .next()?
+                .parse()
+                .ok()
+        };
+        self.log_text().lines().find_map(|line| {
+            if let Ok(l) = serde_json::from_str::<Value>(line) {
+                if l["message"] != "kefu is listening" {
+                    return None;
+                }
+                let port = |k: &str| u16::try_from(l[k].as_u64()?).ok();
+                return Some((port("port")?, port("admin_port")?));
+            }
+            line.contains("kefu is listening")
+                .then(|| Some((field(line, "port")?, field(line, "admin_port")?)))?
+        })
+    }
+
+    async fn wait_for_ports(&mut self) -> (u16, u16) {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if let Some(port) = self
-                .log_lines()
-                .iter()
-                .find_map(|l| (l["message"] == "kefu is listening").then(|| l["port"].as_u64())?)
-            {
-                return u16::try_from(port).expect("port");
+            if let Some(ports) = self.listening_ports() {
+                return ports;
             }
             if let Ok(Some(status)) = self.child.try_wait() {
                 panic!(
@@ -286,6 +318,30 @@ impl Daemon {
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// `/metrics` of the admin listener.
+    pub async fn metrics(&self) -> String {
+        self.client
+            .get(format!("http://127.0.0.1:{}/metrics", self.admin_port))
+            .send()
+            .await
+            .expect("GET /metrics")
+            .text()
+            .await
+            .expect("metrics text")
+    }
+
+    /// The daemon's resident memory, in KiB (`VmRSS` of /proc).
+    pub fn rss_kib(&self) -> u64 {
+        proc_status_kib(self.pid(), "VmRSS:")
+    }
+
+    /// File descriptors the daemon has open.
+    pub fn open_files(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
+            .map(|d| d.count())
+            .unwrap_or(0)
     }
 
     /// Posts `msg` to app `mp` as WeChat would.
@@ -392,4 +448,14 @@ pub fn dead_api_base() -> String {
         "something listens on 127.0.0.1:9"
     );
     base.to_string()
+}
+
+/// A `kB` field of `/proc/<pid>/status`.
+pub fn proc_status_kib(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
 }

@@ -148,6 +148,11 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(cfg: TestConfig) -> TestApp {
+    spawn_app_layered(cfg, Box::new(|store| store)).await
+}
+
+/// [`spawn_app_with`], with the store seen through `layer` (failure injection).
+pub async fn spawn_app_layered(cfg: TestConfig, layer: kefu::startup::StoreLayer) -> TestApp {
     let dir = tempfile::tempdir().expect("temp dir");
     let rules_dir = dir.path().join("rules");
     std::fs::create_dir_all(&rules_dir).expect("rules dir");
@@ -166,7 +171,7 @@ pub async fn spawn_app_with(cfg: TestConfig) -> TestApp {
     let path = dir.path().join("kefu.yaml");
     std::fs::write(&path, &text).expect("write config");
     let settings = config::load(&path).expect("test config loads");
-    let app = Application::build(settings.clone())
+    let app = Application::build_with_store_layer(settings.clone(), layer)
         .await
         .expect("app builds");
     let port = app.port();

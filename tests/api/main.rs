@@ -11,6 +11,7 @@ mod dedupe;
 mod delivery_helpers;
 mod faq_sessions;
 mod helpers;
+mod hostile;
 mod mock_wechat;
 mod outbox;
 mod quota;

@@ -436,6 +436,14 @@ async fn a_send_not_answered_within_the_request_timeout_is_retried() {
         "{log:?}"
     );
     assert_eq!(log.last().map(|l| l.1.as_str()), Some("sent"));
+    // The cut-off request may have reached WeChat (here it did): it is counted, so that the
+    // duplicate it can cause is visible.
+    let m = metrics(&app).await;
+    assert_eq!(
+        sample(&m, r#"kefu_sends_total{outcome="unknown"}"#),
+        Some(1.0),
+        "{m}"
+    );
 }
 
 #[tokio::test]
