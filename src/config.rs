@@ -75,30 +75,7 @@ pub enum Mode {
     Safe,
 }
 
-/// How many messages WeChat lets an app send one user (SPEC §6; protocol doc §6.3).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct QuotaSettings {
-    /// Messages allowed after a user message…
-    pub per_user_message: u32,
-    /// …within this many seconds of it (48 h).
-    pub user_message_window_secs: u64,
-    /// Messages allowed after `user_enter_tempsession`…
-    pub per_session_enter: u32,
-    /// …within this many seconds of it (1 min).
-    pub session_enter_window_secs: u64,
-}
-
-impl Default for QuotaSettings {
-    fn default() -> Self {
-        Self {
-            per_user_message: 5,
-            user_message_window_secs: 48 * 3600,
-            per_session_enter: 2,
-            session_enter_window_secs: 60,
-        }
-    }
-}
+pub use crate::store::QuotaSettings;
 
 /// How replies leave the outbox: retry pacing and timeouts of the send API (SPEC §6). The
 /// defaults suit WeChat; tests shorten them so that a retry or a timeout takes milliseconds.

@@ -28,7 +28,9 @@
 //! `store` on the domain types; `http` and `startup` on everything; `cli` on `startup`.
 
 pub mod cli;
+pub mod clock;
 pub mod config;
+pub mod delivery;
 pub mod diag;
 pub mod dispatch;
 pub mod faq;

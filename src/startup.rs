@@ -14,14 +14,14 @@ use actix_web::{App, HttpServer, web};
 use anyhow::{Context as _, bail};
 
 use crate::config::Settings;
+use crate::delivery::{ResendHook, WorkerOptions, spawn_outbox_worker};
 use crate::http::health::StoreHealth;
 use crate::http::{self, AppRuntime, State};
 use crate::metrics::AppOutcomeLabels;
 use crate::metrics::Metrics;
 use crate::rules::RuleSet;
 use crate::rules::reload::{ReloadOutcome, RulesHandle, spawn_watcher};
-use crate::store::outbox_worker::ResendHook;
-use crate::store::{SqliteStore, Store, StoreOptions, WorkerOptions, spawn_outbox_worker};
+use crate::store::{SqliteStore, Store, StoreOptions};
 use crate::wechat::{ClientOptions, MeteredDeliver, TokenFetchHook, WechatClient};
 
 /// A built, bound, not yet running kefu.
@@ -124,7 +124,7 @@ impl Application {
             );
         }
 
-        let sqlite = SqliteStore::open(&settings.data_dir, StoreOptions::from_settings(&settings))
+        let sqlite = SqliteStore::open(&settings.data_dir, store_options(&settings))
             .with_context(|| format!("opening the store in {}", settings.data_dir.display()))?;
         let token_metrics = metrics.clone();
         let client_options = ClientOptions {
@@ -275,7 +275,7 @@ impl Application {
                 on_resend: Some(ResendHook(Arc::new(move |_| {
                     resent.inc();
                 }))),
-                ..WorkerOptions::from_settings(&self.state.settings.outbox)
+                ..worker_options(&self.state.settings.outbox)
             },
             worker_stop,
         );
@@ -330,6 +330,28 @@ impl Application {
         let _ = tokio::task::spawn_blocking(move || store.close()).await;
         tracing::info!("stopped");
         Ok(())
+    }
+}
+
+/// The outbox worker's options: the defaults with the pacing and bounds of `outbox:`.
+fn worker_options(o: &crate::config::OutboxSettings) -> WorkerOptions {
+    WorkerOptions {
+        concurrency: o.concurrency,
+        backoff_base: Duration::from_millis(o.backoff_base_ms),
+        backoff_max: Duration::from_millis(o.backoff_max_ms),
+        give_up_after: Duration::from_secs(o.give_up_after_secs),
+        max_attempts: o.max_attempts,
+        send_timeout: Duration::from_millis(o.send_timeout_ms),
+        ..WorkerOptions::default()
+    }
+}
+
+/// The store's options from `kefu.yaml`.
+fn store_options(settings: &Settings) -> StoreOptions {
+    StoreOptions {
+        log_retention_days: settings.log_retention_days,
+        durability: settings.durability,
+        ..StoreOptions::new(settings.quota.clone())
     }
 }
 

@@ -32,7 +32,7 @@ pub fn parse_since(text: &str) -> anyhow::Result<i64> {
 /// Runs `kefu stats`.
 pub fn run_stats(settings: &Settings, since: &str, json: bool) -> anyhow::Result<()> {
     let secs = parse_since(since)?;
-    let now = crate::store::writer::unix_now();
+    let now = crate::clock::unix_now();
     let db = settings.data_dir.join(DB_FILE);
     let report = stats::collect(&db, now.saturating_sub(secs), settings.tz)
         .with_context(|| format!("kefu stats: reading {}", db.display()))?;

@@ -51,7 +51,7 @@ impl StoreHealth {
                 tracing::error!(op, error = %error, "store: failing; /healthz answers 503 until it recovers");
                 *failing = Some(StoreFailure {
                     error: error.to_string(),
-                    since: crate::store::writer::unix_now(),
+                    since: crate::clock::unix_now(),
                 });
             }
         }
@@ -66,7 +66,7 @@ impl StoreHealth {
             .take();
         if let Some(f) = was {
             tracing::info!(
-                failing_secs = crate::store::writer::unix_now() - f.since,
+                failing_secs = crate::clock::unix_now() - f.since,
                 "store: recovered"
             );
         }

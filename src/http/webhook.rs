@@ -16,6 +16,7 @@ use serde::Deserialize;
 
 use super::State;
 use super::error::WebhookError;
+use crate::clock::unix_now;
 use crate::config::{AppConfig, AppKind, Mode};
 use crate::dispatch::{self, Action, Context, Decision};
 use crate::metrics::{AppLabels, AppTypeLabels, FaqLabels, Metrics, RuleLabels};
@@ -23,7 +24,6 @@ use crate::outbound::OutboundMessage;
 use crate::protocol::message::{parse_envelope, parse_message};
 use crate::protocol::{Format, InboundMessage, MsgKind, crypto, reply, signature};
 use crate::rules::reload::RulesHandle;
-use crate::store::writer::unix_now;
 use crate::store::{
     ClaimGuard, LogRecord, Memo, PushKey, PushRecord, Resolved, StoreError, resolve_claim,
 };

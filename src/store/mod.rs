@@ -24,8 +24,8 @@
 //!
 //! # Using it
 //!
-//! Start-up: `SqliteStore::open(&settings.data_dir, StoreOptions::from_settings(&settings))`, then
-//! `spawn_outbox_worker(Arc::new(store.clone()), deliver, WorkerOptions::default(), shutdown)`.
+//! Start-up: `SqliteStore::open(&data_dir, options)` (start-up builds the options from the config), then
+//! `crate::delivery::spawn_outbox_worker(Arc::new(store.clone()), deliver, options, shutdown)`.
 //! Per push, the handler:
 //!
 //! ```text
@@ -50,13 +50,12 @@
 //! Module map: [`schema`] (migrations, pragmas), [`sqlite`] (the store), [`writer`],
 //! [`checkpoint`] (WAL checkpoints off the commit path),
 //! [`dedupe`], [`sessions`], [`quota`], [`outbox`], [`log`], [`retention`], [`stats`] (operators'
-//! read side), [`outbox_worker`] (sends the outbox through [`crate::wechat::Deliver`]).
+//! read side). The worker that sends the outbox lives in [`crate::delivery`].
 
 pub mod checkpoint;
 pub mod dedupe;
 pub mod log;
 pub mod outbox;
-pub mod outbox_worker;
 pub mod quota;
 pub mod retention;
 pub mod schema;
@@ -66,7 +65,7 @@ pub mod stats;
 pub mod writer;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -74,11 +73,10 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 pub use outbox::{Claimed, FailedEntry, OutboxCounts, OutboxEntry, Settlement};
-pub use outbox_worker::{WorkerOptions, WorkerSummary, spawn_outbox_worker};
 pub use sqlite::SqliteStore;
 
-use crate::config::QuotaSettings;
 use futures_util::future::BoxFuture;
+pub use quota::QuotaSettings;
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::{oneshot, watch};
@@ -378,15 +376,6 @@ impl StoreOptions {
             log_retention_days: 30,
             purge_interval: Duration::from_secs(10 * 60),
             max_batch: 4096,
-        }
-    }
-
-    /// Options from `kefu.yaml`.
-    pub fn from_settings(settings: &crate::config::Settings) -> Self {
-        Self {
-            log_retention_days: settings.log_retention_days,
-            durability: settings.durability,
-            ..Self::new(settings.quota.clone())
         }
     }
 }

@@ -12,7 +12,32 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use super::schema::backend;
 use super::{QuotaTrigger, StoreError};
-use crate::config::QuotaSettings;
+use serde::Deserialize;
+
+/// How many messages WeChat lets an app send one user (SPEC §6; protocol doc §6.3).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QuotaSettings {
+    /// Messages allowed after a user message…
+    pub per_user_message: u32,
+    /// …within this many seconds of it (48 h).
+    pub user_message_window_secs: u64,
+    /// Messages allowed after `user_enter_tempsession`…
+    pub per_session_enter: u32,
+    /// …within this many seconds of it (1 min).
+    pub session_enter_window_secs: u64,
+}
+
+impl Default for QuotaSettings {
+    fn default() -> Self {
+        Self {
+            per_user_message: 5,
+            user_message_window_secs: 48 * 3600,
+            per_session_enter: 2,
+            session_enter_window_secs: 60,
+        }
+    }
+}
 
 /// One user's open send window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

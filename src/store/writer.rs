@@ -144,18 +144,7 @@ pub struct Writer {
     checkpointer: Option<std::thread::JoinHandle<()>>,
 }
 
-/// Unix seconds now.
-pub fn unix_now() -> i64 {
-    unix_ms().div_euclid(1000)
-}
-
-/// Unix milliseconds now.
-pub fn unix_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
+pub use crate::clock::{unix_ms, unix_now};
 
 impl Writer {
     /// A writer over an open, migrated connection.
@@ -459,7 +448,7 @@ fn short_preview(message: &crate::outbound::OutboundMessage) -> String {
 fn apply_commit(
     tx: &rusqlite::Transaction<'_>,
     book: &QuotaBook,
-    settings: &crate::config::QuotaSettings,
+    settings: &super::QuotaSettings,
     overlay: &mut HashMap<UserKey, Option<Window>>,
     record: &PushRecord,
     now_ms: i64,

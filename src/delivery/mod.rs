@@ -1,4 +1,5 @@
-//! The outbox worker: sends queued entries through [`Deliver`] after the push was answered.
+//! Delivery: the outbox worker, which joins the store's [`Outbox`] and the API client's
+//! [`Deliver`]. It sends queued entries after their push was answered.
 //!
 //! - Woken by the store as soon as a commit queues entries (no polling delay); a timer only for
 //!   the next due retry (and a slow idle tick as a safety net).
@@ -14,7 +15,8 @@
 //!   mid-flight may have reached WeChat and will then be sent again — the one duplicate an API
 //!   without idempotency keys cannot rule out.
 //!
-//! Depends only on [`Outbox`] and [`Deliver`], never on SQLite.
+//! Depends only on [`Outbox`] and [`Deliver`], never on SQLite or the config file (start-up
+//! builds its [`WorkerOptions`]).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -24,8 +26,7 @@ use rand::Rng;
 use tokio::task::{JoinError, JoinSet};
 use tokio::time::Instant;
 
-use super::outbox::{OutboxEntry, Settlement};
-use super::{Outbox, StoreError};
+use crate::store::{Outbox, OutboxEntry, Settlement, StoreError};
 use crate::wechat::{Deliver, SendOutcome};
 
 /// Tuning of the worker.
@@ -78,19 +79,6 @@ impl Default for WorkerOptions {
 }
 
 impl WorkerOptions {
-    /// The defaults, with the pacing and bounds of `kefu.yaml`'s `outbox:` section.
-    pub fn from_settings(o: &crate::config::OutboxSettings) -> Self {
-        Self {
-            concurrency: o.concurrency,
-            backoff_base: Duration::from_millis(o.backoff_base_ms),
-            backoff_max: Duration::from_millis(o.backoff_max_ms),
-            give_up_after: Duration::from_secs(o.give_up_after_secs),
-            max_attempts: o.max_attempts,
-            send_timeout: Duration::from_millis(o.send_timeout_ms),
-            ..Self::default()
-        }
-    }
-
     /// The backoff before attempt `attempts + 1`, with "equal jitter": half fixed, half random,
     /// so that entries failing together do not retry together.
     pub fn backoff(&self, attempts: u32) -> Duration {
@@ -136,7 +124,7 @@ struct Clock {
 impl Clock {
     fn new() -> Self {
         Self {
-            wall_ms: super::writer::unix_ms(),
+            wall_ms: crate::clock::unix_ms(),
             start: Instant::now(),
         }
     }
@@ -372,7 +360,10 @@ async fn send_one(
 }
 
 #[cfg(test)]
-mod tests {
+mod tests;
+
+#[cfg(test)]
+mod backoff_tests {
     use super::*;
 
     #[test]
