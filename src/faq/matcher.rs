@@ -84,6 +84,8 @@ pub(crate) struct Scored {
     pub present: Vec<bool>,
     /// By entry index: the score in [0, 1].
     pub scores: Vec<f32>,
+    /// By clause of the message (split at punctuation): whether each word occurs in it.
+    pub clauses: Vec<Vec<bool>>,
     /// The entry one of whose own phrasings the message is, word for word after synonyms
     /// (punctuation and blanks aside); `None` when it is none, or a phrasing two entries share.
     pub exact: Option<usize>,
@@ -97,6 +99,20 @@ impl Scored {
             .copied()
             .filter(|&w| self.present.get(w as usize).copied().unwrap_or(false))
             .collect()
+    }
+
+    /// Whether some clause of the message has one of the `when` words and none of the `not`
+    /// words: "公众号的评论怎么关闭" is about comments, but in "我开公众号写文章，现在想把号注销了"
+    /// the article is part of the story, not what is closed.
+    pub(crate) fn on_topic(&self, when: &[u32], not: &[u32]) -> bool {
+        let has = |present: &[bool], words: &[u32]| {
+            words
+                .iter()
+                .any(|&w| present.get(w as usize).copied().unwrap_or(false))
+        };
+        self.clauses
+            .iter()
+            .any(|c| has(c, when) && !has(c, not))
     }
 
     pub(crate) fn has_any(&self, words: &[u32]) -> bool {
@@ -143,6 +159,14 @@ pub(crate) struct Matcher {
     /// Every phrasing as a key of [`phrase_key`] → its entry (`u32::MAX`: shared by two entries).
     exact: HashMap<String, u32>,
     tuning: Tuning,
+}
+
+/// Punctuation that ends a clause (blanks do not: "official account 注销" is one clause).
+fn is_clause_break(c: char) -> bool {
+    matches!(
+        c,
+        ',' | '.' | '?' | '!' | ';' | ':' | '\n' | '，' | '。' | '？' | '！' | '；' | '：' | '、' | '…'
+    )
 }
 
 /// A text reduced to its letters and digits: "个体户小程序，怎么注销？" and "个体户小程序怎么注销"
@@ -481,6 +505,15 @@ impl Matcher {
             }
             *score = (score.clamp(0.0, 1.0) * 1000.0).round() / 1000.0;
         }
+        let clauses: Vec<Vec<bool>> = if canonical.contains(is_clause_break) {
+            canonical
+                .split(is_clause_break)
+                .filter(|c| !c.trim().is_empty())
+                .map(|c| self.spotter.presence(c))
+                .collect()
+        } else {
+            vec![present.clone()]
+        };
         let exact = self
             .exact
             .get(&phrase_key(&canonical))
@@ -490,6 +523,7 @@ impl Matcher {
             canonical,
             present,
             scores,
+            clauses,
             exact,
         }
     }

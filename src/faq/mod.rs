@@ -294,7 +294,7 @@ impl FaqIndex {
             .enumerate()
             .map(|(i, t)| {
                 let carried = follow_up.is_some_and(|f| f.topics.contains(&i));
-                (carried || scored.has_any(&t.when)) && !scored.has_any(&t.not)
+                (carried && !scored.has_any(&t.not)) || scored.on_topic(&t.when, &t.not)
             })
             .collect();
         let all_kinds: Vec<u32> = self
@@ -383,7 +383,7 @@ impl FaqIndex {
                 .matcher
                 .topics
                 .iter()
-                .filter(|t| scored.has_any(&t.when) && scored.has_any(&t.not))
+                .filter(|t| scored.has_any(&t.when) && !scored.on_topic(&t.when, &t.not))
                 .map(|t| {
                     format!(
                         "{} ({}) but also {}",
