@@ -817,7 +817,7 @@ const MEMBERSHIP: &str = r#"
 faq:
   - id: vip-open
     question: 怎么开通会员？
-    similar: [vip怎么开通, 会员在哪里开通, 想开个会员]
+    similar: [vip怎么开通, vip怎么开, 会员在哪里开通, 想开个会员]
     answer: 在「我的」→「会员中心」开通。
   - id: vip-cancel
     question: 怎么取消会员自动续费？
@@ -846,12 +846,23 @@ fn a_topic_never_overrides_a_confident_match_on_an_entrys_own_phrasing() {
     // listed word for word in the entry's `similar`
     assert_eq!(answered(&index, "不想续会员了").as_deref(), Some("vip-cancel"));
     assert_eq!(answered(&index, "不想续会员了！").as_deref(), Some("vip-cancel"));
-    // close to an entry's phrasing and clearly ahead
-    let v = index.ask(&normalize("vip怎么开"));
+    assert_eq!(answered(&index, "VIP怎么开？").as_deref(), Some("vip-open"));
+    // close to an entry's phrasing and clearly ahead (at least `confident_score`)
+    let v = index.ask(&normalize("我不想再续会员了"));
     assert!(
-        matches!(&v.outcome, FaqOutcome::Answer { faq, .. } if faq == "vip-open"),
+        matches!(&v.outcome, FaqOutcome::Answer { faq, score } if faq == "vip-cancel" && *score >= 0.8),
         "{v:?}"
     );
+    // …which is what decides: with a higher bar, the same message gets the menu
+    let strict = FaqSettings {
+        confident_score: 0.99,
+        ..FaqSettings::default()
+    };
+    let (index_strict, _) = FaqIndex::build(source_from_yaml("shop.yaml", MEMBERSHIP), &strict);
+    assert!(matches!(
+        outcome(&index_strict.unwrap(), "我不想再续会员了"),
+        FaqOutcome::Clarify { .. }
+    ));
     // the topic still asks when nothing is confident
     assert!(matches!(outcome(&index, "会员"), FaqOutcome::Clarify { .. }));
     assert!(matches!(
