@@ -562,7 +562,7 @@ fn try_stdin_keeps_the_session_so_a_menu_is_answered_by_its_number() {
         (&"faq".into(), &"mp-dereg-general".into())
     );
     let text = answer["replies"][0].as_str().unwrap();
-    assert!(text.starts_with("小程序注销"), "{text}");
+    assert!(text.starts_with("您好，小程序可以注销"), "{text}");
 
     // The number answers only the next message: a second `1` is not a choice any more.
     let run = kefu_stdin(&["try", "--json"], "注销需要什么\n1\n1\n");
