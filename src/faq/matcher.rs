@@ -110,9 +110,7 @@ impl Scored {
                 .iter()
                 .any(|&w| present.get(w as usize).copied().unwrap_or(false))
         };
-        self.clauses
-            .iter()
-            .any(|c| has(c, when) && !has(c, not))
+        self.clauses.iter().any(|c| has(c, when) && !has(c, not))
     }
 
     pub(crate) fn has_any(&self, words: &[u32]) -> bool {
@@ -165,7 +163,20 @@ pub(crate) struct Matcher {
 fn is_clause_break(c: char) -> bool {
     matches!(
         c,
-        ',' | '.' | '?' | '!' | ';' | ':' | '\n' | '，' | '。' | '？' | '！' | '；' | '：' | '、' | '…'
+        ',' | '.'
+            | '?'
+            | '!'
+            | ';'
+            | ':'
+            | '\n'
+            | '，'
+            | '。'
+            | '？'
+            | '！'
+            | '；'
+            | '：'
+            | '、'
+            | '…'
     )
 }
 

@@ -179,7 +179,10 @@ fn shipped_answers_keep_the_seed_links_and_materials() {
         ("mp-store-release-nickname", "【关于XXX名称释放请求】"),
         ("mp-store-release-nickname", "1、小程序账号（原始ID）"),
         ("mp-store-release-nickname", "2、绑定的管理员微信号"),
-        ("mp-store-release-nickname", "3、小程序主体营业执照等主体证件"),
+        (
+            "mp-store-release-nickname",
+            "3、小程序主体营业执照等主体证件",
+        ),
         (
             "mp-store-release-nickname",
             "4、小程序所有者的书面申请，申请书需加盖小程序主体公章（个体户无公章：申请书需要加上法人签名）",
@@ -197,7 +200,10 @@ fn shipped_answers_keep_the_seed_links_and_materials() {
         ("mp-dereg-unverified", "小程序30天未认证"),
         ("mp-dereg-unverified", "认证失败且7天内未发起认证"),
         ("mp-dereg-unverified", "会释放主体信息、管理员信息、昵称"),
-        ("mp-dereg-unverified", "不会释放邮箱，该邮箱支持重新注册小程序"),
+        (
+            "mp-dereg-unverified",
+            "不会释放邮箱，该邮箱支持重新注册小程序",
+        ),
         // whether and how to deregister
         ("mp-dereg-unverified", "不需要再单独申请注销"),
         ("oa-dereg-general", "未冻结的个人账号和组织类账号"),
@@ -239,14 +245,26 @@ fn shipped_answers_keep_the_seed_links_and_materials() {
         ("oa-dereg-unregistered", "没有走完注册流程"),
         ("oa-dereg-unregistered", "长期没有登录"),
         ("oa-dereg-unregistered", "到期会被系统注销"),
-        ("oa-dereg-unregistered", "不占用个人信息，也不支持找回，建议重新注册"),
-        ("oa-dereg-unverified", "自注册日起30天内未进行认证（第30天仍在认证中不算）"),
+        (
+            "oa-dereg-unregistered",
+            "不占用个人信息，也不支持找回，建议重新注册",
+        ),
+        (
+            "oa-dereg-unverified",
+            "自注册日起30天内未进行认证（第30天仍在认证中不算）",
+        ),
         ("oa-dereg-unverified", "点击“重新提交材料”"),
         ("oa-dereg-unverified", "变为注册失败"),
-        ("oa-dereg-unverified", "不会释放账号邮箱，但该邮箱支持重新注册公众号"),
+        (
+            "oa-dereg-unverified",
+            "不会释放账号邮箱，但该邮箱支持重新注册公众号",
+        ),
         ("oa-dereg-unverified", "主体信息、管理员信息、昵称会释放"),
         ("dereg-confirm-period", "7天内每天会发送一次确认注销的通知"),
-        ("dereg-confirm-period", "一直没有点击确认注销，就默认取消注销，注销失败"),
+        (
+            "dereg-confirm-period",
+            "一直没有点击确认注销，就默认取消注销，注销失败",
+        ),
         ("dereg-confirm-period", "公众平台安全助手"),
     ];
     for id in ["mp-dereg-gov", "oa-dereg-gov"] {
@@ -721,7 +739,10 @@ fn an_account_kind_is_never_crossed() {
 fn on_topic_questions_without_the_word_deregister_reach_their_entries() {
     let index = shipped();
     for (q, id) in [
-        ("小程序注册时选了微信认证，30天没认证会怎样", "mp-dereg-unverified"),
+        (
+            "小程序注册时选了微信认证，30天没认证会怎样",
+            "mp-dereg-unverified",
+        ),
         ("公众号认证失败了，邮箱还能用吗", "oa-dereg-unverified"),
         ("注册到一半的账号还能找回吗", "oa-dereg-unregistered"),
     ] {
@@ -738,7 +759,11 @@ fn a_detail_no_entry_answers_gets_no_confident_answer() {
         "公众号注销后名字能释放吗",
         "注销的公众号还能恢复吗",
     ] {
-        assert!(answered(&index, q).is_none(), "{q}: {:?}", outcome(&index, q));
+        assert!(
+            answered(&index, q).is_none(),
+            "{q}: {:?}",
+            outcome(&index, q)
+        );
     }
 }
 
@@ -750,7 +775,10 @@ fn typos_homophones_and_english_read_like_the_words_they_stand_for() {
         ("公司以经注消了，小程序怎么办", "mp-dereg-subject-cancelled"),
         ("how to deregister my mini program", "mp-dereg-general"),
         ("official account deregistration", "oa-dereg-general"),
-        ("individual business official account怎么注销", "oa-dereg-individual"),
+        (
+            "individual business official account怎么注销",
+            "oa-dereg-individual",
+        ),
         ("小程序认正没完成怎么注销", "mp-dereg-unverified"),
     ] {
         assert_eq!(answered(&index, q).as_deref(), Some(id), "{q}");
@@ -773,11 +801,7 @@ fn a_long_story_before_the_question_is_read_by_its_question() {
 #[test]
 fn a_follow_up_naming_only_a_situation_takes_the_kind_of_the_last_answer() {
     let index = shipped();
-    let follow = |q: &str, last: &str| {
-        index
-            .ask_follow_up(&normalize(q), last)
-            .map(|v| v.outcome)
-    };
+    let follow = |q: &str, last: &str| index.ask_follow_up(&normalize(q), last).map(|v| v.outcome);
     let answer = |id: &str| {
         Some(FaqOutcome::Answer {
             faq: id.into(),
@@ -790,9 +814,18 @@ fn a_follow_up_naming_only_a_situation_takes_the_kind_of_the_last_answer() {
         }
         (a, b) => a == b,
     };
-    assert!(same(follow("个体户的呢", "mp-dereg-general"), answer("mp-dereg-individual")));
-    assert!(same(follow("个体户的呢", "oa-dereg-general"), answer("oa-dereg-individual")));
-    assert!(same(follow("那政府单位呢", "mp-dereg-store"), answer("mp-dereg-gov")));
+    assert!(same(
+        follow("个体户的呢", "mp-dereg-general"),
+        answer("mp-dereg-individual")
+    ));
+    assert!(same(
+        follow("个体户的呢", "oa-dereg-general"),
+        answer("oa-dereg-individual")
+    ));
+    assert!(same(
+        follow("那政府单位呢", "mp-dereg-store"),
+        answer("mp-dereg-gov")
+    ));
     assert!(same(
         follow("公司已经注销了的呢", "oa-dereg-individual"),
         answer("oa-dereg-subject-cancelled")
@@ -800,8 +833,14 @@ fn a_follow_up_naming_only_a_situation_takes_the_kind_of_the_last_answer() {
     // No kind to carry (the confirmation period is about both): both entries are offered.
     match follow("个体户的呢", "dereg-confirm-period") {
         Some(FaqOutcome::Clarify { options }) => {
-            assert!(options.contains(&"mp-dereg-individual".to_string()), "{options:?}");
-            assert!(options.contains(&"oa-dereg-individual".to_string()), "{options:?}");
+            assert!(
+                options.contains(&"mp-dereg-individual".to_string()),
+                "{options:?}"
+            );
+            assert!(
+                options.contains(&"oa-dereg-individual".to_string()),
+                "{options:?}"
+            );
         }
         other => panic!("{other:?}"),
     }
@@ -844,8 +883,14 @@ fn a_topic_never_overrides_a_confident_match_on_an_entrys_own_phrasing() {
     );
     let index = index.unwrap();
     // listed word for word in the entry's `similar`
-    assert_eq!(answered(&index, "不想续会员了").as_deref(), Some("vip-cancel"));
-    assert_eq!(answered(&index, "不想续会员了！").as_deref(), Some("vip-cancel"));
+    assert_eq!(
+        answered(&index, "不想续会员了").as_deref(),
+        Some("vip-cancel")
+    );
+    assert_eq!(
+        answered(&index, "不想续会员了！").as_deref(),
+        Some("vip-cancel")
+    );
     assert_eq!(answered(&index, "VIP怎么开？").as_deref(), Some("vip-open"));
     // close to an entry's phrasing and clearly ahead (at least `confident_score`)
     let v = index.ask(&normalize("我不想再续会员了"));
@@ -864,7 +909,10 @@ fn a_topic_never_overrides_a_confident_match_on_an_entrys_own_phrasing() {
         FaqOutcome::Clarify { .. }
     ));
     // the topic still asks when nothing is confident
-    assert!(matches!(outcome(&index, "会员"), FaqOutcome::Clarify { .. }));
+    assert!(matches!(
+        outcome(&index, "会员"),
+        FaqOutcome::Clarify { .. }
+    ));
     assert!(matches!(
         outcome(&index, "会员的事想问一下"),
         FaqOutcome::Clarify { .. }
@@ -883,7 +931,10 @@ fn a_topic_that_captures_an_entrys_own_phrasings_is_a_warning() {
         .iter()
         .find(|d| d.contains("entry `vip-cancel`"))
         .unwrap_or_else(|| panic!("{all:#?}"));
-    assert!(capture.starts_with("shop.yaml:2:1: warning: clarify `membership`"), "{capture}");
+    assert!(
+        capture.starts_with("shop.yaml:2:1: warning: clarify `membership`"),
+        "{capture}"
+    );
     assert!(capture.contains("`不想续会员了`"), "{capture}");
     assert!(capture.contains("get the menu"), "{capture}");
     // A topic gate that keeps an entry from its own phrasing is one too.
@@ -891,8 +942,10 @@ fn a_topic_that_captures_an_entrys_own_phrasings_is_a_warning() {
         "options: [vip-open, vip-cancel, vip-benefits]",
         "options: [vip-open, vip-cancel, vip-benefits]\n    entries: [vip-benefits]\n    not: [好处]",
     );
-    let (_, diagnostics) =
-        FaqIndex::build(source_from_yaml("shop.yaml", &gated), &FaqSettings::default());
+    let (_, diagnostics) = FaqIndex::build(
+        source_from_yaml("shop.yaml", &gated),
+        &FaqSettings::default(),
+    );
     let all: Vec<String> = diagnostics.iter().map(ToString::to_string).collect();
     assert!(
         all.iter().any(|d| d.contains("holds entry `vip-benefits`")

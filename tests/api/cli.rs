@@ -817,7 +817,10 @@ fn other_wechat_products_get_a_plain_answer_and_a_person_offer() {
         assert_eq!(v["rule"], "other-wechat-products", "{q}: {v}");
         assert_eq!(v["faq"], Value::Null, "{q}: {v}");
         let reply = v["replies"][0].as_str().unwrap_or_default().to_string();
-        assert!(reply.contains("小程序") && reply.contains("公众号"), "{q}: {reply}");
+        assert!(
+            reply.contains("小程序") && reply.contains("公众号"),
+            "{q}: {reply}"
+        );
         assert!(reply.contains("发送“人工”"), "{q}: {reply}");
     }
     // A question that also names a Mini Program is the FAQ's.

@@ -345,7 +345,10 @@ async fn a_follow_up_is_read_with_the_kind_of_the_users_last_answer() {
         .last_faq
         .expect("the last answer is kept");
     assert_eq!(last.faq, "mp-dereg-general");
-    assert!((290..=300).contains(&(last.expires_at - TestApp::now())), "{last:?}");
+    assert!(
+        (290..=300).contains(&(last.expires_at - TestApp::now())),
+        "{last:?}"
+    );
     assert_eq!(
         app.ask("oa", "o_alice", "个体户的呢").await,
         answer_of_entry(&app, "mp-dereg-individual")
