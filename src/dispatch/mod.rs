@@ -244,11 +244,10 @@ fn decide_inner(
             && let Some(last) = session.last_faq.as_ref().filter(|l| l.expires_at > now)
             && let Some(follow) = set.faq().ask_follow_up(text, &last.faq)
         {
-            let better = match (&follow.outcome, &verdict.outcome) {
-                (FaqOutcome::Answer { .. }, _) => true,
-                (FaqOutcome::Clarify { .. }, FaqOutcome::NoMatch) => true,
-                _ => false,
-            };
+            let better = matches!(
+                (&follow.outcome, &verdict.outcome),
+                (FaqOutcome::Answer { .. }, _) | (FaqOutcome::Clarify { .. }, FaqOutcome::NoMatch)
+            );
             if better {
                 verdict = follow;
             }
