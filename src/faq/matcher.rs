@@ -539,6 +539,11 @@ impl Matcher {
         }
     }
 
+    /// The text after fillers and synonyms.
+    pub(crate) fn canonical(&self, normalized: &str) -> String {
+        self.canon.apply(normalized)
+    }
+
     /// Warnings for clarify topics that capture entries' own phrasings: a phrasing on a topic
     /// that names none of its specific words (the topic's menu answers it, not the entry), and
     /// a phrasing off the topic of an entry the topic holds (the gate keeps the entry from it).

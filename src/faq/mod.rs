@@ -237,9 +237,14 @@ impl FaqIndex {
         self.decide(normalized, None)
     }
 
-    /// Reads a follow-up to the answer `last` (an entry id): a message that names a situation
-    /// of `last`'s topic (a keyword or `unless` word: "个体户的呢", "政府单位的") but no kind
-    /// is read on that topic and with `last`'s kind ("小程序" after a Mini Program answer).
+    /// Reads a follow-up to the answer `last` (an entry id), on `last`'s topic:
+    ///
+    /// - a message that names a situation of the topic (a keyword or `unless` word: "个体户的呢",
+    ///   "政府单位的") but no kind is read with `last`'s kind ("小程序" after a Mini Program
+    ///   answer);
+    /// - a message that names only a kind ("公众号的呢") is read with `last`'s question, its own
+    ///   kind taken out ("个体工商户的如何注销").
+    ///
     /// `None` when the message is no such follow-up: it is then read alone ([`Self::ask`]).
     pub fn ask_follow_up(&self, normalized: &str, last: &str) -> Option<FaqVerdict> {
         let e = self.entries.iter().position(|x| x.id == last)?;
@@ -254,23 +259,48 @@ impl FaqIndex {
             .iter()
             .flat_map(|t| t.kinds.iter().copied())
             .collect();
-        let names_a_situation = topics.iter().any(|&t| {
-            self.matcher
-                .topics
-                .get(t)
-                .is_some_and(|t| scored.has_any(&t.specific) && !scored.has_any(&t.not))
-        });
-        if !names_a_situation || scored.has_any(&all_kinds) {
+        let kinds_named = scored.which(&all_kinds);
+        let on_its_topics = |test: &dyn Fn(&matcher::Topic) -> bool| {
+            topics
+                .iter()
+                .any(|&t| self.matcher.topics.get(t).is_some_and(test))
+        };
+        if on_its_topics(&|t| scored.has_any(&t.not)) {
             return None;
         }
+        let names_a_situation = on_its_topics(&|t| {
+            t.specific
+                .iter()
+                .any(|w| !all_kinds.contains(w) && scored.has_any(&[*w]))
+        });
         let kind = self.matcher.entry_kind.get(e).copied().flatten();
-        let text = match kind {
-            Some(k) => format!("{} {normalized}", self.matcher.word(k)),
-            None => normalized.to_string(),
+        let (text, with) = if names_a_situation && kinds_named.is_empty() {
+            match kind {
+                Some(k) => {
+                    let word = self.matcher.word(k);
+                    (format!("{word} {normalized}"), format!(" and {word}"))
+                }
+                None => (normalized.to_string(), String::new()),
+            }
+        } else if !names_a_situation
+            && !kinds_named.is_empty()
+            && !on_its_topics(&|t| scored.has_any(&t.when))
+        {
+            let mut question = self
+                .matcher
+                .canonical(&crate::text::normalize(&self.entries.get(e)?.question));
+            for &k in kind.iter() {
+                question = question.replace(self.matcher.word(k), "");
+            }
+            (
+                format!("{normalized} {question}"),
+                format!(" and its question \"{question}\""),
+            )
+        } else {
+            return None;
         };
         let context = FollowUp { topics };
         let mut verdict = self.decide(&text, Some(&context));
-        let with = kind.map_or(String::new(), |k| format!(" and {}", self.matcher.word(k)));
         verdict.why = format!(
             "follow-up to {last}, read on its topic{with}: {}",
             verdict.why

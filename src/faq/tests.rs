@@ -844,8 +844,23 @@ fn a_follow_up_naming_only_a_situation_takes_the_kind_of_the_last_answer() {
         }
         other => panic!("{other:?}"),
     }
-    // Not follow-ups: a message naming a kind itself, one naming no situation, an off-topic one.
+    // Naming only the other kind keeps the situation of the last answer.
+    assert!(same(
+        follow("公众号的呢", "mp-dereg-individual"),
+        answer("oa-dereg-individual")
+    ));
+    assert!(same(
+        follow("那小程序呢", "oa-dereg-gov"),
+        answer("mp-dereg-gov")
+    ));
+    assert!(same(
+        follow("小程序呢", "oa-dereg-unverified"),
+        answer("mp-dereg-unverified")
+    ));
+    // Not follow-ups: a message naming a kind and a situation, one naming no situation, an
+    // off-topic one, a full question of its own.
     assert!(follow("公众号个体户的呢", "mp-dereg-general").is_none());
+    assert!(follow("公众号怎么注销", "mp-dereg-individual").is_none());
     assert!(follow("好的谢谢", "mp-dereg-general").is_none());
     assert!(follow("个体户的评论怎么关", "mp-dereg-general").is_none());
     assert!(follow("个体户的呢", "no-such-entry").is_none());
