@@ -790,6 +790,7 @@ fn eval_meets_the_targets_on_the_repos_own_sets() {
         "tests/data/faq-holdout.yaml",
         "tests/data/faq-probe.yaml",
         "tests/data/faq-issue-14.yaml",
+        "tests/data/faq-after-tuning.yaml",
     ] {
         let run = kefu(&["eval", "--min-accuracy", "0.97", "--max-false", "0", set]);
         assert_eq!(run.code, Some(0), "{set}: {run:?}");
