@@ -304,7 +304,7 @@ fn eval_set_phrasings_are_not_in_the_faq_file() {
         known.insert(normalize(&e.value.question));
         known.extend(e.value.similar.iter().map(|s| normalize(s)));
     }
-    for set in [DEV_SET, OUR_SET, HOLDOUT, BLIND, PROBE, ISSUE_14, AFTER_TUNING] {
+    for set in ALL_SETS {
         for case in eval::load_cases(&repo(set)).unwrap() {
             assert!(
                 !known.contains(&normalize(&case.q)),
@@ -330,7 +330,7 @@ fn eval_set_phrasings_are_not_in_the_faq_file() {
 #[test]
 fn eval_sets_name_only_known_entries() {
     let index = shipped();
-    for set in [DEV_SET, OUR_SET, HOLDOUT, BLIND, PROBE, ISSUE_14, AFTER_TUNING] {
+    for set in ALL_SETS {
         for case in eval::load_cases(&repo(set)).unwrap() {
             for e in std::iter::once(&case.expect).chain(&case.also) {
                 if let eval::Expect::Faq(id) = e {
@@ -689,6 +689,16 @@ const PROBE: &str = "tests/data/faq-probe.yaml";
 const ISSUE_14: &str = "tests/data/faq-issue-14.yaml";
 /// Written after the tuning of issue 14 (see its header).
 const AFTER_TUNING: &str = "tests/data/faq-after-tuning.yaml";
+/// Every cases file of tests/data.
+const ALL_SETS: [&str; 7] = [
+    DEV_SET,
+    OUR_SET,
+    HOLDOUT,
+    BLIND,
+    PROBE,
+    ISSUE_14,
+    AFTER_TUNING,
+];
 
 /// The holdout, blind until tuning was done (see the file's header); now a regression guard.
 #[test]
