@@ -981,3 +981,29 @@ fn a_topic_that_captures_an_entrys_own_phrasings_is_a_warning() {
         "{all:#?}"
     );
 }
+
+#[test]
+fn what_an_answer_tells_the_user_to_send_gets_what_it_promises() {
+    let index = shipped();
+    for (id, send, entry) in [
+        (
+            "mp-dereg-general",
+            "个体户小程序注销",
+            "mp-dereg-individual",
+        ),
+        (
+            "oa-dereg-general",
+            "个体户公众号注销",
+            "oa-dereg-individual",
+        ),
+        (
+            "mp-dereg-store",
+            "门店小程序释放昵称",
+            "mp-store-release-nickname",
+        ),
+    ] {
+        let answer = &index.get(id).unwrap().answer;
+        assert!(answer.contains(&format!("发送“{send}”")), "{id}: {answer}");
+        assert_eq!(answered(&index, send).as_deref(), Some(entry), "{send}");
+    }
+}
