@@ -16,7 +16,7 @@ use crate::faq::{Candidate, FaqEntry, FaqOutcome};
 use crate::outbound::OutboundMessage;
 use crate::protocol::{InboundMessage, MsgKind};
 use crate::rules::{Captures, MatchInput, Rule, RuleSet, render_template};
-use crate::store::{Menu, QuotaTrigger, Session};
+use crate::store::{LastFaq, Menu, QuotaTrigger, Session};
 use crate::text::normalize;
 
 /// What kind of answer was given (`action` of `kefu try --json`).
@@ -150,6 +150,18 @@ pub fn decide(set: &RuleSet, msg: &InboundMessage, session: &Session, ctx: &Cont
         next.handoff_until = None;
         session_changed = true;
     }
+    // An FAQ answer is remembered for a few minutes, so that a follow-up naming only a
+    // situation ("个体户的呢") is read with it.
+    if let Some(faq) = &decision.faq {
+        next.last_faq = Some(LastFaq {
+            faq: faq.clone(),
+            expires_at: expiry(now, set.faq().settings().follow_up_secs),
+        });
+        session_changed = true;
+    } else if next.last_faq.as_ref().is_some_and(|l| l.expires_at <= now) {
+        next.last_faq = None;
+        session_changed = true;
+    }
     decision.session = session_changed.then_some(next);
     decision
 }
@@ -225,6 +237,21 @@ fn decide_inner(
                 );
             }
         }
+        // A follow-up to the user's last FAQ answer ("个体户的呢" after a Mini Program answer):
+        // read on that answer's topic and with its kind, when that settles more than the
+        // message alone does.
+        if !matches!(verdict.outcome, FaqOutcome::Answer { .. })
+            && let Some(last) = session.last_faq.as_ref().filter(|l| l.expires_at > now)
+            && let Some(follow) = set.faq().ask_follow_up(text, &last.faq)
+        {
+            let better = matches!(
+                (&follow.outcome, &verdict.outcome),
+                (FaqOutcome::Answer { .. }, _) | (FaqOutcome::Clarify { .. }, FaqOutcome::NoMatch)
+            );
+            if better {
+                verdict = follow;
+            }
+        }
         candidates = verdict.candidates;
         faq_why = verdict.why;
         match verdict.outcome {
@@ -250,6 +277,7 @@ fn decide_inner(
                             question: Some(text.to_string()),
                         }),
                         handoff_until: None,
+                        last_faq: None,
                     }),
                 };
             }

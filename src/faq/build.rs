@@ -61,6 +61,8 @@ pub(crate) struct CheckedTopic {
     pub entries: Vec<usize>,
     /// Indices of the menu's entries, in order.
     pub options: Vec<usize>,
+    /// Normalized `kinds` words.
+    pub kinds: Vec<String>,
 }
 
 /// Everything that passed the checks, and every problem found.
@@ -320,6 +322,7 @@ fn check_topics(topics: Vec<crate::diag::Located<super::model::ClarifySpec>>, ou
         let when = words(&spec.when, "when", &mut ok);
         let not = words(&spec.not, "not", &mut ok);
         let unless = words(&spec.unless, "unless", &mut ok);
+        let kinds = words(&spec.kinds, "kinds", &mut ok);
         if spec.when.is_empty() {
             error(format!(
                 "clarify `{}`: `when` needs at least one word that puts a message on the topic",
@@ -366,6 +369,7 @@ fn check_topics(topics: Vec<crate::diag::Located<super::model::ClarifySpec>>, ou
                 unless,
                 entries,
                 options,
+                kinds,
             });
         }
     }
@@ -403,6 +407,7 @@ mod tests {
             entries: vec![],
             unless: vec![],
             options: options.iter().map(|s| s.to_string()).collect(),
+            kinds: vec![],
         }
     }
 

@@ -98,10 +98,18 @@ impl Canonicalizer {
     }
 
     /// The text without fillers and with every synonym replaced by its canonical word.
+    ///
+    /// Synonyms apply twice, so that a word a typo was corrected to can take part in a longer
+    /// one: "公司注消了" becomes "公司注销了" and then meets "主体已注销"; "认正没完成" becomes
+    /// "认证没完成" and then "未认证". Two passes, never more: nothing can loop.
     pub(crate) fn apply(&self, text: &str) -> String {
         let text = self.drop_fillers(text);
         match &self.automaton {
-            Some(ac) => replace_all(ac, &text, |p| self.replacements.get(p).map(String::as_str)),
+            Some(ac) => {
+                let swap = |p: usize| self.replacements.get(p).map(String::as_str);
+                let once = replace_all(ac, &text, swap);
+                replace_all(ac, &once, swap)
+            }
             None => text,
         }
     }
@@ -204,6 +212,19 @@ mod tests {
         assert_eq!(c.apply("请问公司已经没了"), "主体已注销");
         assert_eq!(c.apply("主体已经注销"), "主体已注销");
         assert_eq!(canon(&[&["", "已经"]]).apply("已经已经"), "");
+    }
+
+    #[test]
+    fn a_corrected_typo_takes_part_in_a_longer_word() {
+        let c = canon(&[
+            &["注销", "注消"],
+            &["主体已注销", "公司注销了"],
+            &["认证", "认正"],
+            &["未认证", "认证没完成"],
+        ]);
+        assert_eq!(c.apply("公司注消了"), "主体已注销");
+        assert_eq!(c.apply("认正没完成"), "未认证");
+        assert_eq!(c.apply("主体已注销"), "主体已注销");
     }
 
     #[test]

@@ -70,6 +70,8 @@ pub(crate) struct Topic {
     pub specific: Vec<u32>,
     /// Entry indices offered in the menu.
     pub options: Vec<usize>,
+    /// Word ids naming the kinds of thing the topic's questions are about.
+    pub kinds: Vec<u32>,
 }
 
 /// What the matcher knows of one message: its canonical text, the words in it, and every
@@ -82,9 +84,35 @@ pub(crate) struct Scored {
     pub present: Vec<bool>,
     /// By entry index: the score in [0, 1].
     pub scores: Vec<f32>,
+    /// By clause of the message (split at punctuation): whether each word occurs in it.
+    pub clauses: Vec<Vec<bool>>,
+    /// The entry one of whose own phrasings the message is, word for word after synonyms
+    /// (punctuation and blanks aside); `None` when it is none, or a phrasing two entries share.
+    pub exact: Option<usize>,
 }
 
 impl Scored {
+    /// The word ids of `words` that occur in the message.
+    pub(crate) fn which(&self, words: &[u32]) -> Vec<u32> {
+        words
+            .iter()
+            .copied()
+            .filter(|&w| self.present.get(w as usize).copied().unwrap_or(false))
+            .collect()
+    }
+
+    /// Whether some clause of the message has one of the `when` words and none of the `not`
+    /// words: "公众号的评论怎么关闭" is about comments, but in "我开公众号写文章，现在想把号注销了"
+    /// the article is part of the story, not what is closed.
+    pub(crate) fn on_topic(&self, when: &[u32], not: &[u32]) -> bool {
+        let has = |present: &[bool], words: &[u32]| {
+            words
+                .iter()
+                .any(|&w| present.get(w as usize).copied().unwrap_or(false))
+        };
+        self.clauses.iter().any(|c| has(c, when) && !has(c, not))
+    }
+
     pub(crate) fn has_any(&self, words: &[u32]) -> bool {
         words
             .iter()
@@ -123,7 +151,39 @@ pub(crate) struct Matcher {
     pub topics: Vec<Topic>,
     /// By entry index: indices of the topics it belongs to (empty: always eligible).
     pub entry_topics: Vec<Vec<usize>>,
+    /// By entry index: the kind word (of its topics' `kinds`) every phrasing of it names, when
+    /// exactly one does.
+    pub entry_kind: Vec<Option<u32>>,
+    /// Every phrasing as a key of [`phrase_key`] → its entry (`u32::MAX`: shared by two entries).
+    exact: HashMap<String, u32>,
     tuning: Tuning,
+}
+
+/// Punctuation that ends a clause (blanks do not: "official account 注销" is one clause).
+fn is_clause_break(c: char) -> bool {
+    matches!(
+        c,
+        ',' | '.'
+            | '?'
+            | '!'
+            | ';'
+            | ':'
+            | '\n'
+            | '，'
+            | '。'
+            | '？'
+            | '！'
+            | '；'
+            | '：'
+            | '、'
+            | '…'
+    )
+}
+
+/// A text reduced to its letters and digits: "个体户小程序，怎么注销？" and "个体户小程序怎么注销"
+/// are the same phrasing.
+fn phrase_key(canonical: &str) -> String {
+    canonical.chars().filter(|c| c.is_alphanumeric()).collect()
 }
 
 const KIND_UNI: u64 = 1 << 62;
@@ -226,12 +286,14 @@ impl Matcher {
             }
             specific.sort_unstable();
             specific.dedup();
+            let kinds = ids(&t.kinds);
             topics.push(Topic {
                 id: t.id.clone(),
                 when,
                 not,
                 specific,
                 options: t.options.clone(),
+                kinds,
             });
         }
         let spotter = WordSpotter::build(&words).map_err(|e| format!("words: {e}"))?;
@@ -249,12 +311,32 @@ impl Matcher {
         let mut phrasing_entry = Vec::new();
         let mut entry_vocab = Vec::with_capacity(checked.entries.len());
         let mut df: HashMap<u64, u32> = HashMap::new();
+        let mut entry_kind = Vec::with_capacity(checked.entries.len());
+        let mut exact: HashMap<String, u32> = HashMap::new();
         for (ei, entry) in checked.entries.iter().enumerate() {
             let mut vocab: Vec<u32> = entry_keywords.get(ei).cloned().unwrap_or_default();
             let mut entry_features: Vec<u64> = Vec::new();
+            // the kind words of the entry's topics; narrowed to those every phrasing names
+            let mut kinds: Vec<u32> = entry_topics
+                .get(ei)
+                .map(|ts| {
+                    ts.iter()
+                        .filter_map(|&t| topics.get(t))
+                        .flat_map(|t| t.kinds.iter().copied())
+                        .collect()
+                })
+                .unwrap_or_default();
             for p in &entry.phrasings {
                 let text = canon.apply(p);
                 let present = spotter.presence(&text);
+                kinds.retain(|&k| present.get(k as usize).copied().unwrap_or(false));
+                let key = phrase_key(&text);
+                if !key.is_empty() {
+                    let owner = exact.entry(key).or_insert(ei as u32);
+                    if *owner != ei as u32 {
+                        *owner = u32::MAX;
+                    }
+                }
                 let mut f = Vec::new();
                 char_features(&text, &mut f);
                 word_features(&present, &mut f);
@@ -282,6 +364,12 @@ impl Matcher {
             vocab.sort_unstable();
             vocab.dedup();
             entry_vocab.push(vocab);
+            kinds.sort_unstable();
+            kinds.dedup();
+            entry_kind.push(match kinds.as_slice() {
+                [one] => Some(*one),
+                _ => None,
+            });
         }
         let mut word_df = vec![0u32; words.len()];
         for vocab in &entry_vocab {
@@ -347,6 +435,8 @@ impl Matcher {
             word_df,
             topics,
             entry_topics,
+            entry_kind,
+            exact,
             tuning,
         };
         Ok((matcher, warnings))
@@ -426,11 +516,89 @@ impl Matcher {
             }
             *score = (score.clamp(0.0, 1.0) * 1000.0).round() / 1000.0;
         }
+        let clauses: Vec<Vec<bool>> = if canonical.contains(is_clause_break) {
+            canonical
+                .split(is_clause_break)
+                .filter(|c| !c.trim().is_empty())
+                .map(|c| self.spotter.presence(c))
+                .collect()
+        } else {
+            vec![present.clone()]
+        };
+        let exact = self
+            .exact
+            .get(&phrase_key(&canonical))
+            .map(|&e| e as usize)
+            .filter(|&e| e < scores.len());
         Scored {
             canonical,
             present,
             scores,
+            clauses,
+            exact,
         }
+    }
+
+    /// The text after fillers and synonyms.
+    pub(crate) fn canonical(&self, normalized: &str) -> String {
+        self.canon.apply(normalized)
+    }
+
+    /// Warnings for clarify topics that capture entries' own phrasings: a phrasing on a topic
+    /// that names none of its specific words (the topic's menu answers it, not the entry), and
+    /// a phrasing off the topic of an entry the topic holds (the gate keeps the entry from it).
+    /// Either way users who ask exactly as the entry says get something else.
+    pub(crate) fn topic_captures(&self, checked: &Checked) -> Vec<Diagnostic> {
+        let mut warnings = Vec::new();
+        for (ti, (topic, spec)) in self.topics.iter().zip(&checked.topics).enumerate() {
+            for (ei, entry) in checked.entries.iter().enumerate() {
+                let held = self.entry_topics.get(ei).is_some_and(|ts| ts.contains(&ti));
+                let mut menu = Vec::new();
+                let mut gated = Vec::new();
+                for p in &entry.phrasings {
+                    let present = self.spotter.presence(&self.canon.apply(p));
+                    let has = |words: &[u32]| {
+                        words
+                            .iter()
+                            .any(|&w| present.get(w as usize).copied().unwrap_or(false))
+                    };
+                    let on = has(&topic.when) && !has(&topic.not);
+                    if on && !has(&topic.specific) {
+                        menu.push(format!("`{p}`"));
+                    } else if held && !on {
+                        gated.push(format!("`{p}`"));
+                    }
+                }
+                if !menu.is_empty() {
+                    warnings.push(Diagnostic::warning(
+                        entry.location.clone(),
+                        format!(
+                            "clarify `{}` (at {}) captures phrasings of entry `{}`: {} {} on the topic without an `unless` word or keyword, so messages like {} get the menu instead of this entry; add the word that names this case to the entry's `keywords` or the topic's `unless`",
+                            topic.id,
+                            spec.location,
+                            entry.id,
+                            menu.join(", "),
+                            if menu.len() == 1 { "is" } else { "are" },
+                            if menu.len() == 1 { "it" } else { "them" },
+                        ),
+                    ));
+                }
+                if !gated.is_empty() {
+                    warnings.push(Diagnostic::warning(
+                        entry.location.clone(),
+                        format!(
+                            "clarify `{}` (at {}) holds entry `{}` but {} {} off the topic (no `when` word, or a `not` word): only those exact words reach the entry; add a `when` word or take the entry out of the topic's `entries`",
+                            topic.id,
+                            spec.location,
+                            entry.id,
+                            gated.join(", "),
+                            if gated.len() == 1 { "is" } else { "are" },
+                        ),
+                    ));
+                }
+            }
+        }
+        warnings
     }
 
     /// Heap bytes of the compiled tables (approximate), for the memory budget test.
@@ -445,6 +613,12 @@ impl Matcher {
             + self.postings.capacity() * 4
             + self.phrasing_entry.capacity() * 4
             + self.phrasing_norm.capacity() * 4
+            + self.entry_kind.capacity() * 8
+            + self
+                .exact
+                .keys()
+                .map(|k| k.capacity() + 4 + 8)
+                .sum::<usize>()
             + self
                 .entry_vocab
                 .iter()

@@ -41,6 +41,13 @@ pub struct FaqSettings {
     pub max_candidates: usize,
     /// How long a clarify menu stays answerable by its number.
     pub menu_ttl_secs: u64,
+    /// A best entry scoring at least this, and clearly ahead, is answered even when the message
+    /// is on a clarify topic without a word saying which case: a topic's menu never overrides a
+    /// confident match.
+    pub confident_score: f32,
+    /// How long after an FAQ answer a follow-up that names only a situation ("个体户的呢") is read
+    /// with the kind of thing (小程序, 公众号) that answer was about.
+    pub follow_up_secs: u64,
 }
 
 impl Default for FaqSettings {
@@ -51,6 +58,8 @@ impl Default for FaqSettings {
             clarify_min_score: 0.35,
             max_candidates: 3,
             menu_ttl_secs: 600,
+            confident_score: 0.8,
+            follow_up_secs: 300,
         }
     }
 }
@@ -110,6 +119,12 @@ pub struct FaqIndex {
     settings: FaqSettings,
 }
 
+/// What a follow-up inherits from the user's last answer.
+struct FollowUp {
+    /// Topics the message is read on although it names none of their `when` words.
+    topics: Vec<usize>,
+}
+
 /// The matcher's verdict with the scores behind it.
 #[derive(Debug, Clone)]
 pub struct FaqVerdict {
@@ -146,6 +161,7 @@ impl FaqIndex {
         let matcher = match Matcher::compile(&checked, tuning) {
             Ok((m, warnings)) => {
                 checked.diagnostics.extend(warnings);
+                checked.diagnostics.extend(m.topic_captures(&checked));
                 m
             }
             Err(message) => {
@@ -206,14 +222,93 @@ impl FaqIndex {
 
     /// Scores the (normalized) message against every entry and decides:
     ///
-    /// 1. entries of a clarify topic are eligible only when the message is on that topic;
-    /// 2. a message on a topic that names none of its specifics gets the topic's menu;
-    /// 3. the best eligible entry is answered when it scores at least `min_score` and leads the
+    /// 1. a message that is, word for word after synonyms, one of an entry's own phrasings gets
+    ///    that entry;
+    /// 2. entries of a clarify topic are eligible only when the message is on that topic, and an
+    ///    entry of one kind (`kinds`: 小程序, 公众号) only when the message names no other kind;
+    /// 3. a message on a topic that names none of its specifics gets the topic's menu, unless
+    ///    its best entry scores at least `confident_score` and is clearly ahead;
+    /// 4. the best eligible entry is answered when it scores at least `min_score` and leads the
     ///    next by `min_margin`;
-    /// 4. otherwise the eligible entries within `min_margin` of the best and above
+    /// 5. otherwise the eligible entries within `min_margin` of the best and above
     ///    `clarify_min_score` are offered as a menu (up to 3);
-    /// 5. otherwise no match.
+    /// 6. otherwise no match.
     pub fn ask(&self, normalized: &str) -> FaqVerdict {
+        self.decide(normalized, None)
+    }
+
+    /// Reads a follow-up to the answer `last` (an entry id), on `last`'s topic:
+    ///
+    /// - a message that names a situation of the topic (a keyword or `unless` word: "个体户的呢",
+    ///   "政府单位的") but no kind is read with `last`'s kind ("小程序" after a Mini Program
+    ///   answer);
+    /// - a message that names only a kind ("公众号的呢") is read with `last`'s question, its own
+    ///   kind taken out ("个体工商户的如何注销").
+    ///
+    /// `None` when the message is no such follow-up: it is then read alone ([`Self::ask`]).
+    pub fn ask_follow_up(&self, normalized: &str, last: &str) -> Option<FaqVerdict> {
+        let e = self.entries.iter().position(|x| x.id == last)?;
+        let topics = self.matcher.entry_topics.get(e)?.clone();
+        if topics.is_empty() {
+            return None;
+        }
+        let scored = self.matcher.score(normalized);
+        let all_kinds: Vec<u32> = self
+            .matcher
+            .topics
+            .iter()
+            .flat_map(|t| t.kinds.iter().copied())
+            .collect();
+        let kinds_named = scored.which(&all_kinds);
+        let on_its_topics = |test: &dyn Fn(&matcher::Topic) -> bool| {
+            topics
+                .iter()
+                .any(|&t| self.matcher.topics.get(t).is_some_and(test))
+        };
+        if on_its_topics(&|t| scored.has_any(&t.not)) {
+            return None;
+        }
+        let names_a_situation = on_its_topics(&|t| {
+            t.specific
+                .iter()
+                .any(|w| !all_kinds.contains(w) && scored.has_any(&[*w]))
+        });
+        let kind = self.matcher.entry_kind.get(e).copied().flatten();
+        let (text, with) = if names_a_situation && kinds_named.is_empty() {
+            match kind {
+                Some(k) => {
+                    let word = self.matcher.word(k);
+                    (format!("{word} {normalized}"), format!(" and {word}"))
+                }
+                None => (normalized.to_string(), String::new()),
+            }
+        } else if !names_a_situation
+            && !kinds_named.is_empty()
+            && !on_its_topics(&|t| scored.has_any(&t.when))
+        {
+            let mut question = self
+                .matcher
+                .canonical(&crate::text::normalize(&self.entries.get(e)?.question));
+            for &k in kind.iter() {
+                question = question.replace(self.matcher.word(k), "");
+            }
+            (
+                format!("{normalized} {question}"),
+                format!(" and its question \"{question}\""),
+            )
+        } else {
+            return None;
+        };
+        let context = FollowUp { topics };
+        let mut verdict = self.decide(&text, Some(&context));
+        verdict.why = format!(
+            "follow-up to {last}, read on its topic{with}: {}",
+            verdict.why
+        );
+        Some(verdict)
+    }
+
+    fn decide(&self, normalized: &str, follow_up: Option<&FollowUp>) -> FaqVerdict {
         let scored = self.matcher.score(normalized);
         let read_as = if scored.canonical == normalized {
             String::new()
@@ -221,20 +316,36 @@ impl FaqIndex {
             format!("; read as \"{}\"", scored.canonical)
         };
 
-        // 1. which topics the message is on; which entries may answer
+        // 2. which topics the message is on; which entries may answer
         let on_topic: Vec<bool> = self
             .matcher
             .topics
             .iter()
-            .map(|t| scored.has_any(&t.when) && !scored.has_any(&t.not))
+            .enumerate()
+            .map(|(i, t)| {
+                let carried = follow_up.is_some_and(|f| f.topics.contains(&i));
+                (carried && !scored.has_any(&t.not)) || scored.on_topic(&t.when, &t.not)
+            })
             .collect();
+        let all_kinds: Vec<u32> = self
+            .matcher
+            .topics
+            .iter()
+            .flat_map(|t| t.kinds.iter().copied())
+            .collect();
+        let named_kinds = scored.which(&all_kinds);
         let eligible = |e: usize| -> bool {
-            match self.matcher.entry_topics.get(e) {
+            let on = match self.matcher.entry_topics.get(e) {
                 Some(topics) if !topics.is_empty() => topics
                     .iter()
                     .any(|&t| on_topic.get(t).copied().unwrap_or(false)),
                 _ => true,
-            }
+            };
+            let kind_ok = match self.matcher.entry_kind.get(e).copied().flatten() {
+                Some(k) => named_kinds.is_empty() || named_kinds.contains(&k),
+                None => true,
+            };
+            on && kind_ok
         };
         let mut ranked: Vec<(usize, f32)> = scored
             .scores
@@ -254,9 +365,35 @@ impl FaqIndex {
             })
             .collect();
 
-        // 2. on a topic, but not saying which case
+        // 1. an entry's own phrasing: no topic, kind or margin overrides it
+        if let Some(e) = scored.exact {
+            let score = scored.scores.get(e).copied().unwrap_or(0.0);
+            let id = self.id_of(e);
+            return FaqVerdict {
+                outcome: FaqOutcome::Answer {
+                    faq: id.clone(),
+                    score,
+                },
+                candidates,
+                why: format!("faq {id}: the message is one of its own phrasings{read_as}"),
+            };
+        }
+
+        let s = &self.settings;
+        let (next_id, next_score) = match ranked.get(1) {
+            Some(&(e, score)) => (self.id_of(e), score),
+            None => ("none".to_string(), 0.0),
+        };
+        let confident = ranked.first().is_some_and(|&(_, best)| {
+            best >= s.confident_score.max(s.min_score) && best - next_score >= s.min_margin - 1e-6
+        });
+
+        // 3. on a topic, but not saying which case (and no confident match)
         for (t, topic) in self.matcher.topics.iter().enumerate() {
-            if on_topic.get(t).copied().unwrap_or(false) && !scored.has_any(&topic.specific) {
+            if !confident
+                && on_topic.get(t).copied().unwrap_or(false)
+                && !scored.has_any(&topic.specific)
+            {
                 let options: Vec<String> = topic.options.iter().map(|&e| self.id_of(e)).collect();
                 let why = format!(
                     "on topic {} ({}) without a word saying which case: menu{read_as}",
@@ -271,13 +408,12 @@ impl FaqIndex {
             }
         }
 
-        let s = &self.settings;
         let Some(&(best, best_score)) = ranked.first() else {
             let vetoed: Vec<String> = self
                 .matcher
                 .topics
                 .iter()
-                .filter(|t| scored.has_any(&t.when) && scored.has_any(&t.not))
+                .filter(|t| scored.has_any(&t.when) && !scored.on_topic(&t.when, &t.not))
                 .map(|t| {
                     format!(
                         "{} ({}) but also {}",
@@ -306,13 +442,9 @@ impl FaqIndex {
                 why,
             };
         };
-        let (next_id, next_score) = match ranked.get(1) {
-            Some(&(e, score)) => (self.id_of(e), score),
-            None => ("none".to_string(), 0.0),
-        };
         let best_id = self.id_of(best);
 
-        // 3. clear winner
+        // 4. clear winner
         let margin = best_score - next_score;
         if best_score >= s.min_score && margin >= s.min_margin - 1e-6 {
             let why = format!(
@@ -329,7 +461,7 @@ impl FaqIndex {
             };
         }
 
-        // 4. several close ones
+        // 5. several close ones
         let close: Vec<(usize, f32)> = ranked
             .iter()
             .copied()
@@ -357,7 +489,7 @@ impl FaqIndex {
             };
         }
 
-        // 5. nothing good enough
+        // 6. nothing good enough
         let why = format!(
             "best {best_id} {best_score:.3} below min_score {:.2}{read_as}",
             s.min_score

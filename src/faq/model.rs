@@ -54,4 +54,10 @@ pub struct ClarifySpec {
     pub unless: Vec<String>,
     /// FAQ entry ids offered, in order (at most 3).
     pub options: Vec<String>,
+    /// Words naming the kind of thing a question of this topic is about (小程序, 公众号). An
+    /// entry of the topic whose every phrasing names the same one kind is of that kind: it is
+    /// never answered to a message that names only other kinds, and a follow-up that names no
+    /// kind ("个体户的呢") is read with the kind of the user's last answer.
+    #[serde(default)]
+    pub kinds: Vec<String>,
 }

@@ -149,6 +149,19 @@ pub struct Session {
     pub menu: Option<Menu>,
     /// Unix seconds until which the user's messages are transferred to humans again.
     pub handoff_until: Option<i64>,
+    /// The user's last FAQ answer, for a few minutes: a follow-up that names only a situation
+    /// ("个体户的呢") is read with the kind of thing that answer was about.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_faq: Option<LastFaq>,
+}
+
+/// The FAQ entry a user was last answered with, and until when a follow-up is read with it.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct LastFaq {
+    /// The entry id.
+    pub faq: String,
+    /// Unix seconds after which the next message is read alone.
+    pub expires_at: i64,
 }
 
 /// What opened (or refreshed) the user's send window (protocol doc §6.3).

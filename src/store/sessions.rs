@@ -22,6 +22,7 @@ pub fn live(session: &Session, now: i64) -> Session {
             .clone()
             .filter(|m| m.expires_at > now && !m.options.is_empty()),
         handoff_until: session.handoff_until.filter(|&t| t > now),
+        last_faq: session.last_faq.clone().filter(|l| l.expires_at > now),
     }
 }
 
@@ -32,10 +33,11 @@ pub fn expires_at(session: &Session) -> Option<i64> {
         .as_ref()
         .filter(|m| !m.options.is_empty())
         .map(|m| m.expires_at);
-    match (menu, session.handoff_until) {
-        (Some(a), Some(b)) => Some(a.max(b)),
-        (a, b) => a.or(b),
-    }
+    let last_faq = session.last_faq.as_ref().map(|l| l.expires_at);
+    [menu, session.handoff_until, last_faq]
+        .into_iter()
+        .flatten()
+        .max()
 }
 
 /// Sessions by app, then openid (two levels, so a lookup borrows `&str` without allocating).
@@ -158,6 +160,7 @@ mod tests {
                 question: None,
             }),
             handoff_until: None,
+            last_faq: None,
         }
     }
 
@@ -174,11 +177,30 @@ mod tests {
             c.get("app", "u", 150),
             Session {
                 menu: None,
-                handoff_until: Some(200)
+                handoff_until: Some(200),
+                last_faq: None,
             }
         );
         assert_eq!(c.get("app", "u", 250), Session::default());
         assert_eq!(c.get("other", "u", 50), Session::default());
+    }
+
+    #[test]
+    fn a_last_faq_answer_keeps_the_session_until_it_expires() {
+        let c = SessionCache::default();
+        let s = Session {
+            last_faq: Some(crate::store::LastFaq {
+                faq: "mp-dereg-general".into(),
+                expires_at: 300,
+            }),
+            ..Session::default()
+        };
+        assert_eq!(expires_at(&s), Some(300));
+        c.apply([("app", "u", &s)]);
+        assert_eq!(c.get("app", "u", 299), s);
+        assert_eq!(c.get("app", "u", 300), Session::default());
+        c.sweep(300);
+        assert!(c.is_empty());
     }
 
     #[test]

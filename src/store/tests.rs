@@ -245,6 +245,7 @@ async fn sessions_are_visible_after_commit_and_survive_a_restart() {
             question: Some("注销需要什么".into()),
         }),
         handoff_until: Some(at + 1800),
+        last_faq: None,
     };
     {
         let store = open(dir.path());
@@ -265,7 +266,8 @@ async fn sessions_are_visible_after_commit_and_survive_a_restart() {
         store.session("demo", "u", at + 700).unwrap(),
         Session {
             menu: None,
-            handoff_until: Some(at + 1800)
+            handoff_until: Some(at + 1800),
+            last_faq: None,
         }
     );
     // A default session clears it, on disk too.
@@ -368,6 +370,7 @@ async fn retention_purges_old_log_rows_dedupe_and_expired_state() {
     ancient.session = Some(Session {
         menu: None,
         handoff_until: Some(old + 60),
+        last_faq: None,
     });
     commit(&store, ancient).await;
     commit(&store, push("yesterday", "u", t - 2 * 86_400, &[])).await;
@@ -561,6 +564,7 @@ async fn a_failed_batch_publishes_nothing_and_releases_waiters() {
     record.session = Some(Session {
         menu: None,
         handoff_until: Some(at + 600),
+        last_faq: None,
     });
     let key = record.key.clone();
     assert!(matches!(store.claim(&key, at).unwrap(), Claim::New));

@@ -287,6 +287,16 @@ const WARNINGS: &[Case] = &[
         message: "warning: rule `b` can never win: rule `a`",
     },
     Case {
+        what: "a clarify topic capturing an entry's own phrasing",
+        files: &[(
+            "shop.yaml",
+            "faq:\n  - id: vip-open\n    question: 怎么开通会员？\n    answer: 在会员中心开通。\n  - id: vip-cancel\n    question: 怎么取消会员自动续费？\n    similar: [不想续会员了]\n    answer: 在会员中心关闭自动续费。\nclarify:\n  - id: membership\n    when: [会员]\n    unless: [开通, 续费]\n    options: [vip-open, vip-cancel]\n",
+        )],
+        file: "shop.yaml",
+        at: (5, 5),
+        message: "warning: clarify `membership` (at ",
+    },
+    Case {
         what: "more than 5 replies",
         files: &[(
             "a.yaml",
@@ -552,7 +562,7 @@ fn try_stdin_keeps_the_session_so_a_menu_is_answered_by_its_number() {
         (&"faq".into(), &"mp-dereg-general".into())
     );
     let text = answer["replies"][0].as_str().unwrap();
-    assert!(text.starts_with("小程序注销"), "{text}");
+    assert!(text.starts_with("您好，小程序可以注销"), "{text}");
 
     // The number answers only the next message: a second `1` is not a choice any more.
     let run = kefu_stdin(&["try", "--json"], "注销需要什么\n1\n1\n");
@@ -586,7 +596,11 @@ fn try_stdin_text_output_shows_each_message() {
 
 #[test]
 fn eval_passes_the_shipped_sets() {
-    for set in ["tests/data/dev-set.yaml", "tests/data/faq-eval.yaml"] {
+    for set in [
+        "tests/data/dev-set.yaml",
+        "tests/data/faq-eval.yaml",
+        "tests/data/faq-issue-14.yaml",
+    ] {
         let run = kefu(&["eval", "--min-accuracy", "0.95", "--max-false", "0", set]);
         assert_eq!(run.code, Some(0), "{set}: {run:?}");
         assert!(
@@ -767,17 +781,71 @@ fn the_rule_examples_in_the_guide_pass_check() {
 }
 
 #[test]
-fn eval_meets_the_targets_on_the_probe_set() {
-    // Phrasings written after tuning, through the whole decision: ≥ 95% and no false answer.
+fn eval_meets_the_targets_on_the_repos_own_sets() {
+    // Through the whole decision (rules, FAQ, default): ≥ 97% and no false answer on the
+    // development set and on every set of our own.
+    for set in [
+        "tests/data/dev-set.yaml",
+        "tests/data/faq-eval.yaml",
+        "tests/data/faq-holdout.yaml",
+        "tests/data/faq-probe.yaml",
+        "tests/data/faq-issue-14.yaml",
+        "tests/data/faq-after-tuning.yaml",
+    ] {
+        let run = kefu(&["eval", "--min-accuracy", "0.97", "--max-false", "0", set]);
+        assert_eq!(run.code, Some(0), "{set}: {run:?}");
+    }
+}
+
+#[test]
+fn eval_meets_the_targets_on_the_blind_set() {
+    // Written and frozen before the tuning of issue 14 (see its header): ≥ 95%, no false answer.
     let run = kefu(&[
         "eval",
         "--min-accuracy",
         "0.95",
         "--max-false",
         "0",
-        "tests/data/faq-probe.yaml",
+        "tests/data/faq-blind.yaml",
     ]);
     assert_eq!(run.code, Some(0), "{run:?}");
+}
+
+#[test]
+fn other_wechat_products_get_a_plain_answer_and_a_person_offer() {
+    for q in ["怎么注销微信号", "视频号怎么注销", "企业微信怎么注销"] {
+        let v = try_json(&[q]);
+        assert_eq!(v["rule"], "other-wechat-products", "{q}: {v}");
+        assert_eq!(v["faq"], Value::Null, "{q}: {v}");
+        let reply = v["replies"][0].as_str().unwrap_or_default().to_string();
+        assert!(
+            reply.contains("小程序") && reply.contains("公众号"),
+            "{q}: {reply}"
+        );
+        assert!(reply.contains("发送“人工”"), "{q}: {reply}");
+    }
+    // A question that also names a Mini Program is the FAQ's.
+    let v = try_json(&["主体已注销的小程序要提供管理员微信号吗"]);
+    assert_ne!(v["rule"], "other-wechat-products", "{v}");
+}
+
+#[test]
+fn try_stdin_a_follow_up_is_read_with_the_kind_of_the_last_answer() {
+    let run = kefu_stdin(
+        &["try", "--json"],
+        "小程序怎么注销\n个体户的呢\n公众号怎么注销\n个体户的呢\n",
+    );
+    assert_eq!(run.code, Some(0), "{run:?}");
+    let lines: Vec<Value> = run
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect();
+    assert_eq!(lines[1]["faq"], "mp-dereg-individual", "{}", lines[1]);
+    assert_eq!(lines[3]["faq"], "oa-dereg-individual", "{}", lines[3]);
+    // A fresh user asking the same is asked which account.
+    let v = try_json(&["个体户的呢"]);
+    assert_ne!(v["action"], "faq", "{v}");
 }
 
 #[test]

@@ -327,3 +327,40 @@ async fn huge_handoff_minutes_and_menu_ttl_do_not_break_the_push() {
     assert_eq!(app.ask("oa2", "o_alice", "转人工").await, Answer::Transfer);
     assert_eq!(app.ask("oa2", "o_alice", "你好").await, Answer::Transfer);
 }
+
+#[tokio::test]
+async fn a_follow_up_is_read_with_the_kind_of_the_users_last_answer() {
+    // Issue 14, point 5: after an answer about Mini Programs, "个体户的呢" means the
+    // individual-business Mini Program entry; the store keeps what it needs, per user.
+    let app = spawn_app_with(config(vec![oa("oa")], "")).await;
+    assert_eq!(
+        app.ask("oa", "o_alice", "小程序怎么注销").await,
+        answer_of_entry(&app, "mp-dereg-general")
+    );
+    let last = app
+        .state
+        .store
+        .session("oa", "o_alice", TestApp::now())
+        .expect("session")
+        .last_faq
+        .expect("the last answer is kept");
+    assert_eq!(last.faq, "mp-dereg-general");
+    assert!(
+        (290..=300).contains(&(last.expires_at - TestApp::now())),
+        "{last:?}"
+    );
+    assert_eq!(
+        app.ask("oa", "o_alice", "个体户的呢").await,
+        answer_of_entry(&app, "mp-dereg-individual")
+    );
+    // Bob's last answer was about Official Accounts.
+    app.ask("oa", "o_bob", "公众号怎么注销").await;
+    assert_eq!(
+        app.ask("oa", "o_bob", "个体户的呢").await,
+        answer_of_entry(&app, "oa-dereg-individual")
+    );
+    // Carol asked nothing before: she is not given either entry.
+    let carol = app.ask("oa", "o_carol", "个体户的呢").await;
+    assert_ne!(carol, answer_of_entry(&app, "mp-dereg-individual"));
+    assert_ne!(carol, answer_of_entry(&app, "oa-dereg-individual"));
+}
