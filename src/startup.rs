@@ -21,7 +21,7 @@ use crate::metrics::AppOutcomeLabels;
 use crate::metrics::Metrics;
 use crate::rules::RuleSet;
 use crate::rules::reload::{ReloadOutcome, RulesHandle, spawn_watcher};
-use crate::store::{SqliteStore, Store, StoreOptions};
+use crate::store::{Operations, SqliteReader, SqliteStore, Store, StoreOptions};
 use crate::wechat::{ClientOptions, MeteredDeliver, TokenFetchHook, WechatClient};
 
 /// A built, bound, not yet running kefu.
@@ -148,7 +148,7 @@ impl Application {
             apps,
             rules: global,
             store,
-            ops: sqlite.clone(),
+            ops: Arc::new(sqlite.clone()),
             client: client.clone(),
             metrics: metrics.clone(),
             store_health: Arc::new(StoreHealth::new(metrics.clone())),
@@ -331,6 +331,13 @@ impl Application {
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// The operators' read side of the configured store, for commands that run beside a daemon
+/// (`kefu stats`): it reads, never writes.
+pub fn operations(settings: &Settings) -> anyhow::Result<Box<dyn Operations>> {
+    let reader = SqliteReader::open(&settings.data_dir)?;
+    Ok(Box::new(reader))
 }
 
 /// The outbox worker's options: the defaults with the pacing and bounds of `outbox:`.

@@ -1,12 +1,10 @@
 //! `kefu stats [--config FILE] [--since 7d]`: prints what the conversation log says since a
 //! duration ago (SPEC §1). The report itself is [`crate::store::stats`]; this only parses the
-//! duration, finds the database under `data_dir` and prints.
+//! duration, opens the store's read side (whatever the store) and prints.
 
 use anyhow::{Context, bail};
 
 use crate::config::Settings;
-use crate::store::schema::DB_FILE;
-use crate::store::stats;
 
 /// Parses `7d`, `24h`, `30m` or `90s` into seconds.
 pub fn parse_since(text: &str) -> anyhow::Result<i64> {
@@ -33,9 +31,10 @@ pub fn parse_since(text: &str) -> anyhow::Result<i64> {
 pub fn run_stats(settings: &Settings, since: &str, json: bool) -> anyhow::Result<()> {
     let secs = parse_since(since)?;
     let now = crate::clock::unix_now();
-    let db = settings.data_dir.join(DB_FILE);
-    let report = stats::collect(&db, now.saturating_sub(secs), settings.tz)
-        .with_context(|| format!("kefu stats: reading {}", db.display()))?;
+    let ops = crate::startup::operations(settings)?;
+    let report = ops
+        .stats(now.saturating_sub(secs), settings.tz)
+        .context("kefu stats: reading the conversation log")?;
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {

@@ -1,6 +1,8 @@
 //! The admin listener: `/metrics` in the Prometheus text format and the operator console.
 //! Never exposed publicly; an optional bearer token (`admin_token`) guards it.
 
+use std::sync::Arc;
+
 use actix_web::{HttpRequest, HttpResponse, web};
 
 use super::State;
@@ -169,7 +171,7 @@ const SUMMARY_BUCKET_SECS: i64 = 3600;
 pub async fn summary(_: AdminAccess, state: web::Data<State>) -> HttpResponse {
     let now = chrono::Utc::now().timestamp();
     let since = now - SUMMARY_WINDOW_SECS;
-    let ops = state.ops.clone();
+    let ops = Arc::clone(&state.ops);
     let tz = state.settings.tz;
     let read = web::block(move || {
         let report = ops.stats(since, tz)?;

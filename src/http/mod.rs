@@ -15,7 +15,7 @@ use actix_web::web;
 use crate::config::Settings;
 use crate::metrics::Metrics;
 use crate::rules::reload::RulesHandle;
-use crate::store::{SqliteStore, Store};
+use crate::store::{Operations, Store};
 use crate::wechat::WechatClient;
 pub use webhook::AppRuntime;
 
@@ -29,7 +29,7 @@ pub struct State {
     /// The request path's state, reached only through the trait (SPEC §8).
     pub store: Arc<dyn Store>,
     /// The operators' read side (outbox depth, failures, stats) for metrics and the console.
-    pub ops: SqliteStore,
+    pub ops: Arc<dyn Operations>,
     /// The API client (its dry-run record is shown on the console).
     pub client: WechatClient,
     pub metrics: Metrics,

@@ -73,7 +73,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 pub use outbox::{Claimed, FailedEntry, OutboxCounts, OutboxEntry, Settlement};
-pub use sqlite::SqliteStore;
+pub use sqlite::{SqliteReader, SqliteStore};
 
 use futures_util::future::BoxFuture;
 pub use quota::QuotaSettings;
@@ -253,6 +253,26 @@ pub trait Store: Send + Sync + 'static {
     /// kefu calls it every few seconds so that `/healthz` sees a failing store (and its
     /// recovery) without waiting for traffic.
     fn probe(&self) -> BoxFuture<'_, Result<(), StoreError>>;
+}
+
+/// What operators read (the console, `kefu stats`, `/metrics`): the same for every backend, so
+/// that nothing outside a store knows how it keeps its data. Calls block (the console runs them
+/// on a blocking thread).
+pub trait Operations: Send + Sync + 'static {
+    /// Outbox entries queued or being sent (cheap: the `/metrics` gauge).
+    fn outbox_depth(&self) -> u64;
+    /// Outbox entries by state.
+    fn outbox_counts(&self) -> Result<OutboxCounts, StoreError>;
+    /// Conversation-log statistics since `since_unix`, days cut in `tz`.
+    fn stats(&self, since_unix: i64, tz: chrono_tz::Tz) -> Result<stats::StatsReport, StoreError>;
+    /// Messages per bucket since `since_unix`, for the console's chart.
+    fn series(
+        &self,
+        since_unix: i64,
+        bucket_secs: i64,
+    ) -> Result<Vec<stats::SeriesPoint>, StoreError>;
+    /// The latest entries that failed for good, newest first.
+    fn recent_failures(&self, limit: usize) -> Result<Vec<FailedEntry>, StoreError>;
 }
 
 /// What a request does with a push once dedupe has spoken (see [`resolve_claim`]).

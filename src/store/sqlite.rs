@@ -31,7 +31,8 @@ use super::sessions::SessionCache;
 use super::stats::{self, StatsReport};
 use super::writer::{Cmd, Shared, Writer, unix_now};
 use super::{
-    Claim, CommitTicket, Outbox, PushKey, PushRecord, Session, Store, StoreError, StoreOptions,
+    Claim, CommitTicket, Operations, Outbox, PushKey, PushRecord, Session, Store, StoreError,
+    StoreOptions,
 };
 use futures_util::future::BoxFuture;
 
@@ -324,6 +325,78 @@ impl Store for SqliteStore {
         let (reply, rx) = oneshot::channel();
         self.send(Cmd::Probe { reply });
         Box::pin(async move { rx.await.map_err(|_| StoreError::Closed)? })
+    }
+}
+
+impl Operations for SqliteStore {
+    fn outbox_depth(&self) -> u64 {
+        SqliteStore::outbox_depth(self)
+    }
+
+    fn outbox_counts(&self) -> Result<OutboxCounts, StoreError> {
+        SqliteStore::outbox_counts(self)
+    }
+
+    fn stats(&self, since_unix: i64, tz: Tz) -> Result<StatsReport, StoreError> {
+        SqliteStore::stats(self, since_unix, tz)
+    }
+
+    fn series(
+        &self,
+        since_unix: i64,
+        bucket_secs: i64,
+    ) -> Result<Vec<stats::SeriesPoint>, StoreError> {
+        SqliteStore::series(self, since_unix, bucket_secs)
+    }
+
+    fn recent_failures(&self, limit: usize) -> Result<Vec<FailedEntry>, StoreError> {
+        SqliteStore::recent_failures(self, limit)
+    }
+}
+
+/// The operators' read side of a database another process (the daemon) owns: `kefu stats` and
+/// the other commands open one of these, never the writer.
+pub struct SqliteReader {
+    /// Read-only, opened once.
+    conn: Mutex<Connection>,
+}
+
+impl SqliteReader {
+    /// Opens `data_dir`'s database read-only; an error names a missing database.
+    pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
+        Ok(Self {
+            conn: Mutex::new(stats::open_read_only(&data_dir.join(schema::DB_FILE))?),
+        })
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Operations for SqliteReader {
+    fn outbox_depth(&self) -> u64 {
+        outbox::counts(&self.conn()).map_or(0, |c| c.queued + c.sending)
+    }
+
+    fn outbox_counts(&self) -> Result<OutboxCounts, StoreError> {
+        outbox::counts(&self.conn())
+    }
+
+    fn stats(&self, since_unix: i64, tz: Tz) -> Result<StatsReport, StoreError> {
+        stats::collect_from(&self.conn(), since_unix, unix_now(), tz)
+    }
+
+    fn series(
+        &self,
+        since_unix: i64,
+        bucket_secs: i64,
+    ) -> Result<Vec<stats::SeriesPoint>, StoreError> {
+        stats::series_from(&self.conn(), since_unix, unix_now(), bucket_secs)
+    }
+
+    fn recent_failures(&self, limit: usize) -> Result<Vec<FailedEntry>, StoreError> {
+        outbox::recent_failures(&self.conn(), limit)
     }
 }
 

@@ -86,6 +86,13 @@ pub struct StatsReport {
 
 /// Opens the database at `db_path` read-only and collects the report for `since_unix..now`.
 pub fn collect(db_path: &Path, since_unix: i64, tz: Tz) -> Result<StatsReport, StoreError> {
+    let conn = open_read_only(db_path)?;
+    collect_from(&conn, since_unix, super::writer::unix_now(), tz)
+}
+
+/// A read-only connection to a database a running daemon may be writing, of this build's
+/// schema version.
+pub fn open_read_only(db_path: &Path) -> Result<Connection, StoreError> {
     if !db_path.exists() {
         return Err(StoreError::Backend(format!(
             "no conversation log at {} (has kefu serve run with this data_dir?)",
@@ -108,7 +115,7 @@ pub fn collect(db_path: &Path, since_unix: i64, tz: Tz) -> Result<StatsReport, S
             schema::latest_version()
         )));
     }
-    collect_from(&conn, since_unix, super::writer::unix_now(), tz)
+    Ok(conn)
 }
 
 /// Collects the report from an open connection.
