@@ -448,7 +448,7 @@ async fn probe_store(state: web::Data<State>, stop: impl std::future::Future<Out
             Ok(Err(e)) => state.store_health.failed("probe", &e),
             Err(_) => state.store_health.failed(
                 "probe",
-                &crate::store::StoreError::Backend("no answer within 5 s".into()),
+                &crate::store::StoreError::backend("no answer within 5 s"),
             ),
         }
     }

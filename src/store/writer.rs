@@ -346,7 +346,7 @@ impl Writer {
                 })),
                 (cmd, _) => cmd.fail(
                     &self.shared,
-                    StoreError::Backend("internal: effect does not match command".into()),
+                    StoreError::backend("internal: effect does not match command"),
                 ),
             }
         }
