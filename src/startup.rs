@@ -26,7 +26,7 @@ use crate::metrics::AppOutcomeLabels;
 use crate::metrics::Metrics;
 use crate::rules::RuleSet;
 use crate::rules::reload::{ReloadOutcome, RulesHandle, spawn_watcher};
-use crate::store::{Operations, SqliteReader, SqliteStore, Store, StoreOptions};
+use crate::store::{Operations, RecordedHook, SqliteReader, SqliteStore, Store, StoreOptions};
 use crate::wechat::{ClientOptions, MeteredDeliver, TokenFetchHook, WechatClient};
 
 /// A built, bound, not yet running kefu.
@@ -71,7 +71,7 @@ impl Application {
             .context("the global rules folder was not loaded")?;
         let apps = app_runtimes(&settings, &rule_handles, &global);
 
-        let sqlite = SqliteStore::open(&settings.data_dir, store_options(&settings))
+        let sqlite = SqliteStore::open(&settings.data_dir, store_options(&settings, &metrics))
             .with_context(|| format!("opening the store in {}", settings.data_dir.display()))?;
         let client = api_client(&settings, &metrics)?;
         let state = web::Data::new(State {
@@ -417,10 +417,14 @@ fn worker_options(o: &crate::config::OutboxSettings) -> WorkerOptions {
 }
 
 /// The store's options from `kefu.yaml`.
-fn store_options(settings: &Settings) -> StoreOptions {
+fn store_options(settings: &Settings, metrics: &Metrics) -> StoreOptions {
+    let metrics = metrics.clone();
     StoreOptions {
         log_retention_days: settings.log_retention_days,
         durability: settings.durability,
+        on_recorded: Some(RecordedHook(Arc::new(move |record| {
+            metrics.count_recorded(record);
+        }))),
         ..StoreOptions::new(settings.quota.clone())
     }
 }

@@ -95,31 +95,33 @@ impl MsgKind {
         }
     }
 
-    /// The message type as a bounded label (metrics): WeChat's known types by name, anything
-    /// else `other`, so that a signed push cannot invent label values.
+    /// The message type as a bounded label (metrics); see [`msg_type_label`].
     pub fn label(&self) -> &'static str {
-        /// Message types WeChat documents besides the ones kefu parses.
-        const KNOWN: [&str; 7] = [
-            "voice",
-            "video",
-            "shortvideo",
-            "location",
-            "link",
-            "file",
-            "transfer_customer_service",
-        ];
-        match self {
-            MsgKind::Text { .. } => "text",
-            MsgKind::Image { .. } => "image",
-            MsgKind::MiniProgramPage { .. } => "miniprogrampage",
-            MsgKind::Event { .. } => "event",
-            MsgKind::Other { msg_type } => KNOWN
-                .iter()
-                .find(|k| **k == msg_type.as_str())
-                .copied()
-                .unwrap_or("other"),
-        }
+        msg_type_label(self.type_name())
     }
+}
+
+/// A `MsgType` as a bounded label (metrics): WeChat's documented types by name, anything else
+/// `other`, so that a signed push cannot invent label values.
+pub fn msg_type_label(msg_type: &str) -> &'static str {
+    const KNOWN: [&str; 11] = [
+        "text",
+        "image",
+        "miniprogrampage",
+        "event",
+        "voice",
+        "video",
+        "shortvideo",
+        "location",
+        "link",
+        "file",
+        "transfer_customer_service",
+    ];
+    KNOWN
+        .iter()
+        .find(|k| **k == msg_type)
+        .copied()
+        .unwrap_or("other")
 }
 
 /// Why a body was refused (HTTP 400).

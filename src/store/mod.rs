@@ -415,6 +415,18 @@ pub enum Durability {
     Normal,
 }
 
+/// Told of every push the store recorded (not of a retry found already recorded), on the
+/// store's own thread once the record is durable: start-up counts the message metrics here, so
+/// they count recorded pushes only and the request path pays nothing for it.
+#[derive(Clone)]
+pub struct RecordedHook(pub Arc<dyn Fn(&PushRecord) + Send + Sync>);
+
+impl std::fmt::Debug for RecordedHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RecordedHook")
+    }
+}
+
 /// Tuning of [`SqliteStore`].
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
@@ -434,6 +446,8 @@ pub struct StoreOptions {
     pub purge_interval: Duration,
     /// At most this many commands in one transaction.
     pub max_batch: usize,
+    /// See [`RecordedHook`].
+    pub on_recorded: Option<RecordedHook>,
 }
 
 impl StoreOptions {
@@ -447,6 +461,7 @@ impl StoreOptions {
             log_retention_days: 30,
             purge_interval: Duration::from_secs(10 * 60),
             max_batch: 4096,
+            on_recorded: None,
         }
     }
 }

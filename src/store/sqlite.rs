@@ -37,6 +37,12 @@ use super::{
 };
 use futures_util::future::BoxFuture;
 
+/// At most one checkpoint per this long under load: a page the writer changes many times (the
+/// right-most leaf of each table and index) is copied into the database once per checkpoint,
+/// so checkpointing less often copies less (9% of the daemon's CPU at 50 ms, measured with
+/// `bench/load.sh`), at the price of a longer WAL (about a second of writes).
+const CHECKPOINT_GAP: Duration = Duration::from_millis(500);
+
 /// The SQLite store. Cheap to clone: clones share one writer thread and one cache.
 #[derive(Clone)]
 pub struct SqliteStore {
@@ -154,7 +160,7 @@ impl SqliteStore {
             let (ticks, rx) = mpsc::sync_channel(1);
             let thread = std::thread::Builder::new()
                 .name("kefu-store-checkpoint".into())
-                .spawn(move || checkpoint::run(conn, rx, Duration::from_millis(50)))
+                .spawn(move || checkpoint::run(conn, rx, CHECKPOINT_GAP))
                 .map_err(|e| StoreError::caused("cannot start the checkpointer", e))?;
             (ticks, thread)
         };

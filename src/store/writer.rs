@@ -317,6 +317,11 @@ impl Writer {
         for (cmd, effect) in cmds.into_iter().zip(effects) {
             match (cmd, effect) {
                 (Cmd::Commit { record, reply }, Effect::Committed(report)) => {
+                    if report.replay.is_none()
+                        && let Some(hook) = &self.options.on_recorded
+                    {
+                        (hook.0)(&record);
+                    }
                     let memo = report.replay.clone().unwrap_or_else(|| record.memo.clone());
                     self.shared
                         .dedupe
