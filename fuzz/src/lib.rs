@@ -470,6 +470,7 @@ fn process(
     let set = rules();
     let mut decision = dispatch::decide(set, msg, &session, &ctx);
     let _ = dispatch::quota_trigger(msg);
+    check_decision(set, msg, &decision, now);
 
     let mut outbox = std::mem::take(&mut decision.replies);
     let openid = msg.from_user_name.as_str();
@@ -516,6 +517,39 @@ fn process(
     Outcome::Answered {
         decision: Box::new(decision),
         body,
+    }
+}
+
+/// What SPEC §4 promises of every decision, whatever the message.
+fn check_decision(set: &RuleSet, msg: &InboundMessage, decision: &Decision, now: i64) {
+    let is_event = matches!(msg.kind, MsgKind::Event { .. });
+    // Events are never transferred to humans (protocol doc §5.1).
+    assert!(
+        !(is_event && decision.handoff),
+        "an event was handed off: {decision:?}"
+    );
+    if decision.handoff {
+        // A handoff sticks: the session after it says until when.
+        let until = decision.session.as_ref().and_then(|s| s.handoff_until);
+        assert!(
+            until.is_some_and(|u| u > now),
+            "a handoff that does not stick: {decision:?}"
+        );
+    }
+    if decision.action == dispatch::Action::Clarify {
+        let options = decision.session.as_ref().and_then(|s| s.menu.as_ref());
+        assert!(
+            options.is_some_and(|m| (1..=3).contains(&m.options.len()) && m.expires_at > now),
+            "a clarify menu without a live menu of 1 to 3 options: {decision:?}"
+        );
+        assert_eq!(decision.replies.len(), 1, "{decision:?}");
+    }
+    // Whatever decided exists in the rule set.
+    if let Some(rule) = &decision.rule {
+        assert!(set.rule(rule).is_some(), "unknown rule {rule}");
+    }
+    if let Some(faq) = &decision.faq {
+        assert!(set.faq().get(faq).is_some(), "unknown FAQ entry {faq}");
     }
 }
 
