@@ -151,8 +151,9 @@ fn reparse(body: &str, msg_type: &str) {
 ///   plaintext parsed, as the webhook does; the rest is also tried as a bare `Encrypt` text.
 /// - bit 7 set: the rest is the plaintext *inside* the cipher (random16, length, message,
 ///   appid, padding) as the fuzzer wrote it, encrypted here without any padding, so that the
-///   fuzzer reaches every padding and length check of `decrypt` directly. The same bytes also go
-///   through `encrypt` → `decrypt`, which must give them back.
+///   fuzzer reaches every padding and length check of `decrypt` directly; an opened payload is
+///   parsed as the webhook would. The same bytes also go through `encrypt` → `decrypt`, which
+///   must give them back.
 pub fn aes_open(data: &[u8]) {
     let Some((&selector, rest)) = data.split_first() else {
         return;
@@ -183,8 +184,14 @@ pub fn aes_open(data: &[u8]) {
     let plain = &rest[..rest.len() - rest.len() % 32];
     if !plain.is_empty() {
         let encrypt = raw_encrypt(key, plain);
-        let opened = crypto::decrypt(key, &encrypt, appid);
-        assert_eq!(opened.ok(), expected_open(plain, appid), "{plain:?}");
+        let opened = crypto::decrypt(key, &encrypt, appid).ok();
+        assert_eq!(opened, expected_open(plain, appid), "{plain:?}");
+        // What the webhook does next with an opened payload.
+        if let Some(payload) = opened
+            && let Ok((format, msg)) = parse_message(&payload)
+        {
+            check_render(format, &msg);
+        }
     }
     let random: [u8; 16] = core::array::from_fn(|i| rest.get(i).copied().unwrap_or(0));
     let sealed = crypto::encrypt(key, rest, appid, &random);
