@@ -153,6 +153,17 @@ pub struct Session {
     /// ("个体户的呢") is read with the kind of thing that answer was about.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_faq: Option<LastFaq>,
+    /// The user's consecutive text messages that no rule and no FAQ entry answered (for default
+    /// rules with `misses: N`); reset when anything answers and when a handoff ends.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub misses: u32,
+    /// Unix seconds after which `misses` is forgotten (a user back the next day starts afresh).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub misses_until: Option<i64>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// The FAQ entry a user was last answered with, and until when a follow-up is read with it.

@@ -246,6 +246,7 @@ async fn sessions_are_visible_after_commit_and_survive_a_restart() {
         }),
         handoff_until: Some(at + 1800),
         last_faq: None,
+        ..Session::default()
     };
     {
         let store = open(dir.path());
@@ -268,6 +269,7 @@ async fn sessions_are_visible_after_commit_and_survive_a_restart() {
             menu: None,
             handoff_until: Some(at + 1800),
             last_faq: None,
+            ..Session::default()
         }
     );
     // A default session clears it, on disk too.
@@ -371,6 +373,7 @@ async fn retention_purges_old_log_rows_dedupe_and_expired_state() {
         menu: None,
         handoff_until: Some(old + 60),
         last_faq: None,
+        ..Session::default()
     });
     commit(&store, ancient).await;
     commit(&store, push("yesterday", "u", t - 2 * 86_400, &[])).await;
@@ -565,6 +568,7 @@ async fn a_failed_batch_publishes_nothing_and_releases_waiters() {
         menu: None,
         handoff_until: Some(at + 600),
         last_faq: None,
+        ..Session::default()
     });
     let key = record.key.clone();
     assert!(matches!(store.claim(&key, at).unwrap(), Claim::New));
