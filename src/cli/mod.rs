@@ -38,16 +38,19 @@ pub enum Command {
     },
     /// Load and validate every rule and FAQ file; print each problem as path:line:column: message.
     Check {
-        #[arg(long, default_value = "kefu.yaml")]
-        config: PathBuf,
+        /// The config file (default: ./kefu.yaml when it exists, else built-in defaults); a
+        /// given file that is missing or invalid is an error (exit 2).
+        #[arg(long)]
+        config: Option<PathBuf>,
         /// Check this rules folder instead of the config's.
         #[arg(long)]
         rules: Option<PathBuf>,
     },
     /// Show what the bot would do with MESSAGE (or each stdin line), without sending anything.
     Try {
-        #[arg(long, default_value = "kefu.yaml")]
-        config: PathBuf,
+        /// The config file (default: ./kefu.yaml when it exists, else built-in defaults).
+        #[arg(long)]
+        config: Option<PathBuf>,
         #[arg(long)]
         rules: Option<PathBuf>,
         /// One JSON object per message.
@@ -56,6 +59,18 @@ pub enum Command {
         /// The user's openid (sessions are per user).
         #[arg(long, default_value = "o_kefu_try_user")]
         user: String,
+        /// Try at this time, "YYYY-MM-DD HH:MM" in the config's time zone (schedules, calendars).
+        #[arg(long)]
+        at: Option<String>,
+        /// Try this event instead of a text (e.g. user_enter_tempsession, kf_close_session).
+        #[arg(long, conflicts_with = "msg_type")]
+        event: Option<String>,
+        /// The event's EventKey (with --event).
+        #[arg(long, requires = "event")]
+        event_key: Option<String>,
+        /// Try a message of this type instead of a text (image, miniprogrampage, voice, …).
+        #[arg(long)]
+        msg_type: Option<String>,
         message: Option<String>,
     },
     /// Act as the WeChat server: sign (and encrypt) a push and POST it to the running daemon.
@@ -78,8 +93,13 @@ pub enum Command {
     },
     /// Run {q, expect, also} cases against the rules and FAQ and report accuracy.
     Eval {
-        #[arg(long, default_value = "kefu.yaml")]
-        config: PathBuf,
+        /// The config file (default: ./kefu.yaml when it exists, else built-in defaults).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Run the cases at this time, "YYYY-MM-DD HH:MM" in the config's time zone (a case's
+        /// own `at:` wins).
+        #[arg(long)]
+        at: Option<String>,
         #[arg(long)]
         rules: Option<PathBuf>,
         #[arg(long)]
@@ -118,14 +138,30 @@ impl Cli {
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve { config } => serve::run(&config),
-        Command::Check { config, rules } => check::run(&config, rules.as_deref()),
+        Command::Check { config, rules } => check::run(config.as_deref(), rules.as_deref()),
         Command::Try {
             config,
             rules,
             json,
             user,
+            at,
+            event,
+            event_key,
+            msg_type,
             message,
-        } => try_cmd::run(&config, rules.as_deref(), json, &user, message.as_deref()),
+        } => try_cmd::run(
+            config.as_deref(),
+            rules.as_deref(),
+            json,
+            &user,
+            try_cmd::Input {
+                at: at.as_deref(),
+                event: event.as_deref(),
+                event_key: event_key.as_deref(),
+                msg_type: msg_type.as_deref(),
+                message: message.as_deref(),
+            },
+        ),
         Command::Send {
             config,
             app,
@@ -143,18 +179,20 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         ),
         Command::Eval {
             config,
+            at,
             rules,
             json,
             min_accuracy,
             max_false,
             cases,
         } => eval::run(
-            &config,
+            config.as_deref(),
             rules.as_deref(),
             json,
             min_accuracy,
             max_false,
             &cases,
+            at.as_deref(),
         ),
         Command::Stats {
             config,
@@ -167,6 +205,21 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// Reads `--at "YYYY-MM-DD HH:MM"` (also `YYYY-MM-DDTHH:MM` and with seconds) in `tz` into
+/// unix seconds.
+pub fn parse_at(text: &str, tz: chrono_tz::Tz) -> anyhow::Result<i64> {
+    use chrono::{NaiveDateTime, TimeZone};
+    let text = text.trim();
+    let naive = ["%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M:%S"]
+        .iter()
+        .find_map(|f| NaiveDateTime::parse_from_str(text, f).ok())
+        .ok_or_else(|| anyhow::anyhow!("`{text}` is not a time; write \"YYYY-MM-DD HH:MM\""))?;
+    tz.from_local_datetime(&naive)
+        .earliest()
+        .map(|t| t.timestamp())
+        .ok_or_else(|| anyhow::anyhow!("`{text}` does not exist in {tz}"))
+}
+
 /// Loads the config, naming the file in the error.
 pub fn load_settings(path: &Path) -> anyhow::Result<Settings> {
     config::load(path).with_context(|| format!("loading {}", path.display()))
@@ -175,7 +228,7 @@ pub fn load_settings(path: &Path) -> anyhow::Result<Settings> {
 /// What `try` and `eval` decide with: the config (or its defaults) and the rules of `--rules` or
 /// of the config. `None` when the rules have errors (they are printed).
 pub fn load_trial(
-    config: &Path,
+    config: Option<&Path>,
     rules: Option<&Path>,
 ) -> anyhow::Result<Option<(Settings, RuleSet)>> {
     let settings = load_settings_or_default(config)?;
@@ -183,8 +236,16 @@ pub fn load_trial(
     Ok(check::load_rules(&dir, &settings).map(|set| (settings, set)))
 }
 
-/// Loads the config when it exists; tools that only need rules fall back to defaults.
-pub fn load_settings_or_default(path: &Path) -> anyhow::Result<Settings> {
+/// Loads the given config (missing or invalid: an error, exit 2, like `serve`); without one,
+/// `./kefu.yaml` when it exists, else built-in defaults (tools that only need rules).
+pub fn load_settings_or_default(path: Option<&Path>) -> anyhow::Result<Settings> {
+    if let Some(path) = path {
+        if !path.exists() {
+            anyhow::bail!("{}: no such config file", path.display());
+        }
+        return load_settings(path);
+    }
+    let path = Path::new("kefu.yaml");
     if path.exists() {
         return load_settings(path);
     }
