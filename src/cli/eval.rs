@@ -57,9 +57,9 @@ pub fn run_cases_at(
     let mut times = Vec::with_capacity(cases.len());
     for (i, case) in cases.iter().enumerate() {
         times.push(match &case.at {
-            Some(at) => Some(
-                parse_at(at, tz).map_err(|e| anyhow::anyhow!("case {}: `at`: {e}", i + 1))?,
-            ),
+            Some(at) => {
+                Some(parse_at(at, tz).map_err(|e| anyhow::anyhow!("case {}: `at`: {e}", i + 1))?)
+            }
             None => None,
         });
     }
@@ -122,8 +122,8 @@ pub fn run(
         None => chrono::Utc::now().timestamp(),
     };
     let ctx = Context::for_tools(&settings, now);
-    let report = run_cases_at(&set, &cases, &ctx, Some(&settings))
-        .map_err(|e| e.context(cases_path))?;
+    let report =
+        run_cases_at(&set, &cases, &ctx, Some(&settings)).map_err(|e| e.context(cases_path))?;
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {

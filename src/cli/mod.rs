@@ -3,6 +3,7 @@
 
 pub mod check;
 pub mod eval;
+pub mod log;
 pub mod send;
 pub mod serve;
 pub mod stats;
@@ -112,6 +113,37 @@ pub enum Command {
         max_false: Option<usize>,
         cases: PathBuf,
     },
+    /// Conversation threads, both sides, with each send's outcome.
+    Log {
+        #[arg(long, default_value = "kefu.yaml")]
+        config: PathBuf,
+        /// Only this app.
+        #[arg(long)]
+        app: Option<String>,
+        /// Only this user (openid).
+        #[arg(long)]
+        user: Option<String>,
+        /// How far back: 30m, 24h, 2d.
+        #[arg(long, default_value = "2d")]
+        since: String,
+        /// Only exchanges whose message or reply contains this text.
+        #[arg(long)]
+        grep: Option<String>,
+        /// At most this many exchanges (the newest); 0 for all.
+        #[arg(long, default_value_t = 1000)]
+        limit: usize,
+        /// One JSON array of threads.
+        #[arg(long, conflicts_with = "csv")]
+        json: bool,
+        /// One CSV row per line of a thread.
+        #[arg(long)]
+        csv: bool,
+    },
+    /// A user's session: `kefu session end --app APP OPENID` ends the handoff now.
+    Session {
+        #[command(subcommand)]
+        command: SessionCommand,
+    },
     /// Summarize the conversation log.
     Stats {
         #[arg(long, default_value = "kefu.yaml")]
@@ -121,6 +153,20 @@ pub enum Command {
         since: String,
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SessionCommand {
+    /// End a user's handoff (and menu) now, while the daemon runs: the bot answers again.
+    End {
+        #[arg(long, default_value = "kefu.yaml")]
+        config: PathBuf,
+        /// The app (its id in kefu.yaml).
+        #[arg(long)]
+        app: String,
+        /// The user's openid.
+        openid: String,
     },
 }
 
@@ -194,6 +240,38 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             &cases,
             at.as_deref(),
         ),
+        Command::Log {
+            config,
+            app,
+            user,
+            since,
+            grep,
+            limit,
+            json,
+            csv,
+        } => log::run_log(
+            &load_settings(&config)?,
+            &log::LogArgs {
+                app,
+                user,
+                since,
+                grep,
+                limit,
+            },
+            match (json, csv) {
+                (true, _) => log::LogFormat::Json,
+                (_, true) => log::LogFormat::Csv,
+                _ => log::LogFormat::Text,
+            },
+        ),
+        Command::Session {
+            command:
+                SessionCommand::End {
+                    config,
+                    app,
+                    openid,
+                },
+        } => log::run_session_end(&load_settings(&config)?, &app, &openid),
         Command::Stats {
             config,
             since,

@@ -43,6 +43,7 @@ pub(crate) fn push(key: &str, openid: &str, at: i64, texts: &[&str]) -> PushReco
             faq: None,
             action: "reply".into(),
             handoff: false,
+            ..LogRecord::default()
         },
     }
 }
@@ -414,6 +415,7 @@ async fn stats_count_rules_faqs_handoffs_and_unmatched() {
             faq: faq.map(Into::into),
             action: action.into(),
             handoff,
+            ..LogRecord::default()
         };
         store.commit(r)
     };
