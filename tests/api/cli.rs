@@ -570,17 +570,20 @@ fn try_json_for_a_clarify_menu() {
 
 #[test]
 fn try_json_for_the_default_rule() {
+    // The shipped rules: a first miss explains what the bot answers, without a handoff (a
+    // second one in a row hands off: tests/data/day.yaml).
     let v = try_json(&["今天天气怎么样"]);
     assert_eq!(
         (&v["rule"], &v["faq"], &v["action"], &v["handoff"]),
         (
-            &"default".into(),
+            &"first-miss".into(),
             &Value::Null,
             &"default".into(),
-            &true.into()
+            &false.into()
         )
     );
     assert_eq!(v["replies"].as_array().unwrap().len(), 1);
+    assert!(v["replies"][0].as_str().unwrap().contains("人工"), "{v}");
 }
 
 #[test]
