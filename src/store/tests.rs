@@ -608,3 +608,107 @@ async fn a_push_that_queues_nothing_opens_its_window_in_memory_only() {
         "written once used"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// conversation history and operators ending a session (SPEC §9)
+
+fn in_handoff(until: i64) -> Session {
+    Session {
+        handoff_until: Some(until),
+        misses: 1,
+        misses_until: Some(until),
+        ..Session::default()
+    }
+}
+
+#[tokio::test]
+async fn an_end_request_is_applied_by_the_running_writer_to_cache_and_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let t = now();
+    let mut r = push("1", "u", t, &["您好"]);
+    r.session = Some(in_handoff(t + 1800));
+    r.log.replies = vec!["您好".into()];
+    commit(&store, r).await;
+    assert!(
+        store
+            .session("demo", "u", t)
+            .unwrap()
+            .handoff_until
+            .is_some()
+    );
+    // What `kefu session end` does from another process, through the same interface.
+    let ops: &dyn Operations = &store;
+    let path = store.path().to_path_buf();
+    let outcome = tokio::task::spawn_blocking(move || {
+        history::end_session(&path, "demo", "u", now(), Duration::from_secs(5))
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(outcome, history::SessionEnd::Applied);
+    assert_eq!(store.session("demo", "u", t).unwrap(), Session::default());
+    assert_eq!(count(&store, "SELECT count(*) FROM sessions"), 0);
+    assert_eq!(count(&store, "SELECT count(*) FROM session_ends"), 0);
+    // Both sides and the operator's action are in the thread.
+    let threads = ops
+        .threads(&history::LogQuery {
+            openid: Some("u".into()),
+            ..history::LogQuery::default()
+        })
+        .unwrap();
+    assert_eq!(threads.len(), 1);
+    let actions: Vec<&str> = threads[0]
+        .exchanges
+        .iter()
+        .map(|e| e.action.as_str())
+        .collect();
+    assert_eq!(actions, ["reply", "session_end"]);
+    assert_eq!(threads[0].exchanges[0].replies, ["您好"]);
+    let users = ops.recent_users(&history::LogQuery::default()).unwrap();
+    assert_eq!(users.len(), 1);
+    assert_eq!(users[0].last_text.as_deref(), Some("message 1"));
+    store.close();
+}
+
+#[tokio::test]
+async fn without_a_daemon_the_end_is_stored_and_a_stale_request_is_never_applied_later() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = now();
+    {
+        let store = open(dir.path());
+        let mut r = push("1", "u", t, &[]);
+        r.session = Some(in_handoff(t + 1800));
+        commit(&store, r).await;
+        let mut r = push("2", "v", t, &[]);
+        r.session = Some(in_handoff(t + 1800));
+        commit(&store, r).await;
+        store.close();
+    }
+    let path = dir.path().join(schema::DB_FILE);
+    let outcome = history::end_session(&path, "demo", "u", t, Duration::from_millis(100)).unwrap();
+    assert_eq!(outcome, history::SessionEnd::Stored);
+    // An old request left behind (its process applied it to the store itself): discarded.
+    let conn = Connection::open(&path).unwrap();
+    conn.execute(
+        "INSERT INTO session_ends (app, openid, at) VALUES ('demo', 'v', ?1)",
+        [t - 3600],
+    )
+    .unwrap();
+    drop(conn);
+    let store = open(dir.path());
+    assert_eq!(store.session("demo", "u", t).unwrap(), Session::default());
+    eventually("the old request is discarded", 5, || {
+        count(&store, "SELECT count(*) FROM session_ends") == 0
+    })
+    .await;
+    assert!(
+        store
+            .session("demo", "v", t)
+            .unwrap()
+            .handoff_until
+            .is_some(),
+        "a stale request does not end a handoff"
+    );
+    store.close();
+}
