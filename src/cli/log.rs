@@ -3,6 +3,7 @@
 //! [`Operations`](crate::store::Operations), so they work on every store.
 
 use std::fmt::Write as _;
+use std::io::Write as _;
 use std::process::ExitCode;
 
 use anyhow::{Context as _, bail};
@@ -40,12 +41,12 @@ pub fn render_text(views: &[ThreadView]) -> String {
             match e.side {
                 "user" => {
                     if let Some(action) = &e.action {
-                        let by = match (&e.rule, &e.faq) {
-                            (_, Some(f)) => format!(" faq {f}"),
-                            (Some(r), None) => format!(" rule {r}"),
-                            _ => String::new(),
+                        tag = match (&e.rule, &e.faq) {
+                            (_, Some(f)) if action == "faq" => format!("  (faq {f})"),
+                            (_, Some(f)) => format!("  ({action} faq {f})"),
+                            (Some(r), None) => format!("  ({action} rule {r})"),
+                            _ => format!("  ({action})"),
                         };
-                        tag = format!("  ({action}{by})");
                     }
                 }
                 "send" => {
@@ -124,17 +125,23 @@ pub fn run_log(settings: &Settings, args: &LogArgs, format: LogFormat) -> anyhow
         .threads(&query)
         .context("kefu log: reading the conversation log")?;
     let views: Vec<ThreadView> = threads.iter().map(|t| view(t, settings.tz)).collect();
-    match format {
-        LogFormat::Json => println!("{}", serde_json::to_string_pretty(&views)?),
-        LogFormat::Csv => print!("{}", render_csv(&views)),
+    let text = match format {
+        LogFormat::Json => serde_json::to_string_pretty(&views)? + "\n",
+        LogFormat::Csv => render_csv(&views),
         LogFormat::Text => {
             if views.is_empty() {
                 eprintln!("no conversation matches (since {})", args.since);
             }
-            print!("{}", render_text(&views));
+            render_text(&views)
         }
+    };
+    // `kefu log | less` quit early, or `| head`: a closed pipe is the reader's choice, not an
+    // error.
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(ExitCode::SUCCESS),
     }
-    Ok(ExitCode::SUCCESS)
 }
 
 /// `kefu session end --app APP OPENID`.

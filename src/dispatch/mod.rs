@@ -531,6 +531,129 @@ mod tests {
         assert_eq!(expiry(100, i64::MAX as u64), i64::MAX);
     }
 
+    use crate::protocol::MsgId;
+    use crate::rules::SourceFile;
+
+    fn rules(yaml: &str) -> RuleSet {
+        let files = [SourceFile {
+            path: "r.yaml".into(),
+            text: yaml.into(),
+        }];
+        let report = RuleSet::load_files(
+            std::path::Path::new("."),
+            &files,
+            &crate::faq::FaqSettings::default(),
+        );
+        report.set.expect("rules load")
+    }
+
+    fn msg(kind: MsgKind) -> InboundMessage {
+        InboundMessage {
+            to_user_name: "gh".into(),
+            from_user_name: "u".into(),
+            create_time: 1,
+            msg_id: Some(MsgId::Number(1)),
+            kind,
+        }
+    }
+
+    fn text(t: &str) -> InboundMessage {
+        msg(MsgKind::Text { content: t.into() })
+    }
+
+    fn ctx() -> Context {
+        // 2026-12-01 10:00 in Shanghai, a Tuesday.
+        Context::at_unix(1_796_090_400, chrono_tz::Asia::Shanghai, 30, 600)
+    }
+
+    const SET: &str = "rules:
+  - id: hello
+    keywords: [你好]
+    reply: 您好
+  - id: first
+    default: true
+    reply: 我能回答注销问题
+  - id: second
+    default: true
+    misses: 2
+    priority: 1
+    handoff: true
+";
+
+    /// Runs messages through `decide`, carrying the session, and returns each rule (or action).
+    fn walk(set: &RuleSet, msgs: &[InboundMessage]) -> Vec<String> {
+        let mut session = Session::default();
+        msgs.iter()
+            .map(|m| {
+                let mut d = decide(set, m, &session, &ctx());
+                if let Some(next) = d.session.take() {
+                    session = next;
+                }
+                d.rule.unwrap_or_else(|| d.action.as_str().to_string())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn consecutive_misses_escalate_and_anything_that_answers_resets_them() {
+        let set = rules(SET);
+        assert_eq!(
+            walk(
+                &set,
+                &[text("a"), text("你好"), text("b"), text("c"), text("你好")]
+            ),
+            ["first", "hello", "first", "second", "handoff"]
+        );
+    }
+
+    #[test]
+    fn the_agent_closing_the_session_ends_the_handoff_and_the_misses() {
+        let set = rules(SET);
+        let close = msg(MsgKind::Event {
+            event: "kf_close_session".into(),
+            session_from: None,
+            event_key: None,
+            kf_account: Some("a@gh".into()),
+        });
+        assert_eq!(
+            walk(
+                &set,
+                &[
+                    text("a"),
+                    text("b"),
+                    text("你好"),
+                    close,
+                    text("c"),
+                    text("你好")
+                ]
+            ),
+            ["first", "second", "handoff", "ignore", "first", "hello"]
+        );
+    }
+
+    #[test]
+    fn unknown_types_never_reach_a_default_and_voice_is_read_as_typed() {
+        let set = rules(SET);
+        let device = msg(MsgKind::Other {
+            msg_type: "device_text".into(),
+        });
+        let d = decide(&set, &device, &Session::default(), &ctx());
+        assert_eq!((d.action, d.handoff), (Action::Ignore, false));
+        let in_handoff = Session {
+            handoff_until: Some(i64::MAX),
+            ..Session::default()
+        };
+        let d = decide(&set, &device, &in_handoff, &ctx());
+        assert_eq!((d.action, d.handoff), (Action::Ignore, false));
+        let voice = msg(MsgKind::Voice {
+            media_id: "m".into(),
+            format: "amr".into(),
+            recognition: Some("你好。".into()),
+        });
+        let d = decide(&set, &voice, &Session::default(), &ctx());
+        assert_eq!(d.rule.as_deref(), Some("hello"));
+    }
+
     #[test]
     fn menu_choice_accepts_numbers_in_range() {
         assert_eq!(menu_choice("1", 3), Some(0));

@@ -470,7 +470,10 @@ fn the_shipped_rules_load_without_any_problem() {
     let shown: Vec<String> = report.diagnostics.iter().map(|d| d.to_string()).collect();
     assert!(shown.is_empty(), "{shown:#?}");
     let set = report.set.unwrap();
-    assert_eq!(set.default_rule().map(|r| r.id.as_str()), Some("default"));
+    assert_eq!(
+        set.default_rule().map(|r| r.id.as_str()),
+        Some("first-miss")
+    );
     let welcome = MatchInput {
         msg_type: "event",
         event: Some("user_enter_tempsession"),
@@ -490,13 +493,42 @@ fn the_shipped_rules_load_without_any_problem() {
             ("人工智能", None),
         ],
     );
+    // Out of office hours (a Saturday, an early morning) the after-hours rule answers.
     assert_eq!(
         text_at(&set, "转人工", at(7, 12, 0)).as_deref(),
-        Some("after-hours-weekend")
+        Some("human-after-hours")
     );
     assert_eq!(
         text_at(&set, "转人工", at(3, 7, 0)).as_deref(),
-        Some("after-hours-night")
+        Some("human-after-hours")
+    );
+    // The calendar: National Day 2026 is a holiday, Saturday 2026-10-10 a working day.
+    let day = |m: u32, d: u32, h: u32| {
+        chrono_tz::Asia::Shanghai
+            .with_ymd_and_hms(2026, m, d, h, 0, 0)
+            .single()
+            .unwrap()
+    };
+    assert_eq!(
+        text_at(&set, "转人工", day(10, 1, 10)).as_deref(),
+        Some("human-after-hours")
+    );
+    assert_eq!(
+        text_at(&set, "转人工", day(10, 10, 10)).as_deref(),
+        Some("human")
+    );
+    // A second miss in a row hands off; the first one does not.
+    assert_eq!(
+        set.pick_default(&day(12, 1, 10), 1).map(|r| r.id.as_str()),
+        Some("first-miss")
+    );
+    assert_eq!(
+        set.pick_default(&day(12, 1, 10), 2).map(|r| r.id.as_str()),
+        Some("second-miss")
+    );
+    assert_eq!(
+        set.pick_default(&day(12, 1, 23), 3).map(|r| r.id.as_str()),
+        Some("second-miss-after-hours")
     );
 }
 

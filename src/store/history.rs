@@ -262,22 +262,21 @@ pub struct ThreadView {
     pub entries: Vec<Entry>,
 }
 
-/// Flattens a thread into its lines, in time order (a push's bot lines right after it, a send's
-/// outcome at its own time).
+/// Flattens a thread into its lines, in time order: each push, the bot's lines right after it, and
+/// the outcome of each send under the reply it carried (a send that matches no reply shown, e.g.
+/// one older than the window, stands at its own time).
 pub fn view(thread: &Thread, tz: chrono_tz::Tz) -> ThreadView {
     let time = |at: i64| {
         chrono::DateTime::from_timestamp(at, 0)
             .map(|t| t.with_timezone(&tz).to_rfc3339())
             .unwrap_or_default()
     };
-    // (at, order within the same second, entry)
-    let mut lines: Vec<(i64, usize, Entry)> = Vec::new();
-    let mut seq = 0usize;
-    let mut push = |at: i64, entry: Entry, lines: &mut Vec<(i64, usize, Entry)>| {
-        seq += 1;
-        lines.push((at, seq, entry));
-    };
-    for e in &thread.exchanges {
+    // One block per push (its lines), in order; sends are added to the block of their reply.
+    let mut blocks: Vec<(i64, usize, Vec<Entry>)> = Vec::new();
+    let push = |_at: i64, entry: Entry, lines: &mut Vec<Entry>| lines.push(entry);
+    for (index, e) in thread.exchanges.iter().enumerate() {
+        let mut lines = Vec::new();
+        let lines = &mut lines;
         let base = Entry {
             time: time(e.at),
             at: e.at,
@@ -315,7 +314,7 @@ pub fn view(thread: &Thread, tz: chrono_tz::Tz) -> ThreadView {
                 text,
                 ..base.clone()
             },
-            &mut lines,
+            lines,
         );
         for reply in &e.replies {
             push(
@@ -331,7 +330,7 @@ pub fn view(thread: &Thread, tz: chrono_tz::Tz) -> ThreadView {
                     handoff: false,
                     ..base.clone()
                 },
-                &mut lines,
+                lines,
             );
         }
         if e.handoff {
@@ -343,35 +342,48 @@ pub fn view(thread: &Thread, tz: chrono_tz::Tz) -> ThreadView {
                     action: Some("handoff".into()),
                     ..base.clone()
                 },
-                &mut lines,
+                lines,
             );
         }
+        blocks.push((e.at, index, std::mem::take(lines)));
     }
     for s in &thread.sends {
-        push(
-            s.at,
-            Entry {
-                time: time(s.at),
-                at: s.at,
-                side: "send",
-                text: s.summary.clone().unwrap_or_default(),
-                rule: None,
-                faq: None,
-                action: None,
-                handoff: false,
-                outcome: Some(s.outcome.clone()),
-                errcode: s.errcode,
-                reason: s.reason.clone(),
-            },
-            &mut lines,
-        );
+        // The latest push at or before the send whose replies include what it carried.
+        let target = s.summary.as_deref().and_then(|summary| {
+            thread
+                .exchanges
+                .iter()
+                .enumerate()
+                .rev()
+                .find(|(_, e)| {
+                    e.at <= s.at && e.replies.iter().any(|r| super::log::one_line(r) == summary)
+                })
+                .map(|(i, _)| i)
+        });
+        let entry = Entry {
+            time: time(s.at),
+            at: s.at,
+            side: "send",
+            text: s.summary.clone().unwrap_or_default(),
+            rule: None,
+            faq: None,
+            action: None,
+            handoff: false,
+            outcome: Some(s.outcome.clone()),
+            errcode: s.errcode,
+            reason: s.reason.clone(),
+        };
+        match target.and_then(|i| blocks.iter_mut().find(|b| b.1 == i)) {
+            Some(block) => block.2.push(entry),
+            None => blocks.push((s.at, usize::MAX, vec![entry])),
+        }
     }
-    // Stable: a send logged in the same second as its push comes after the push's lines.
-    lines.sort_by_key(|(at, seq, e)| (*at, e.side == "send", *seq));
+    // Stable: a send that matched no reply comes after the pushes of its second.
+    blocks.sort_by_key(|(at, index, _)| (*at, *index));
     ThreadView {
         app: thread.app.clone(),
         openid: thread.openid.clone(),
-        entries: lines.into_iter().map(|(_, _, e)| e).collect(),
+        entries: blocks.into_iter().flat_map(|(_, _, lines)| lines).collect(),
     }
 }
 
@@ -459,7 +471,6 @@ fn end_record() -> LogRecord {
     LogRecord {
         msg_type: "operator".into(),
         action: "session_end".into(),
-        replies: vec!["[handoff ended by the operator: the bot answers again]".into()],
         ..LogRecord::default()
     }
 }
