@@ -37,7 +37,7 @@ impl SendLogOutcome {
 /// How many characters of a send's message the send log keeps as its summary.
 const SUMMARY_CHARS: usize = 200;
 
-/// A message as one line for the send log: line ends shown as `⏎`, cut at [`SUMMARY_CHARS`].
+/// A message as one line for the send log: line ends shown as `⏎`, cut at 200 characters.
 pub fn one_line(text: &str) -> String {
     let flat = text.replace("\r\n", "\n").replace('\n', " ⏎ ");
     if flat.chars().count() <= SUMMARY_CHARS {
