@@ -177,6 +177,43 @@ impl Metrics {
         r
     }
 
+    /// Counts a push the store recorded: its message, the rule or FAQ entry that decided, a
+    /// handoff, a menu, or nothing answering it.
+    pub fn count_recorded(&self, record: &crate::store::PushRecord) {
+        let log = &record.log;
+        self.messages
+            .get_or_create(&AppTypeLabels {
+                app: record.app.clone(),
+                r#type: crate::protocol::message::msg_type_label(&log.msg_type).into(),
+            })
+            .inc();
+        if let Some(rule) = &log.rule {
+            self.rule_hits
+                .get_or_create(&RuleLabels { rule: rule.clone() })
+                .inc();
+        }
+        if let Some(faq) = &log.faq {
+            self.faq_hits
+                .get_or_create(&FaqLabels { faq: faq.clone() })
+                .inc();
+        }
+        let app = AppLabels {
+            app: record.app.clone(),
+        };
+        if log.handoff {
+            self.handoffs.get_or_create(&app).inc();
+        }
+        match log.action.as_str() {
+            "clarify" => {
+                self.clarifies.get_or_create(&app).inc();
+            }
+            "default" | "ignore" => {
+                self.unmatched.get_or_create(&app).inc();
+            }
+            _ => {}
+        }
+    }
+
     /// Counts a failed store operation.
     pub fn store_error(&self, op: &str) {
         self.store_errors

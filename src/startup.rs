@@ -1,9 +1,12 @@
 //! Start-up in one place: [`Application::build`] loads the rules, opens the store, builds the
-//! shared state, binds both listeners and spawns the background tasks; [`Application::run_until_stopped`]
-//! supervises them and handles the signals (SIGTERM/SIGINT: graceful stop; SIGHUP: reload).
-//! Tests bind port 0 and read the ports back.
+//! shared state and binds both listeners; [`Application::run`] spawns the background tasks
+//! (listeners, outbox worker, rules watchers, store probe), supervises them, and takes shutdown
+//! and reload as inputs (mini-redis' `server::run(listener, shutdown)`), so an in-process test
+//! installs no signal handler. [`Application::run_until_stopped`] feeds it the process's signals
+//! (SIGTERM/SIGINT: graceful stop; SIGHUP: reload). Tests bind port 0 and read the ports back.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -12,6 +15,8 @@ use std::time::Duration;
 use actix_web::dev::Server;
 use actix_web::{App, HttpServer, web};
 use anyhow::{Context as _, bail};
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
 
 use crate::config::Settings;
 use crate::delivery::{ResendHook, WorkerOptions, spawn_outbox_worker};
@@ -21,7 +26,7 @@ use crate::metrics::AppOutcomeLabels;
 use crate::metrics::Metrics;
 use crate::rules::RuleSet;
 use crate::rules::reload::{ReloadOutcome, RulesHandle, spawn_watcher};
-use crate::store::{Operations, SqliteReader, SqliteStore, Store, StoreOptions};
+use crate::store::{Operations, RecordedHook, SqliteReader, SqliteStore, Store, StoreOptions};
 use crate::wechat::{ClientOptions, MeteredDeliver, TokenFetchHook, WechatClient};
 
 /// A built, bound, not yet running kefu.
@@ -33,12 +38,14 @@ pub struct Application {
     /// `None` when `admin_listen` is empty or could not be bound.
     admin: Option<Server>,
     state: web::Data<State>,
-    /// One handle per distinct rules folder; SIGHUP reloads them all.
+    /// One handle per distinct rules folder; a reload reloads them all.
     rule_handles: HashMap<PathBuf, Arc<RulesHandle>>,
     /// The store, closed last on shutdown.
     store: SqliteStore,
     /// What the outbox worker sends through.
     deliver: Arc<MeteredDeliver>,
+    /// The outbox worker's pacing and hooks.
+    worker_options: WorkerOptions,
 }
 
 /// Wraps the store the request path and the probe use, e.g. to inject failures behind the
@@ -57,158 +64,29 @@ impl Application {
     ) -> anyhow::Result<Self> {
         let settings = Arc::new(settings);
         let metrics = Metrics::default();
-
-        let mut handles: HashMap<PathBuf, Arc<RulesHandle>> = HashMap::new();
-        for dir in settings.all_rules_dirs() {
-            let loaded = if dir.exists() {
-                RulesHandle::load(dir.clone(), settings.faq.clone())
-            } else {
-                // No folder yet: serve with no rules (every push is answered `success`) and pick
-                // the folder up when it is created; a folder with broken rules still refuses.
-                tracing::warn!(dir = %dir.display(), "the rules folder does not exist: serving without rules until it is created");
-                Ok((
-                    RulesHandle::with_set(dir.clone(), settings.faq.clone(), RuleSet::default()),
-                    Vec::new(),
-                ))
-            };
-            let (handle, warnings) = match loaded {
-                Ok(loaded) => loaded,
-                Err(diagnostics) => {
-                    for d in &diagnostics {
-                        tracing::error!("{d}");
-                    }
-                    bail!(
-                        "the rules in {} have {} problem(s) (run `kefu check`)",
-                        dir.display(),
-                        diagnostics.iter().filter(|d| d.is_error()).count()
-                    );
-                }
-            };
-            for d in &warnings {
-                tracing::warn!("{d}");
-            }
-            let reload_metrics = metrics.clone();
-            let handle = Arc::new(handle.with_reload_hook(Box::new(
-                move |outcome: &ReloadOutcome| {
-                    reload_metrics.reload_outcome(outcome.label());
-                },
-            )));
-            handles.insert(dir, handle);
-        }
-        let global = handles
+        let rule_handles = load_rules(&settings, &metrics)?;
+        let global = rule_handles
             .get(&settings.rules_dir)
             .cloned()
             .context("the global rules folder was not loaded")?;
+        let apps = app_runtimes(&settings, &rule_handles, &global);
 
-        let mut apps = HashMap::new();
-        for app in &settings.apps {
-            let dir = settings.rules_dir_of(app).to_path_buf();
-            let rules = handles.get(&dir).cloned().unwrap_or_else(|| global.clone());
-            if app.effective_dry_run() {
-                tracing::warn!(
-                    app = app.id.as_str(),
-                    reason = if app.secret.is_empty() {
-                        "no secret"
-                    } else {
-                        "dry_run: true"
-                    },
-                    "app runs in DRY-RUN: replies are recorded and logged, never sent to users"
-                );
-            }
-            apps.insert(
-                app.id.clone(),
-                Arc::new(AppRuntime {
-                    config: app.clone(),
-                    rules,
-                }),
-            );
-        }
-
-        let sqlite = SqliteStore::open(&settings.data_dir, store_options(&settings))
+        let sqlite = SqliteStore::open(&settings.data_dir, store_options(&settings, &metrics))
             .with_context(|| format!("opening the store in {}", settings.data_dir.display()))?;
-        let token_metrics = metrics.clone();
-        let client_options = ClientOptions {
-            request_timeout: Duration::from_millis(settings.outbox.request_timeout_ms),
-            on_token_fetch: Some(TokenFetchHook(Arc::new(move |app: &str, ok: bool| {
-                token_metrics
-                    .token_fetches
-                    .get_or_create(&AppOutcomeLabels {
-                        app: app.to_string(),
-                        outcome: if ok { "ok" } else { "error" }.to_string(),
-                    })
-                    .inc();
-            }))),
-            ..ClientOptions::default()
-        };
-        let client = WechatClient::new(&settings.api_base, &settings.apps, client_options)
-            .context("building the WeChat API client")?;
-        let store: Arc<dyn Store> = layer(Arc::new(sqlite.clone()));
+        let client = api_client(&settings, &metrics)?;
         let state = web::Data::new(State {
             settings: settings.clone(),
             apps,
             rules: global,
-            store,
+            store: layer(Arc::new(sqlite.clone())),
             ops: Arc::new(sqlite.clone()),
             client: client.clone(),
             metrics: metrics.clone(),
             store_health: Arc::new(StoreHealth::new(metrics.clone())),
         });
 
-        let listener = TcpListener::bind(&settings.listen)
-            .with_context(|| format!("binding listen address {}", settings.listen))?;
-        let port = listener.local_addr()?.port();
-        // The admin listener is an operator's convenience: when its address is taken (or set to
-        // ""), WeChat's endpoint still serves, and the error says what is off.
-        let admin_listener = match settings.admin_listen.trim() {
-            "" => None,
-            addr => match TcpListener::bind(addr) {
-                Ok(listener) => Some(listener),
-                Err(e) => {
-                    tracing::error!(admin_listen = addr, error = %e, "cannot bind admin_listen: /metrics and the console are off");
-                    None
-                }
-            },
-        };
-        let admin_port = match &admin_listener {
-            Some(l) => l.local_addr()?.port(),
-            None => 0,
-        };
-
-        let public_state = state.clone();
-        // actix counts connections per worker thread.
-        let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
-        let server = HttpServer::new(move || {
-            App::new()
-                .app_data(public_state.clone())
-                .configure(http::public_routes)
-        })
-        .workers(workers)
-        .max_connections(settings.max_connections.div_ceil(workers))
-        // Headers within the request timeout; the webhook bounds the body by the same deadline.
-        .client_request_timeout(Duration::from_secs(settings.request_timeout_secs))
-        .disable_signals()
-        .shutdown_timeout(10)
-        .listen(listener)?
-        .run();
-        let admin = match admin_listener {
-            Some(listener) => {
-                let admin_state = state.clone();
-                Some(
-                    HttpServer::new(move || {
-                        App::new()
-                            .app_data(admin_state.clone())
-                            .configure(http::admin_routes)
-                    })
-                    .workers(1)
-                    .disable_signals()
-                    .shutdown_timeout(2)
-                    .listen(listener)?
-                    .run(),
-                )
-            }
-            None => None,
-        };
-
+        let (server, port) = public_server(&settings, state.clone())?;
+        let (admin, admin_port) = admin_server(&settings, state.clone())?;
         tracing::info!(
             listen = %settings.listen,
             port,
@@ -216,16 +94,23 @@ impl Application {
             apps = settings.apps.len(),
             "kefu is listening"
         );
-        let deliver = Arc::new(MeteredDeliver::new(client, metrics));
+        let resent = metrics.resent_after_restart.clone();
+        let worker_options = WorkerOptions {
+            on_resend: Some(ResendHook(Arc::new(move |_| {
+                resent.inc();
+            }))),
+            ..worker_options(&settings.outbox)
+        };
         Ok(Self {
             port,
             admin_port,
             server,
             admin,
             state,
-            rule_handles: handles,
+            rule_handles,
             store: sqlite,
-            deliver,
+            deliver: Arc::new(MeteredDeliver::new(client, metrics)),
+            worker_options,
         })
     }
 
@@ -245,46 +130,64 @@ impl Application {
     }
 
     /// Runs until SIGTERM or SIGINT (or until a server stops on its own), reloading the rules on
-    /// SIGHUP. A stop finishes the requests in flight; unsent replies stay in the outbox.
+    /// SIGHUP: [`Self::run`] with the process's signals as its inputs.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         use tokio::signal::unix::{SignalKind, signal};
         let mut term = signal(SignalKind::terminate())?;
         let mut int = signal(SignalKind::interrupt())?;
         let mut hup = signal(SignalKind::hangup())?;
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        for handle in self.rule_handles.values() {
-            let mut stop = stop_rx.clone();
-            let stopped = async move {
-                let _ = stop.wait_for(|s| *s).await;
-            };
-            if let Err(e) = spawn_watcher(handle.clone(), stopped) {
-                tracing::warn!(dir = %handle.dir().display(), error = %e, "cannot watch the rules folder: reload with SIGHUP");
+        let (reload, reloads) = mpsc::channel(1);
+        let shutdown = async move {
+            loop {
+                tokio::select! {
+                    _ = term.recv() => { tracing::info!("SIGTERM: stopping"); return; }
+                    _ = int.recv() => { tracing::info!("SIGINT: stopping"); return; }
+                    _ = hup.recv() => {
+                        tracing::info!("SIGHUP: reloading rules");
+                        // Full: a reload is already pending, and it will read this edit too.
+                        let _ = reload.try_send(());
+                    }
+                }
             }
-        }
-        let worker_stop = {
+        };
+        self.run(shutdown, reloads).await
+    }
+
+    /// Runs until `shutdown` resolves (or until a listener or the outbox worker stops on its own,
+    /// which is logged with its reason), reloading every rules folder whenever `reload` yields.
+    /// A stop finishes the requests in flight, lets sends in flight finish for a grace period and
+    /// leaves unsent replies in the outbox for the next start.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()>,
+        mut reload: mpsc::Receiver<()>,
+    ) -> anyhow::Result<()> {
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let stopped = move || {
             let mut stop = stop_rx.clone();
             async move {
                 let _ = stop.wait_for(|s| *s).await;
             }
         };
-        let resent = self.state.metrics.resent_after_restart.clone();
+        let mut watchers = JoinSet::new();
+        for handle in self.rule_handles.values() {
+            match spawn_watcher(handle.clone(), stopped()) {
+                Ok(task) => {
+                    let dir = handle_dir(handle);
+                    watchers.spawn(async move { (task.await, dir) });
+                }
+                Err(e) => {
+                    tracing::warn!(dir = %handle.dir().display(), error = %e, "cannot watch the rules folder: reload with SIGHUP")
+                }
+            }
+        }
         let mut worker = spawn_outbox_worker(
             Arc::new(self.store.clone()),
             self.deliver.clone(),
-            WorkerOptions {
-                on_resend: Some(ResendHook(Arc::new(move |_| {
-                    resent.inc();
-                }))),
-                ..worker_options(&self.state.settings.outbox)
-            },
-            worker_stop,
+            self.worker_options.clone(),
+            stopped(),
         );
-        let mut prober = tokio::spawn(probe_store(self.state.clone(), {
-            let mut stop = stop_rx.clone();
-            async move {
-                let _ = stop.wait_for(|s| *s).await;
-            }
-        }));
+        let mut prober = tokio::spawn(probe_store(self.state.clone(), stopped()));
         let server_handle = self.server.handle();
         let admin_handle = self.admin.as_ref().map(Server::handle);
         let mut server = tokio::spawn(self.server);
@@ -295,16 +198,19 @@ impl Application {
                 None => std::future::pending().await,
             }
         });
+        tokio::pin!(shutdown);
         loop {
             tokio::select! {
-                _ = term.recv() => { tracing::info!("SIGTERM: stopping"); break; }
-                _ = int.recv() => { tracing::info!("SIGINT: stopping"); break; }
-                _ = hup.recv() => {
-                    tracing::info!("SIGHUP: reloading rules");
+                () = &mut shutdown => break,
+                Some(()) = reload.recv() => {
                     for handle in self.rule_handles.values() {
                         let outcome = handle.reload_async().await;
                         tracing::info!(dir = %handle.dir().display(), outcome = outcome.label(), "reload");
                     }
+                }
+                Some(ended) = watchers.join_next() => {
+                    // Not fatal: the rules keep serving and a reload signal still reloads them.
+                    tracing::error!(watcher = ?ended, "a rules-folder watcher stopped: reload with SIGHUP");
                 }
                 r = &mut server => { tracing::error!(result = ?r, "public listener stopped"); break; }
                 r = &mut admin => { tracing::error!(result = ?r, "admin listener stopped"); break; }
@@ -326,11 +232,168 @@ impl Application {
                 Err(e) => tracing::error!(error = %e, "outbox worker task failed"),
             }
         }
+        while watchers.join_next().await.is_some() {}
+        let _ = prober.await;
         let store = self.store.clone();
         let _ = tokio::task::spawn_blocking(move || store.close()).await;
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// Loads every distinct rules folder once; a folder with broken rules refuses the start.
+fn load_rules(
+    settings: &Settings,
+    metrics: &Metrics,
+) -> anyhow::Result<HashMap<PathBuf, Arc<RulesHandle>>> {
+    let mut handles = HashMap::new();
+    for dir in settings.all_rules_dirs() {
+        let loaded = if dir.exists() {
+            RulesHandle::load(dir.clone(), settings.faq.clone())
+        } else {
+            // No folder yet: serve with no rules (every push is answered `success`) and pick
+            // the folder up when it is created; a folder with broken rules still refuses.
+            tracing::warn!(dir = %dir.display(), "the rules folder does not exist: serving without rules until it is created");
+            Ok((
+                RulesHandle::with_set(dir.clone(), settings.faq.clone(), RuleSet::default()),
+                Vec::new(),
+            ))
+        };
+        let (handle, warnings) = match loaded {
+            Ok(loaded) => loaded,
+            Err(diagnostics) => {
+                for d in &diagnostics {
+                    tracing::error!("{d}");
+                }
+                bail!(
+                    "the rules in {} have {} problem(s) (run `kefu check`)",
+                    dir.display(),
+                    diagnostics.iter().filter(|d| d.is_error()).count()
+                );
+            }
+        };
+        for d in &warnings {
+            tracing::warn!("{d}");
+        }
+        let reload_metrics = metrics.clone();
+        let handle = Arc::new(
+            handle.with_reload_hook(Box::new(move |outcome: &ReloadOutcome| {
+                reload_metrics.reload_outcome(outcome.label());
+            })),
+        );
+        handles.insert(dir, handle);
+    }
+    Ok(handles)
+}
+
+/// Each configured app with the rules of its folder; dry-run apps are announced.
+fn app_runtimes(
+    settings: &Settings,
+    handles: &HashMap<PathBuf, Arc<RulesHandle>>,
+    global: &Arc<RulesHandle>,
+) -> HashMap<String, Arc<AppRuntime>> {
+    let mut apps = HashMap::new();
+    for app in &settings.apps {
+        let dir = settings.rules_dir_of(app).to_path_buf();
+        let rules = handles.get(&dir).cloned().unwrap_or_else(|| global.clone());
+        if app.effective_dry_run() {
+            tracing::warn!(
+                app = app.id.as_str(),
+                reason = if app.secret.is_empty() {
+                    "no secret"
+                } else {
+                    "dry_run: true"
+                },
+                "app runs in DRY-RUN: replies are recorded and logged, never sent to users"
+            );
+        }
+        apps.insert(
+            app.id.clone(),
+            Arc::new(AppRuntime {
+                config: app.clone(),
+                rules,
+            }),
+        );
+    }
+    apps
+}
+
+/// The WeChat API client, counting token fetches.
+fn api_client(settings: &Settings, metrics: &Metrics) -> anyhow::Result<WechatClient> {
+    let token_metrics = metrics.clone();
+    let client_options = ClientOptions {
+        request_timeout: Duration::from_millis(settings.outbox.request_timeout_ms),
+        on_token_fetch: Some(TokenFetchHook(Arc::new(move |app: &str, ok: bool| {
+            token_metrics
+                .token_fetches
+                .get_or_create(&AppOutcomeLabels {
+                    app: app.to_string(),
+                    outcome: if ok { "ok" } else { "error" }.to_string(),
+                })
+                .inc();
+        }))),
+        ..ClientOptions::default()
+    };
+    WechatClient::new(&settings.api_base, &settings.apps, client_options)
+        .context("building the WeChat API client")
+}
+
+/// The push listener, bound: the server and its port.
+fn public_server(settings: &Settings, state: web::Data<State>) -> anyhow::Result<(Server, u16)> {
+    let listener = TcpListener::bind(&settings.listen)
+        .with_context(|| format!("binding listen address {}", settings.listen))?;
+    let port = listener.local_addr()?.port();
+    // actix counts connections per worker thread.
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .configure(http::public_routes)
+    })
+    .workers(workers)
+    .max_connections(settings.max_connections.div_ceil(workers))
+    // Headers within the request timeout; the webhook bounds the body by the same deadline.
+    .client_request_timeout(Duration::from_secs(settings.request_timeout_secs))
+    .disable_signals()
+    .shutdown_timeout(10)
+    .listen(listener)?
+    .run();
+    Ok((server, port))
+}
+
+/// The admin listener, when configured and bindable: an operator's convenience, so a taken
+/// address (or `""`) leaves WeChat's endpoint serving, and the error says what is off.
+fn admin_server(
+    settings: &Settings,
+    state: web::Data<State>,
+) -> anyhow::Result<(Option<Server>, u16)> {
+    let listener = match settings.admin_listen.trim() {
+        "" => return Ok((None, 0)),
+        addr => match TcpListener::bind(addr) {
+            Ok(listener) => listener,
+            Err(e) => {
+                tracing::error!(admin_listen = addr, error = %e, "cannot bind admin_listen: /metrics and the console are off");
+                return Ok((None, 0));
+            }
+        },
+    };
+    let port = listener.local_addr()?.port();
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .configure(http::admin_routes)
+    })
+    .workers(1)
+    .disable_signals()
+    .shutdown_timeout(2)
+    .listen(listener)?
+    .run();
+    Ok((Some(server), port))
+}
+
+/// A watched folder, for the log line of a watcher that ended.
+fn handle_dir(handle: &RulesHandle) -> String {
+    handle.dir().display().to_string()
 }
 
 /// The operators' read side of the configured store, for commands that run beside a daemon
@@ -354,10 +417,14 @@ fn worker_options(o: &crate::config::OutboxSettings) -> WorkerOptions {
 }
 
 /// The store's options from `kefu.yaml`.
-fn store_options(settings: &Settings) -> StoreOptions {
+fn store_options(settings: &Settings, metrics: &Metrics) -> StoreOptions {
+    let metrics = metrics.clone();
     StoreOptions {
         log_retention_days: settings.log_retention_days,
         durability: settings.durability,
+        on_recorded: Some(RecordedHook(Arc::new(move |record| {
+            metrics.count_recorded(record);
+        }))),
         ..StoreOptions::new(settings.quota.clone())
     }
 }
@@ -385,7 +452,7 @@ async fn probe_store(state: web::Data<State>, stop: impl std::future::Future<Out
             Ok(Err(e)) => state.store_health.failed("probe", &e),
             Err(_) => state.store_health.failed(
                 "probe",
-                &crate::store::StoreError::Backend("no answer within 5 s".into()),
+                &crate::store::StoreError::backend("no answer within 5 s"),
             ),
         }
     }

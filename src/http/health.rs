@@ -187,9 +187,9 @@ mod tests {
         assert_eq!(health.failure(), None);
         health.failed("commit", &StoreError::Closed);
         assert_eq!(health.failure(), None, "a shutdown is not a failure");
-        health.failed("commit", &StoreError::Backend("disk full".into()));
+        health.failed("commit", &StoreError::backend("disk full"));
         let since = health.failure().map(|f| f.since);
-        health.failed("probe", &StoreError::Backend("still full".into()));
+        health.failed("probe", &StoreError::backend("still full"));
         let f = health.failure();
         assert_eq!(
             f.as_ref().map(|f| f.error.as_str()),

@@ -18,8 +18,8 @@ use super::State;
 use super::error::WebhookError;
 use crate::clock::unix_now;
 use crate::config::{AppConfig, AppKind, Mode};
-use crate::dispatch::{self, Action, Context, Decision};
-use crate::metrics::{AppLabels, AppTypeLabels, FaqLabels, Metrics, RuleLabels};
+use crate::dispatch::{self, Context, Decision};
+use crate::metrics::AppLabels;
 use crate::outbound::OutboundMessage;
 use crate::protocol::message::{parse_envelope, parse_message};
 use crate::protocol::{Format, InboundMessage, MsgKind, crypto, reply, signature};
@@ -315,16 +315,6 @@ fn open(
     ))
 }
 
-/// What the metrics count of a push, once it is recorded.
-struct Tally {
-    app: String,
-    msg_type: &'static str,
-    rule: Option<String>,
-    faq: Option<String>,
-    action: Action,
-    handoff: bool,
-}
-
 /// Dedupe, decide, commit, answer.
 async fn process(
     app: &AppRuntime,
@@ -374,14 +364,6 @@ async fn process(
     let (memo, outbox) = answer(app, &envelope, &msg, &mut decision, now);
     // The answer is built now; the memo itself goes to the store for WeChat's retries.
     let response = memo_response(&memo);
-    let tally = Tally {
-        app: app_id.to_string(),
-        msg_type: msg.kind.label(),
-        rule: decision.rule.clone(),
-        faq: decision.faq.clone(),
-        action: decision.action,
-        handoff: decision.handoff,
-    };
 
     let record = PushRecord {
         key,
@@ -395,8 +377,8 @@ async fn process(
         log: LogRecord {
             msg_type: msg.kind.type_name().to_string(),
             text: dispatch::message_text(&msg.kind).map(str::to_string),
-            rule: decision.rule.take(),
-            faq: decision.faq.take(),
+            rule: decision.rule.clone(),
+            faq: decision.faq.clone(),
             action: decision.action.as_str().to_string(),
             handoff: decision.handoff,
             replies: bot_side,
@@ -415,22 +397,13 @@ async fn process(
     // the session). One that changes neither is answered at once: its memo and log follow in the
     // same group commit, and if kefu died before that commit, WeChat's retry would simply be
     // decided again, with nothing sent twice because nothing is sent at all. Either way the
-    // push is counted in the metrics only once it is recorded.
+    // push is counted in the metrics only once it is recorded (the store's `on_recorded`).
     let must_wait = !record.outbox.is_empty() || record.session.is_some();
     let ticket = state.store.commit(record);
     // The writer owns the claim now: it resolves it, or releases it if the commit fails.
     guard.committed();
     if !must_wait {
-        log_push(&msg, &tally, started);
-        let metrics = state.metrics.clone();
-        let health = Arc::clone(&state.store_health);
-        tokio::spawn(async move {
-            match ticket.await {
-                Ok(Ok(_)) => count(&metrics, &tally),
-                Ok(Err(e)) => health.failed("commit", &e),
-                Err(_) => {}
-            }
-        });
+        log_push(app_id, &msg, &decision, started);
         return Ok(response);
     }
     match tokio::time::timeout_at(deadline, ticket).await {
@@ -440,7 +413,6 @@ async fn process(
                 count_duplicate(state, app_id);
                 return Ok(memo_response(&replay));
             }
-            count(&state.metrics, &tally);
             if !report.dropped.is_empty() {
                 for _ in &report.dropped {
                     state.metrics.send_outcome("dropped");
@@ -456,19 +428,19 @@ async fn process(
             return Err(WebhookError::StoreTooSlow);
         }
     }
-    log_push(&msg, &tally, started);
+    log_push(app_id, &msg, &decision, started);
     Ok(response)
 }
 
 /// The one log line of an answered push.
-fn log_push(msg: &InboundMessage, tally: &Tally, started: Instant) {
+fn log_push(app: &str, msg: &InboundMessage, decision: &Decision, started: Instant) {
     tracing::info!(
-        app = tally.app.as_str(),
+        app,
         openid = %msg.from_user_name,
-        msg_type = tally.msg_type,
-        rule = tally.rule.as_deref().unwrap_or("-"),
-        faq = tally.faq.as_deref().unwrap_or("-"),
-        action = tally.action.as_str(),
+        msg_type = msg.kind.label(),
+        rule = decision.rule.as_deref().unwrap_or("-"),
+        faq = decision.faq.as_deref().unwrap_or("-"),
+        action = decision.action.as_str(),
         latency_us = started.elapsed().as_micros() as u64,
         "push"
     );
@@ -560,38 +532,4 @@ fn count_duplicate(state: &State, app_id: &str) {
         .duplicates
         .get_or_create(&AppLabels { app: app_id.into() })
         .inc();
-}
-
-fn count(m: &Metrics, tally: &Tally) {
-    m.messages
-        .get_or_create(&AppTypeLabels {
-            app: tally.app.clone(),
-            r#type: tally.msg_type.into(),
-        })
-        .inc();
-    if let Some(rule) = &tally.rule {
-        m.rule_hits
-            .get_or_create(&RuleLabels { rule: rule.clone() })
-            .inc();
-    }
-    if let Some(faq) = &tally.faq {
-        m.faq_hits
-            .get_or_create(&FaqLabels { faq: faq.clone() })
-            .inc();
-    }
-    let app = AppLabels {
-        app: tally.app.clone(),
-    };
-    if tally.handoff {
-        m.handoffs.get_or_create(&app).inc();
-    }
-    match tally.action {
-        Action::Clarify => {
-            m.clarifies.get_or_create(&app).inc();
-        }
-        Action::Default | Action::Ignore => {
-            m.unmatched.get_or_create(&app).inc();
-        }
-        _ => {}
-    }
 }

@@ -12,6 +12,7 @@
 use std::borrow::Cow;
 use std::fmt;
 
+use super::emit::Emitter;
 use super::json::{self, JsonInt, JsonMsgId, JsonText};
 use super::xml::{self, Slot};
 
@@ -105,32 +106,33 @@ impl MsgKind {
         }
     }
 
-    /// The message type as a bounded label (metrics): WeChat's known types by name, anything
-    /// else `other`, so that a signed push cannot invent label values.
+    /// The message type as a bounded label (metrics); see [`msg_type_label`].
     pub fn label(&self) -> &'static str {
-        /// Message types WeChat documents besides the ones kefu parses.
-        const KNOWN: [&str; 7] = [
-            "voice",
-            "video",
-            "shortvideo",
-            "location",
-            "link",
-            "file",
-            "transfer_customer_service",
-        ];
-        match self {
-            MsgKind::Text { .. } => "text",
-            MsgKind::Image { .. } => "image",
-            MsgKind::MiniProgramPage { .. } => "miniprogrampage",
-            MsgKind::Voice { .. } => "voice",
-            MsgKind::Event { .. } => "event",
-            MsgKind::Other { msg_type } => KNOWN
-                .iter()
-                .find(|k| **k == msg_type.as_str())
-                .copied()
-                .unwrap_or("other"),
-        }
+        msg_type_label(self.type_name())
     }
+}
+
+/// A `MsgType` as a bounded label (metrics): WeChat's documented types by name, anything else
+/// `other`, so that a signed push cannot invent label values.
+pub fn msg_type_label(msg_type: &str) -> &'static str {
+    const KNOWN: [&str; 11] = [
+        "text",
+        "image",
+        "miniprogrampage",
+        "event",
+        "voice",
+        "video",
+        "shortvideo",
+        "location",
+        "link",
+        "file",
+        "transfer_customer_service",
+    ];
+    KNOWN
+        .iter()
+        .find(|k| **k == msg_type)
+        .copied()
+        .unwrap_or("other")
 }
 
 /// Why a body was refused (HTTP 400).
@@ -529,53 +531,29 @@ fn render(format: Format, msg: &InboundMessage, encrypt: Option<&str>) -> String
         .iter()
         .map(|(n, v)| n.len() * 2 + v.len() + 32)
         .sum();
-    let mut out = String::with_capacity(
+    let mut e = Emitter::new(
+        format,
         256 + msg.to_user_name.len()
             + msg.from_user_name.len()
             + size
             + encrypt.map_or(0, |e| e.len() + 40),
     );
-    match format {
-        Format::Xml => {
-            out.push_str("<xml>");
-            xml::push_cdata_element(&mut out, "ToUserName", &msg.to_user_name);
-            xml::push_cdata_element(&mut out, "FromUserName", &msg.from_user_name);
-            xml::push_number_element(&mut out, "CreateTime", msg.create_time);
-            xml::push_cdata_element(&mut out, "MsgType", msg.kind.type_name());
-            for (name, value) in strings {
-                xml::push_cdata_element(&mut out, name, value);
-            }
-            match &msg.msg_id {
-                Some(MsgId::Number(n)) => xml::push_number_element(&mut out, "MsgId", n),
-                Some(MsgId::Text(t)) => xml::push_cdata_element(&mut out, "MsgId", t),
-                None => {}
-            }
-            if let Some(e) = encrypt {
-                xml::push_cdata_element(&mut out, "Encrypt", e);
-            }
-            out.push_str("</xml>");
-        }
-        Format::Json => {
-            out.push('{');
-            json::push_str_member(&mut out, "ToUserName", &msg.to_user_name);
-            json::push_str_member(&mut out, "FromUserName", &msg.from_user_name);
-            json::push_number_member(&mut out, "CreateTime", msg.create_time);
-            json::push_str_member(&mut out, "MsgType", msg.kind.type_name());
-            for (name, value) in strings {
-                json::push_str_member(&mut out, name, value);
-            }
-            match &msg.msg_id {
-                Some(MsgId::Number(n)) => json::push_number_member(&mut out, "MsgId", n),
-                Some(MsgId::Text(t)) => json::push_str_member(&mut out, "MsgId", t),
-                None => {}
-            }
-            if let Some(e) = encrypt {
-                json::push_str_member(&mut out, "Encrypt", e);
-            }
-            out.push('}');
-        }
+    e.text("ToUserName", &msg.to_user_name)
+        .text("FromUserName", &msg.from_user_name)
+        .number("CreateTime", msg.create_time)
+        .text("MsgType", msg.kind.type_name());
+    for (name, value) in strings {
+        e.text(name, value);
     }
-    out
+    match &msg.msg_id {
+        Some(MsgId::Number(n)) => e.number("MsgId", n),
+        Some(MsgId::Text(t)) => e.text("MsgId", t),
+        None => &mut e,
+    };
+    if let Some(encrypt) = encrypt {
+        e.text("Encrypt", encrypt);
+    }
+    e.finish()
 }
 
 #[cfg(test)]
@@ -994,7 +972,7 @@ mod tests {
         );
         assert_eq!(
             render_push(Format::Xml, &m),
-            "<xml><ToUserName><![CDATA[toUser]]></ToUserName>\n<FromUserName><![CDATA[fromUser]]></FromUserName>\n<CreateTime>1482048670</CreateTime>\n<MsgType><![CDATA[text]]></MsgType>\n<Content><![CDATA[this is a test]]></Content>\n<MsgId>1234567890123456</MsgId>\n</xml>"
+            "<xml>\n<ToUserName><![CDATA[toUser]]></ToUserName>\n<FromUserName><![CDATA[fromUser]]></FromUserName>\n<CreateTime>1482048670</CreateTime>\n<MsgType><![CDATA[text]]></MsgType>\n<Content><![CDATA[this is a test]]></Content>\n<MsgId>1234567890123456</MsgId>\n</xml>"
         );
         let e = msg(
             MsgKind::Event {

@@ -10,6 +10,7 @@
 //! Reference: `shared/protocol/wechat-protocol.md`; its vectors V1–V11 are the tests.
 
 pub mod crypto;
+pub mod emit;
 mod json;
 pub mod message;
 pub mod reply;

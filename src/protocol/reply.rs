@@ -7,7 +7,8 @@
 use std::borrow::Cow;
 
 use super::Format;
-use super::json::{self, JsonInt, JsonText};
+use super::emit::Emitter;
+use super::json::{JsonInt, JsonText};
 use super::message::{ParseError, json_error, prepare};
 use super::xml;
 
@@ -16,39 +17,26 @@ pub const SUCCESS: &str = "success";
 
 /// `transfer_customer_service`: `to_user` is the user's openid, `from_user` the app's original id.
 pub fn transfer(format: Format, to_user: &str, from_user: &str, create_time: i64) -> String {
-    let mut out = String::with_capacity(192 + to_user.len() + from_user.len());
-    match format {
-        Format::Xml => {
-            out.push_str("<xml>\n");
-            xml::push_cdata_element(&mut out, "ToUserName", to_user);
-            xml::push_cdata_element(&mut out, "FromUserName", from_user);
-            xml::push_number_element(&mut out, "CreateTime", create_time);
-            xml::push_cdata_element(&mut out, "MsgType", "transfer_customer_service");
-            out.push_str("</xml>");
-        }
-        Format::Json => {
-            out.push('{');
-            json::push_str_member(&mut out, "ToUserName", to_user);
-            json::push_str_member(&mut out, "FromUserName", from_user);
-            json::push_number_member(&mut out, "CreateTime", create_time);
-            json::push_str_member(&mut out, "MsgType", "transfer_customer_service");
-            out.push('}');
-        }
-    }
-    out
+    let mut e = Emitter::new(format, 192 + to_user.len() + from_user.len());
+    e.text("ToUserName", to_user)
+        .text("FromUserName", from_user)
+        .number("CreateTime", create_time)
+        .text("MsgType", "transfer_customer_service");
+    e.finish()
 }
 
 /// An official account's passive text reply (XML).
 pub fn text(to_user: &str, from_user: &str, create_time: i64, content: &str) -> String {
-    let mut out = String::with_capacity(192 + to_user.len() + from_user.len() + content.len());
-    out.push_str("<xml>\n");
-    xml::push_cdata_element(&mut out, "ToUserName", to_user);
-    xml::push_cdata_element(&mut out, "FromUserName", from_user);
-    xml::push_number_element(&mut out, "CreateTime", create_time);
-    xml::push_cdata_element(&mut out, "MsgType", "text");
-    xml::push_cdata_element(&mut out, "Content", content);
-    out.push_str("</xml>");
-    out
+    let mut e = Emitter::new(
+        Format::Xml,
+        192 + to_user.len() + from_user.len() + content.len(),
+    );
+    e.text("ToUserName", to_user)
+        .text("FromUserName", from_user)
+        .number("CreateTime", create_time)
+        .text("MsgType", "text")
+        .text("Content", content);
+    e.finish()
 }
 
 /// The encrypted reply envelope (`Encrypt`, `MsgSignature`, `TimeStamp`, `Nonce`).
@@ -63,28 +51,15 @@ pub struct EncryptedReply {
 /// Renders the envelope in the given format: XML as the official template, JSON with
 /// `TimeStamp` a number and `Nonce` a string (doc §3.7).
 pub fn encrypted(format: Format, reply: &EncryptedReply) -> String {
-    let mut out = String::with_capacity(
+    let mut e = Emitter::new(
+        format,
         160 + reply.encrypt.len() + reply.msg_signature.len() + reply.nonce.len(),
     );
-    match format {
-        Format::Xml => {
-            out.push_str("<xml>\n");
-            xml::push_cdata_element(&mut out, "Encrypt", &reply.encrypt);
-            xml::push_cdata_element(&mut out, "MsgSignature", &reply.msg_signature);
-            xml::push_number_element(&mut out, "TimeStamp", reply.timestamp);
-            xml::push_cdata_element(&mut out, "Nonce", &reply.nonce);
-            out.push_str("</xml>");
-        }
-        Format::Json => {
-            out.push('{');
-            json::push_str_member(&mut out, "Encrypt", &reply.encrypt);
-            json::push_str_member(&mut out, "MsgSignature", &reply.msg_signature);
-            json::push_number_member(&mut out, "TimeStamp", reply.timestamp);
-            json::push_str_member(&mut out, "Nonce", &reply.nonce);
-            out.push('}');
-        }
-    }
-    out
+    e.text("Encrypt", &reply.encrypt)
+        .text("MsgSignature", &reply.msg_signature)
+        .number("TimeStamp", reply.timestamp)
+        .text("Nonce", &reply.nonce);
+    e.finish()
 }
 
 /// Parses an encrypted reply (what `kefu send` receives back), in either format. All four

@@ -30,8 +30,11 @@ pub fn run(conn: Connection, ticks: mpsc::Receiver<()>, min_gap: Duration) {
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "store: checkpoint failed"),
         }
-        // At most one checkpoint per `min_gap`: each costs fsyncs that commits share the disk with.
-        if !awake(&ticks, min_gap) {
+        // At most one checkpoint per `min_gap`: each copies pages (and costs fsyncs that commits
+        // share the disk with). Sleep rather than wait on `ticks`, which the writer sends after
+        // every commit: a wait would end at the next commit.
+        std::thread::sleep(min_gap);
+        if matches!(ticks.try_recv(), Err(mpsc::TryRecvError::Disconnected)) {
             break;
         }
     }

@@ -412,7 +412,7 @@ pub fn end_session(
     wait: Duration,
 ) -> Result<SessionEnd, StoreError> {
     if !db_path.exists() {
-        return Err(StoreError::Backend(format!(
+        return Err(StoreError::backend(format!(
             "no store at {} (has kefu serve run with this data_dir?)",
             db_path.display()
         )));
@@ -421,11 +421,11 @@ pub fn end_session(
         db_path,
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
-    .map_err(|e| StoreError::Backend(format!("cannot open {}: {e}", db_path.display())))?;
+    .map_err(|e| StoreError::caused(&format!("cannot open {}", db_path.display()), e))?;
     conn.busy_timeout(Duration::from_secs(5)).map_err(backend)?;
     let version = schema::version(&conn)?;
     if version < schema::latest_version() {
-        return Err(StoreError::Backend(format!(
+        return Err(StoreError::backend(format!(
             "{} has schema version {version}; start this kefu once to migrate it",
             db_path.display()
         )));

@@ -250,13 +250,51 @@ pub struct CommitReport {
 }
 
 /// Why the store could not do what was asked.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
-    #[error("store: {0}")]
-    Backend(String),
+    /// The backend failed. `what` says what, with the backend's own message (operators read it
+    /// in `/healthz` and the log); `source` keeps the backend's error itself, when there is one,
+    /// for callers that need to tell causes apart.
+    #[error("store: {what}")]
+    Backend {
+        what: String,
+        #[source]
+        source: Option<Arc<dyn std::error::Error + Send + Sync>>,
+    },
     #[error("store is shutting down")]
     Closed,
 }
+
+impl StoreError {
+    /// A failure with no underlying error of its own.
+    pub fn backend(what: impl Into<String>) -> Self {
+        Self::Backend {
+            what: what.into(),
+            source: None,
+        }
+    }
+
+    /// A failure caused by `source`, described as `what: source`.
+    pub fn caused(what: &str, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self::Backend {
+            what: format!("{what}: {source}"),
+            source: Some(Arc::new(source)),
+        }
+    }
+}
+
+/// Two errors are equal when they say the same (the source is not compared).
+impl PartialEq for StoreError {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Self::Backend { what: a, .. }, Self::Backend { what: b, .. }) => a == b,
+            (Self::Closed, Self::Closed) => true,
+            _ => false,
+        }
+    }
+}
+
+impl Eq for StoreError {}
 
 /// Resolves when the record is durable.
 pub type CommitTicket = oneshot::Receiver<Result<CommitReport, StoreError>>;
@@ -414,6 +452,18 @@ pub enum Durability {
     Normal,
 }
 
+/// Told of every push the store recorded (not of a retry found already recorded), on the
+/// store's own thread once the record is durable: start-up counts the message metrics here, so
+/// they count recorded pushes only and the request path pays nothing for it.
+#[derive(Clone)]
+pub struct RecordedHook(pub Arc<dyn Fn(&PushRecord) + Send + Sync>);
+
+impl std::fmt::Debug for RecordedHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RecordedHook")
+    }
+}
+
 /// Tuning of [`SqliteStore`].
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
@@ -433,6 +483,8 @@ pub struct StoreOptions {
     pub purge_interval: Duration,
     /// At most this many commands in one transaction.
     pub max_batch: usize,
+    /// See [`RecordedHook`].
+    pub on_recorded: Option<RecordedHook>,
 }
 
 impl StoreOptions {
@@ -446,6 +498,7 @@ impl StoreOptions {
             log_retention_days: 30,
             purge_interval: Duration::from_secs(10 * 60),
             max_batch: 4096,
+            on_recorded: None,
         }
     }
 }

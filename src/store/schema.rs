@@ -124,8 +124,12 @@ pub fn latest_version() -> i64 {
     MIGRATIONS.len() as i64
 }
 
-pub(crate) fn backend(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Backend(e.to_string())
+/// A backend error, its message kept as the store error's text and the error as its source.
+pub(crate) fn backend(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
+    StoreError::Backend {
+        what: e.to_string(),
+        source: Some(std::sync::Arc::new(e)),
+    }
 }
 
 /// Pragmas of the writer connection. WAL lets readers (stats, console) run beside the writer;
@@ -136,7 +140,7 @@ pub fn configure_writer(conn: &Connection, durability: Durability) -> Result<(),
         .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
         .map_err(backend)?;
     if !mode.eq_ignore_ascii_case("wal") {
-        return Err(StoreError::Backend(format!(
+        return Err(StoreError::backend(format!(
             "cannot switch the database to WAL (journal_mode is {mode})"
         )));
     }
@@ -185,7 +189,7 @@ pub fn migrate(conn: &mut Connection) -> Result<i64, StoreError> {
     let current = version(conn)?;
     let latest = latest_version();
     if current > latest {
-        return Err(StoreError::Backend(format!(
+        return Err(StoreError::backend(format!(
             "the database has schema version {current}, newer than this kefu knows ({latest}); \
              run a newer kefu or restore a backup"
         )));
@@ -193,7 +197,7 @@ pub fn migrate(conn: &mut Connection) -> Result<i64, StoreError> {
     for (step, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
         let tx = conn.transaction().map_err(backend)?;
         tx.execute_batch(sql)
-            .map_err(|e| StoreError::Backend(format!("migration {} failed: {e}", step + 1)))?;
+            .map_err(|e| StoreError::caused(&format!("migration {} failed", step + 1), e))?;
         tx.pragma_update(None, "user_version", step as i64 + 1)
             .map_err(backend)?;
         tx.commit().map_err(backend)?;

@@ -7,9 +7,10 @@
 //! (`claim`, `session`) and a channel (`commit`). Operators' reads (`recent_failures`, `stats`)
 //! use a separate read-only connection, which WAL lets run beside the writer.
 //!
-//! Durability: WAL with `synchronous=FULL` by default ([`super::Durability`]). A ticket resolves
-//! only after the transaction holding its records committed, so an acknowledged push survives a
-//! crash, and with FULL a power loss too; group commit makes FULL affordable (one fsync per batch).
+//! Durability: WAL with `synchronous=NORMAL` by default, `FULL` with `durability: full`
+//! ([`super::Durability`]). A ticket resolves only after the transaction holding its records
+//! committed, so an acknowledged push survives a crash of kefu, and with FULL a power loss too;
+//! group commit makes FULL affordable (one fsync per batch).
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -36,6 +37,12 @@ use super::{
     StoreOptions,
 };
 use futures_util::future::BoxFuture;
+
+/// At most one checkpoint per this long under load: a page the writer changes many times (the
+/// right-most leaf of each table and index) is copied into the database once per checkpoint,
+/// so checkpointing less often copies less (9% of the daemon's CPU at 50 ms, measured with
+/// `bench/load.sh`), at the price of a longer WAL (about a second of writes).
+const CHECKPOINT_GAP: Duration = Duration::from_millis(500);
 
 /// The SQLite store. Cheap to clone: clones share one writer thread and one cache.
 #[derive(Clone)]
@@ -104,7 +111,7 @@ impl SqliteStore {
         create_private(data_dir)?;
         let path = data_dir.join(schema::DB_FILE);
         let mut conn = Connection::open(&path)
-            .map_err(|e| StoreError::Backend(format!("cannot open {}: {e}", path.display())))?;
+            .map_err(|e| StoreError::caused(&format!("cannot open {}", path.display()), e))?;
         schema::configure_writer(&conn, options.durability)?;
         schema::migrate(&mut conn)?;
 
@@ -154,8 +161,8 @@ impl SqliteStore {
             let (ticks, rx) = mpsc::sync_channel(1);
             let thread = std::thread::Builder::new()
                 .name("kefu-store-checkpoint".into())
-                .spawn(move || checkpoint::run(conn, rx, Duration::from_millis(50)))
-                .map_err(|e| StoreError::Backend(format!("cannot start the checkpointer: {e}")))?;
+                .spawn(move || checkpoint::run(conn, rx, CHECKPOINT_GAP))
+                .map_err(|e| StoreError::caused("cannot start the checkpointer", e))?;
             (ticks, thread)
         };
         let (tx, rx) = mpsc::channel();
@@ -163,7 +170,7 @@ impl SqliteStore {
         let thread = std::thread::Builder::new()
             .name("kefu-store-writer".into())
             .spawn(move || writer.run())
-            .map_err(|e| StoreError::Backend(format!("cannot start the writer thread: {e}")))?;
+            .map_err(|e| StoreError::caused("cannot start the writer thread", e))?;
         tracing::info!(path = %path.display(), ?report, "store: opened");
         Ok((
             Self {
@@ -263,7 +270,7 @@ impl SqliteStore {
 fn create_private(data_dir: &Path) -> Result<(), StoreError> {
     use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
     let failed = |what: &Path, e: std::io::Error| {
-        StoreError::Backend(format!("cannot create {}: {e}", what.display()))
+        StoreError::caused(&format!("cannot create {}", what.display()), e)
     };
     if !data_dir.exists() {
         std::fs::DirBuilder::new()

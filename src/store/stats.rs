@@ -94,7 +94,7 @@ pub fn collect(db_path: &Path, since_unix: i64, tz: Tz) -> Result<StatsReport, S
 /// schema version.
 pub fn open_read_only(db_path: &Path) -> Result<Connection, StoreError> {
     if !db_path.exists() {
-        return Err(StoreError::Backend(format!(
+        return Err(StoreError::backend(format!(
             "no conversation log at {} (has kefu serve run with this data_dir?)",
             db_path.display()
         )));
@@ -105,11 +105,11 @@ pub fn open_read_only(db_path: &Path) -> Result<Connection, StoreError> {
         db_path,
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
-    .map_err(|e| StoreError::Backend(format!("cannot open {}: {e}", db_path.display())))?;
+    .map_err(|e| StoreError::caused(&format!("cannot open {}", db_path.display()), e))?;
     schema::configure_reader(&conn)?;
     let version = schema::version(&conn)?;
     if version != schema::latest_version() {
-        return Err(StoreError::Backend(format!(
+        return Err(StoreError::backend(format!(
             "{} has schema version {version}, this kefu reads {}",
             db_path.display(),
             schema::latest_version()

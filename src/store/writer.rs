@@ -336,6 +336,11 @@ impl Writer {
         for (cmd, effect) in cmds.into_iter().zip(effects) {
             match (cmd, effect) {
                 (Cmd::Commit { record, reply }, Effect::Committed(report)) => {
+                    if report.replay.is_none()
+                        && let Some(hook) = &self.options.on_recorded
+                    {
+                        (hook.0)(&record);
+                    }
                     let memo = report.replay.clone().unwrap_or_else(|| record.memo.clone());
                     self.shared
                         .dedupe
@@ -365,7 +370,7 @@ impl Writer {
                 })),
                 (cmd, _) => cmd.fail(
                     &self.shared,
-                    StoreError::Backend("internal: effect does not match command".into()),
+                    StoreError::backend("internal: effect does not match command"),
                 ),
             }
         }

@@ -84,8 +84,8 @@ pub enum ClientError {
     ApiBase { api_base: String, message: String },
     #[error("apps[].id {0:?} appears twice")]
     DuplicateApp(String),
-    #[error("cannot build the HTTP client: {0}")]
-    Http(String),
+    #[error("cannot build the HTTP client")]
+    Http(#[source] reqwest::Error),
 }
 
 /// The WeChat API client of every configured app. Cheap to clone; clones share tokens and the
@@ -221,9 +221,7 @@ impl WechatClient {
             // A test's mock must not be reached through a proxy from the environment.
             builder = builder.no_proxy();
         }
-        let http = builder
-            .build()
-            .map_err(|e| ClientError::Http(error_chain(&e)))?;
+        let http = builder.build().map_err(ClientError::Http)?;
 
         let policy = TokenPolicy {
             refresh_margin: options.token_refresh_margin,

@@ -137,6 +137,8 @@ impl Default for TestConfig {
 pub struct TestApp {
     pub port: u16,
     pub admin_port: u16,
+    /// Reloads every rules folder, as SIGHUP does for `kefu serve`.
+    pub reload: tokio::sync::mpsc::Sender<()>,
     pub settings: Settings,
     pub client: reqwest::Client,
     pub dir: tempfile::TempDir,
@@ -177,10 +179,14 @@ pub async fn spawn_app_layered(cfg: TestConfig, layer: kefu::startup::StoreLayer
     let port = app.port();
     let admin_port = app.admin_port();
     let state = app.state();
-    tokio::spawn(app.run_until_stopped());
+    // Shutdown and reload are inputs: an in-process app installs no signal handler. It runs
+    // until the test's runtime ends.
+    let (reload, reloads) = tokio::sync::mpsc::channel(1);
+    tokio::spawn(app.run(std::future::pending(), reloads));
     TestApp {
         port,
         admin_port,
+        reload,
         settings,
         client: reqwest::Client::builder()
             .timeout(Duration::from_secs(10))

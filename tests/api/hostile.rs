@@ -225,13 +225,13 @@ impl Store for FailingStore {
         // As the writer does with a failed batch: the claim is released, the ticket fails.
         self.inner.abandon(&record.key);
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let _ = tx.send(Err(StoreError::Backend(DISK_FULL.into())));
+        let _ = tx.send(Err(StoreError::backend(DISK_FULL)));
         rx
     }
 
     fn probe(&self) -> BoxFuture<'_, Result<(), StoreError>> {
         if self.failing.load(Ordering::SeqCst) {
-            Box::pin(async { Err(StoreError::Backend(DISK_FULL.into())) })
+            Box::pin(async { Err(StoreError::backend(DISK_FULL)) })
         } else {
             self.inner.probe()
         }

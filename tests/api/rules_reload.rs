@@ -520,7 +520,8 @@ async fn a_rules_folder_created_after_start_is_picked_up() {
         .await
         .expect("starts without the folder");
     let port = app.port();
-    tokio::spawn(app.run_until_stopped());
+    let (_reload, reloads) = tokio::sync::mpsc::channel(1);
+    tokio::spawn(app.run(std::future::pending(), reloads));
     let client = reqwest::Client::new();
     let health = || async {
         client
