@@ -632,6 +632,32 @@ mod tests {
     }
 
     #[test]
+    fn a_handoff_that_times_out_leaves_no_misses_behind() {
+        let set = rules(SET);
+        let mut session = Session::default();
+        for t in ["a", "b"] {
+            let mut d = decide(&set, &text(t), &session, &ctx());
+            session = d.session.take().unwrap_or(session);
+        }
+        assert!(session.handoff_until.is_some());
+        assert_eq!(session.misses, 0, "the handoff took the count");
+        // 31 minutes later (what the store's live() returns: the handoff has expired).
+        let later = Context::at_unix(
+            ctx().now.timestamp() + 31 * 60,
+            ctx().now.timezone(),
+            30,
+            600,
+        );
+        let session = crate::store::sessions::live(&session, later.now.timestamp());
+        let d = decide(&set, &text("c"), &session, &later);
+        assert_eq!(
+            d.rule.as_deref(),
+            Some("first"),
+            "a first miss again, not a second"
+        );
+    }
+
+    #[test]
     fn unknown_types_never_reach_a_default_and_voice_is_read_as_typed() {
         let set = rules(SET);
         let device = msg(MsgKind::Other {
