@@ -316,6 +316,35 @@ pub async fn thread(
     }
 }
 
+/// `POST /api/session/end` `{"app": A, "user": OPENID}`: ends the user's handoff now, as `kefu
+/// session end` does (through the same store interface).
+#[derive(Debug, serde::Deserialize)]
+pub struct EndRequest {
+    pub app: String,
+    pub user: String,
+}
+
+pub async fn end_session(
+    _: AdminAccess,
+    body: web::Json<EndRequest>,
+    state: web::Data<State>,
+) -> HttpResponse {
+    let EndRequest { app, user } = body.into_inner();
+    if !state.apps.contains_key(&app) || user.trim().is_empty() {
+        return HttpResponse::BadRequest().body("unknown app or empty user");
+    }
+    let ops = Arc::clone(&state.ops);
+    let now = chrono::Utc::now().timestamp();
+    match web::block(move || ops.end_session(&app, user.trim(), now)).await {
+        Ok(Ok(outcome)) => HttpResponse::Ok().json(serde_json::json!({ "ended": outcome })),
+        Ok(Err(e)) => {
+            state.store_health.failed("end_session", &e);
+            HttpResponse::ServiceUnavailable().body("store unavailable")
+        }
+        Err(_) => HttpResponse::ServiceUnavailable().body("store unavailable"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -52,5 +52,6 @@ pub fn admin_routes(cfg: &mut web::ServiceConfig) {
         .route("/api/try", web::post().to(admin::try_message))
         .route("/api/summary", web::get().to(admin::summary))
         .route("/api/conversations", web::get().to(admin::conversations))
-        .route("/api/thread", web::get().to(admin::thread));
+        .route("/api/thread", web::get().to(admin::thread))
+        .route("/api/session/end", web::post().to(admin::end_session));
 }

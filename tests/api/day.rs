@@ -505,4 +505,25 @@ async fn the_console_conversations_page_shows_a_thread_with_markup_as_text() {
         .filter_map(|u| u["openid"].as_str())
         .collect();
     assert_eq!(users, ["o_day_other"]);
+    // The thread's button ends a handoff, through the same store interface as the CLI.
+    assert_eq!(
+        app.ask("demo", "o_day_other", "你好").await,
+        Answer::Transfer
+    );
+    let r = app
+        .client
+        .post(format!(
+            "http://127.0.0.1:{}/api/session/end",
+            app.admin_port
+        ))
+        .json(&serde_json::json!({"app": "demo", "user": "o_day_other"}))
+        .send()
+        .await
+        .expect("end");
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        app.ask("demo", "o_day_other", "你好").await,
+        Answer::Text("您好！".into())
+    );
+    assert!(dom.contains("end-handoff"), "the button is on the thread");
 }
