@@ -44,6 +44,7 @@ fn record(n: u64, at: i64) -> PushRecord {
             faq: Some("mp-dereg-general".into()),
             action: "faq".into(),
             handoff: false,
+            ..LogRecord::default()
         },
     }
 }

@@ -58,7 +58,7 @@ impl fmt::Debug for Secret {
 }
 
 /// Mini Program or Official Account: decides whether a passive text reply is possible.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AppKind {
     Miniprogram,
@@ -462,6 +462,19 @@ pub fn parse(
                 format!("apps[{i}].token: must not be empty"),
             ));
         }
+        // `dry_run: false` says the operator means to send; an empty secret (typically an unset
+        // `${VAR:-}`) would silently turn that into dry-run, and users would never get a reply.
+        if !app.dry_run && app.secret.is_empty() && app_writes_key(text, i, "dry_run") {
+            return Err(in_app(
+                i,
+                "dry_run",
+                format!(
+                    "apps[{i}].dry_run: false, but apps[{i}].secret is empty (an unset \
+                     environment variable?): nothing could be sent; set the secret, or write \
+                     dry_run: true"
+                ),
+            ));
+        }
         let mut keys = Vec::new();
         for (key, value) in [
             ("encoding_aes_key", &app.encoding_aes_key),
@@ -536,6 +549,21 @@ fn app_key_line(text: &str, nth: usize, key: &str) -> usize {
         .find(|&n| is_key_line(lines[n], key))
         .unwrap_or(start)
         + 1
+}
+
+/// Whether the `nth` app's block writes `key:`.
+fn app_writes_key(text: &str, nth: usize, key: &str) -> bool {
+    let lines: Vec<&str> = text.lines().collect();
+    let starts: Vec<usize> = (0..lines.len())
+        .filter(|&n| lines[n].trim_start().starts_with("- id:"))
+        .collect();
+    let Some(&start) = starts.get(nth) else {
+        return false;
+    };
+    let end = starts.get(nth + 1).copied().unwrap_or(lines.len());
+    lines
+        .get(start..end)
+        .is_some_and(|block| block.iter().any(|l| is_key_line(l, key)))
 }
 
 /// Whether a line writes `key:` (possibly as a list item).

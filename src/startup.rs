@@ -297,14 +297,14 @@ fn app_runtimes(
         let dir = settings.rules_dir_of(app).to_path_buf();
         let rules = handles.get(&dir).cloned().unwrap_or_else(|| global.clone());
         if app.effective_dry_run() {
-            tracing::info!(
+            tracing::warn!(
                 app = app.id.as_str(),
                 reason = if app.secret.is_empty() {
                     "no secret"
                 } else {
                     "dry_run: true"
                 },
-                "app runs in dry-run: API calls are logged, not sent"
+                "app runs in DRY-RUN: replies are recorded and logged, never sent to users"
             );
         }
         apps.insert(

@@ -17,7 +17,7 @@ pub fn load_rules(dir: &Path, settings: &Settings) -> Option<RuleSet> {
     report.set
 }
 
-pub fn run(config: &Path, rules: Option<&Path>) -> anyhow::Result<ExitCode> {
+pub fn run(config: Option<&Path>, rules: Option<&Path>) -> anyhow::Result<ExitCode> {
     let settings = load_settings_or_default(config)?;
     let dirs: Vec<PathBuf> = match rules {
         Some(dir) => vec![dir.to_path_buf()],

@@ -5,10 +5,15 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use super::load_trial;
-use crate::dispatch::trial::text_message;
+use std::collections::HashMap;
+
+use super::{load_trial, parse_at};
+use crate::config::Settings;
+use crate::dispatch::trial::{event_message, text_message};
 use crate::dispatch::{self, Action, Context, Decision};
-use crate::faq::eval::{EvalAction, EvalDecision, EvalReport, evaluate, load_cases};
+use crate::faq::eval::{
+    Case, EvalAction, EvalDecision, EvalReport, Judged, evaluate_cases, load_cases,
+};
 use crate::rules::RuleSet;
 use crate::store::Session;
 
@@ -37,29 +42,88 @@ pub fn eval_decision(d: &Decision) -> EvalDecision {
     }
 }
 
-/// Evaluates cases against a rule set, each case as the first message of a fresh user.
-pub fn run_cases(set: &RuleSet, cases: &[crate::faq::eval::Case], ctx: &Context) -> EvalReport {
-    evaluate(cases, |q| {
-        let msg = text_message("o_kefu_eval", q, ctx.now.timestamp());
-        eval_decision(&dispatch::decide(set, &msg, &Session::default(), ctx))
-    })
+/// Evaluates cases: each at its `at` (else one minute after the previous case of its user, else
+/// at `ctx`'s time); cases with the same `user` share a session, in file order; a case without
+/// `user` is the first message of a fresh user. `settings` gives the time zone of `at`.
+pub fn run_cases_at(
+    set: &RuleSet,
+    cases: &[Case],
+    ctx: &Context,
+    settings: Option<&Settings>,
+) -> anyhow::Result<EvalReport> {
+    // Every `at` is read first, so that a typo is an error rather than a case run at the wrong
+    // time.
+    let tz = settings.map_or(ctx.now.timezone(), |s| s.tz);
+    let mut times = Vec::with_capacity(cases.len());
+    for (i, case) in cases.iter().enumerate() {
+        times.push(match &case.at {
+            Some(at) => {
+                Some(parse_at(at, tz).map_err(|e| anyhow::anyhow!("case {}: `at`: {e}", i + 1))?)
+            }
+            None => None,
+        });
+    }
+    let mut sessions: HashMap<String, (Session, i64)> = HashMap::new();
+    let mut index = 0usize;
+    Ok(evaluate_cases(cases, |case| {
+        let at = times.get(index).copied().flatten();
+        index += 1;
+        let (mut session, last) = match &case.user {
+            Some(user) => sessions
+                .get(user)
+                .cloned()
+                .unwrap_or((Session::default(), i64::MIN)),
+            None => (Session::default(), i64::MIN),
+        };
+        let now = at.unwrap_or(if last == i64::MIN {
+            ctx.now.timestamp()
+        } else {
+            last.saturating_add(60)
+        });
+        let case_ctx = Context::at_unix(now, tz, ctx.handoff_minutes, ctx.menu_ttl_secs);
+        let openid = case.user.as_deref().unwrap_or("o_kefu_eval");
+        let msg = match &case.event {
+            Some(event) => event_message(openid, event, None, now),
+            None => text_message(openid, &case.q, now),
+        };
+        let mut decision = dispatch::decide(set, &msg, &session, &case_ctx);
+        let judged = Judged {
+            decision: eval_decision(&decision),
+            rule: decision.rule.clone(),
+            handoff: decision.handoff,
+        };
+        if let Some(user) = &case.user {
+            if let Some(next) = decision.session.take() {
+                session = next;
+            }
+            sessions.insert(user.clone(), (session, now));
+        }
+        judged
+    }))
 }
 
 pub fn run(
-    config: &Path,
+    config: Option<&Path>,
     rules: Option<&Path>,
     json: bool,
     min_accuracy: Option<f64>,
     max_false: Option<usize>,
     cases: &Path,
+    at: Option<&str>,
 ) -> anyhow::Result<ExitCode> {
     let Some((settings, set)) = load_trial(config, rules)? else {
         return Ok(ExitCode::from(1));
     };
     // The error names the file already.
+    let cases_path = cases.display().to_string();
     let cases = load_cases(cases)?;
-    let ctx = Context::for_tools(&settings, chrono::Utc::now().timestamp());
-    let report = run_cases(&set, &cases, &ctx);
+    let now = match at {
+        Some(at) => parse_at(at, settings.tz)?,
+        None => chrono::Utc::now().timestamp(),
+    };
+    let ctx = Context::for_tools(&settings, now);
+    let report =
+        run_cases_at(&set, &cases, &ctx, Some(&settings)).map_err(|e| e.context(cases_path))?;
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {

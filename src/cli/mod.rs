@@ -3,6 +3,7 @@
 
 pub mod check;
 pub mod eval;
+pub mod log;
 pub mod send;
 pub mod serve;
 pub mod stats;
@@ -38,16 +39,19 @@ pub enum Command {
     },
     /// Load and validate every rule and FAQ file; print each problem as path:line:column: message.
     Check {
-        #[arg(long, default_value = "kefu.yaml")]
-        config: PathBuf,
+        /// The config file (default: ./kefu.yaml when it exists, else built-in defaults); a
+        /// given file that is missing or invalid is an error (exit 2).
+        #[arg(long)]
+        config: Option<PathBuf>,
         /// Check this rules folder instead of the config's.
         #[arg(long)]
         rules: Option<PathBuf>,
     },
     /// Show what the bot would do with MESSAGE (or each stdin line), without sending anything.
     Try {
-        #[arg(long, default_value = "kefu.yaml")]
-        config: PathBuf,
+        /// The config file (default: ./kefu.yaml when it exists, else built-in defaults).
+        #[arg(long)]
+        config: Option<PathBuf>,
         #[arg(long)]
         rules: Option<PathBuf>,
         /// One JSON object per message.
@@ -56,6 +60,18 @@ pub enum Command {
         /// The user's openid (sessions are per user).
         #[arg(long, default_value = "o_kefu_try_user")]
         user: String,
+        /// Try at this time, "YYYY-MM-DD HH:MM" in the config's time zone (schedules, calendars).
+        #[arg(long)]
+        at: Option<String>,
+        /// Try this event instead of a text (e.g. user_enter_tempsession, kf_close_session).
+        #[arg(long, conflicts_with = "msg_type")]
+        event: Option<String>,
+        /// The event's EventKey (with --event).
+        #[arg(long, requires = "event")]
+        event_key: Option<String>,
+        /// Try a message of this type instead of a text (image, miniprogrampage, voice, …).
+        #[arg(long)]
+        msg_type: Option<String>,
         message: Option<String>,
     },
     /// Act as the WeChat server: sign (and encrypt) a push and POST it to the running daemon.
@@ -78,8 +94,13 @@ pub enum Command {
     },
     /// Run {q, expect, also} cases against the rules and FAQ and report accuracy.
     Eval {
-        #[arg(long, default_value = "kefu.yaml")]
-        config: PathBuf,
+        /// The config file (default: ./kefu.yaml when it exists, else built-in defaults).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Run the cases at this time, "YYYY-MM-DD HH:MM" in the config's time zone (a case's
+        /// own `at:` wins).
+        #[arg(long)]
+        at: Option<String>,
         #[arg(long)]
         rules: Option<PathBuf>,
         #[arg(long)]
@@ -92,6 +113,37 @@ pub enum Command {
         max_false: Option<usize>,
         cases: PathBuf,
     },
+    /// Conversation threads, both sides, with each send's outcome.
+    Log {
+        #[arg(long, default_value = "kefu.yaml")]
+        config: PathBuf,
+        /// Only this app.
+        #[arg(long)]
+        app: Option<String>,
+        /// Only this user (openid).
+        #[arg(long)]
+        user: Option<String>,
+        /// How far back: 30m, 24h, 2d.
+        #[arg(long, default_value = "2d")]
+        since: String,
+        /// Only exchanges whose message or reply contains this text.
+        #[arg(long)]
+        grep: Option<String>,
+        /// At most this many exchanges (the newest); 0 for all.
+        #[arg(long, default_value_t = 1000)]
+        limit: usize,
+        /// One JSON array of threads.
+        #[arg(long, conflicts_with = "csv")]
+        json: bool,
+        /// One CSV row per line of a thread.
+        #[arg(long)]
+        csv: bool,
+    },
+    /// A user's session: `kefu session end --app APP OPENID` ends the handoff now.
+    Session {
+        #[command(subcommand)]
+        command: SessionCommand,
+    },
     /// Summarize the conversation log.
     Stats {
         #[arg(long, default_value = "kefu.yaml")]
@@ -101,6 +153,20 @@ pub enum Command {
         since: String,
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SessionCommand {
+    /// End a user's handoff (and menu) now, while the daemon runs: the bot answers again.
+    End {
+        #[arg(long, default_value = "kefu.yaml")]
+        config: PathBuf,
+        /// The app (its id in kefu.yaml).
+        #[arg(long)]
+        app: String,
+        /// The user's openid.
+        openid: String,
     },
 }
 
@@ -118,14 +184,30 @@ impl Cli {
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve { config } => serve::run(&config),
-        Command::Check { config, rules } => check::run(&config, rules.as_deref()),
+        Command::Check { config, rules } => check::run(config.as_deref(), rules.as_deref()),
         Command::Try {
             config,
             rules,
             json,
             user,
+            at,
+            event,
+            event_key,
+            msg_type,
             message,
-        } => try_cmd::run(&config, rules.as_deref(), json, &user, message.as_deref()),
+        } => try_cmd::run(
+            config.as_deref(),
+            rules.as_deref(),
+            json,
+            &user,
+            try_cmd::Input {
+                at: at.as_deref(),
+                event: event.as_deref(),
+                event_key: event_key.as_deref(),
+                msg_type: msg_type.as_deref(),
+                message: message.as_deref(),
+            },
+        ),
         Command::Send {
             config,
             app,
@@ -143,19 +225,53 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         ),
         Command::Eval {
             config,
+            at,
             rules,
             json,
             min_accuracy,
             max_false,
             cases,
         } => eval::run(
-            &config,
+            config.as_deref(),
             rules.as_deref(),
             json,
             min_accuracy,
             max_false,
             &cases,
+            at.as_deref(),
         ),
+        Command::Log {
+            config,
+            app,
+            user,
+            since,
+            grep,
+            limit,
+            json,
+            csv,
+        } => log::run_log(
+            &load_settings(&config)?,
+            &log::LogArgs {
+                app,
+                user,
+                since,
+                grep,
+                limit,
+            },
+            match (json, csv) {
+                (true, _) => log::LogFormat::Json,
+                (_, true) => log::LogFormat::Csv,
+                _ => log::LogFormat::Text,
+            },
+        ),
+        Command::Session {
+            command:
+                SessionCommand::End {
+                    config,
+                    app,
+                    openid,
+                },
+        } => log::run_session_end(&load_settings(&config)?, &app, &openid),
         Command::Stats {
             config,
             since,
@@ -167,6 +283,21 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// Reads `--at "YYYY-MM-DD HH:MM"` (also `YYYY-MM-DDTHH:MM` and with seconds) in `tz` into
+/// unix seconds.
+pub fn parse_at(text: &str, tz: chrono_tz::Tz) -> anyhow::Result<i64> {
+    use chrono::{NaiveDateTime, TimeZone};
+    let text = text.trim();
+    let naive = ["%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M:%S"]
+        .iter()
+        .find_map(|f| NaiveDateTime::parse_from_str(text, f).ok())
+        .ok_or_else(|| anyhow::anyhow!("`{text}` is not a time; write \"YYYY-MM-DD HH:MM\""))?;
+    tz.from_local_datetime(&naive)
+        .earliest()
+        .map(|t| t.timestamp())
+        .ok_or_else(|| anyhow::anyhow!("`{text}` does not exist in {tz}"))
+}
+
 /// Loads the config, naming the file in the error.
 pub fn load_settings(path: &Path) -> anyhow::Result<Settings> {
     config::load(path).with_context(|| format!("loading {}", path.display()))
@@ -175,7 +306,7 @@ pub fn load_settings(path: &Path) -> anyhow::Result<Settings> {
 /// What `try` and `eval` decide with: the config (or its defaults) and the rules of `--rules` or
 /// of the config. `None` when the rules have errors (they are printed).
 pub fn load_trial(
-    config: &Path,
+    config: Option<&Path>,
     rules: Option<&Path>,
 ) -> anyhow::Result<Option<(Settings, RuleSet)>> {
     let settings = load_settings_or_default(config)?;
@@ -183,8 +314,16 @@ pub fn load_trial(
     Ok(check::load_rules(&dir, &settings).map(|set| (settings, set)))
 }
 
-/// Loads the config when it exists; tools that only need rules fall back to defaults.
-pub fn load_settings_or_default(path: &Path) -> anyhow::Result<Settings> {
+/// Loads the given config (missing or invalid: an error, exit 2, like `serve`); without one,
+/// `./kefu.yaml` when it exists, else built-in defaults (tools that only need rules).
+pub fn load_settings_or_default(path: Option<&Path>) -> anyhow::Result<Settings> {
+    if let Some(path) = path {
+        if !path.exists() {
+            anyhow::bail!("{}: no such config file", path.display());
+        }
+        return load_settings(path);
+    }
+    let path = Path::new("kefu.yaml");
     if path.exists() {
         return load_settings(path);
     }

@@ -81,6 +81,7 @@ pub fn message_for(
             event: event.to_string(),
             session_from: Some("kefu-send".into()),
             event_key: None,
+            kf_account: None,
         },
         (None, Some(text)) => MsgKind::Text {
             content: text.to_string(),

@@ -6,33 +6,70 @@ use std::io::{BufRead, Write};
 use std::path::Path;
 use std::process::ExitCode;
 
-use super::load_trial;
+use super::{load_trial, parse_at};
 use crate::dispatch::Context;
-use crate::dispatch::trial::{TryOutput, try_one};
+use crate::dispatch::trial::{TryOutput, event_message, text_message, try_message, typed_message};
 use crate::store::Session;
 
+/// What to try: a text (or stdin lines), an event or another message type, at a time.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Input<'a> {
+    /// `YYYY-MM-DD HH:MM` in the config's time zone; now when left out.
+    pub at: Option<&'a str>,
+    /// Try this event instead of a text.
+    pub event: Option<&'a str>,
+    /// The event's EventKey.
+    pub event_key: Option<&'a str>,
+    /// Try a message of this type instead of a text.
+    pub msg_type: Option<&'a str>,
+    /// The text (or a voice message's recognition); stdin lines when left out.
+    pub message: Option<&'a str>,
+}
+
 pub fn run(
-    config: &Path,
+    config: Option<&Path>,
     rules: Option<&Path>,
     json: bool,
     user: &str,
-    message: Option<&str>,
+    input: Input<'_>,
 ) -> anyhow::Result<ExitCode> {
     let Some((settings, set)) = load_trial(config, rules)? else {
         return Ok(ExitCode::from(1));
     };
+    // A fixed --at: every line is tried at that time (plus a second per line, so that the
+    // session's clock moves forward).
+    let fixed = match input.at {
+        Some(at) => Some(parse_at(at, settings.tz)?),
+        None => None,
+    };
+    let mut lines_seen = 0i64;
     let mut session = Session::default();
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     let mut show = |text: &str, session: &mut Session| -> anyhow::Result<()> {
-        let now = chrono::Utc::now().timestamp();
+        let now = fixed.map_or_else(
+            || chrono::Utc::now().timestamp(),
+            |t| t.saturating_add(lines_seen),
+        );
+        lines_seen += 1;
         let ctx = Context::for_tools(&settings, now);
-        let decision = try_one(&set, user, text, session, &ctx);
-        let view = TryOutput::new(text, &decision);
+        let msg = match (input.event, input.msg_type) {
+            (Some(event), _) => event_message(user, event, input.event_key, now),
+            (None, Some(t)) => typed_message(user, t, Some(text).filter(|t| !t.is_empty()), now),
+            (None, None) => text_message(user, text, now),
+        };
+        let decision = try_message(&set, &msg, session, &ctx);
+        let label = match (input.event, input.msg_type) {
+            (Some(event), _) => format!("[event {event}]"),
+            (None, Some(t)) if text.is_empty() => format!("[{t}]"),
+            (None, Some(t)) => format!("[{t}] {text}"),
+            (None, None) => text.to_string(),
+        };
+        let view = TryOutput::new(&label, &decision);
         if json {
             writeln!(out, "{}", serde_json::to_string(&view)?)?;
         } else {
-            writeln!(out, "> {text}")?;
+            writeln!(out, "> {label}")?;
             writeln!(
                 out,
                 "  action: {}{}{}{}",
@@ -54,8 +91,10 @@ pub fn run(
         out.flush()?;
         Ok(())
     };
-    match message {
+    match input.message {
         Some(text) => show(text, &mut session)?,
+        // An event or a typed message needs no text.
+        None if input.event.is_some() || input.msg_type.is_some() => show("", &mut session)?,
         None => {
             for line in std::io::stdin().lock().lines() {
                 let line = line?;

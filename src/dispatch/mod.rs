@@ -122,12 +122,35 @@ pub fn quota_trigger(msg: &InboundMessage) -> Option<QuotaTrigger> {
     }
 }
 
+/// How long a user's count of consecutive misses is remembered after the last one.
+pub const MISSES_MEMORY_SECS: i64 = 24 * 3600;
+
+/// The text a message offers to the text rules and the FAQ: a text message's content, or a
+/// voice message's speech recognition (matched as if typed). `None` for everything else.
+pub fn message_text(kind: &MsgKind) -> Option<&str> {
+    match kind {
+        MsgKind::Text { content } => Some(content),
+        MsgKind::Voice {
+            recognition: Some(r),
+            ..
+        } if !r.trim().is_empty() => Some(r),
+        _ => None,
+    }
+}
+
+/// The agent events of an Official Account's customer-service tool.
+fn agent_event(event: &str) -> Option<&'static str> {
+    const EVENTS: [&str; 3] = ["kf_create_session", "kf_close_session", "kf_switch_session"];
+    EVENTS.into_iter().find(|e| event.eq_ignore_ascii_case(e))
+}
+
 /// Decides what to do with a message.
 pub fn decide(set: &RuleSet, msg: &InboundMessage, session: &Session, ctx: &Context) -> Decision {
-    let (text, event) = match &msg.kind {
-        MsgKind::Text { content } => (normalize(content), None),
-        MsgKind::Event { event, .. } => (String::new(), Some(event.as_str())),
-        _ => (String::new(), None),
+    let textual = message_text(&msg.kind);
+    let text = textual.map(normalize).unwrap_or_default();
+    let event = match &msg.kind {
+        MsgKind::Event { event, .. } => Some(event.as_str()),
+        _ => None,
     };
     let is_event = matches!(msg.kind, MsgKind::Event { .. });
     let now = ctx.unix();
@@ -136,7 +159,45 @@ pub fn decide(set: &RuleSet, msg: &InboundMessage, session: &Session, ctx: &Cont
     let had_menu = next.menu.take();
     let mut session_changed = had_menu.is_some();
 
+    // The agent closed the session (an Official Account's kf_close_session): the handoff ends,
+    // and so does the count of misses that led to it.
+    if let Some(name) = event.and_then(agent_event)
+        && name == "kf_close_session"
+        && (next.handoff_until.is_some() || next.misses > 0)
+    {
+        next.handoff_until = None;
+        next.misses = 0;
+        next.misses_until = None;
+        session_changed = true;
+    }
+
     let mut decision = decide_inner(set, msg, &text, event, had_menu.as_ref(), session, ctx);
+    if let (Some(name), MsgKind::Event { kf_account, .. }) =
+        (event.and_then(agent_event), &msg.kind)
+        && decision.rule.is_none()
+    {
+        let agent = kf_account.as_deref().unwrap_or("?");
+        decision.why = match name {
+            "kf_close_session" => format!("agent {agent} closed the session: handoff ended"),
+            "kf_create_session" => format!("agent {agent} took the session"),
+            _ => format!("the session was switched to agent {agent}"),
+        };
+    }
+
+    // Consecutive misses, for default rules with `misses: N` (counted only when a rule uses it).
+    if textual.is_some() && set.counts_misses() {
+        let missed = matches!(decision.action, Action::Default | Action::Ignore);
+        let sticky = decision.action == Action::Handoff && decision.rule.is_none();
+        if missed {
+            next.misses = session.misses.saturating_add(1);
+            next.misses_until = Some(now.saturating_add(MISSES_MEMORY_SECS));
+            session_changed = true;
+        } else if !sticky && next.misses > 0 {
+            next.misses = 0;
+            next.misses_until = None;
+            session_changed = true;
+        }
+    }
 
     if let Some(options) = decision.session.take().and_then(|s| s.menu) {
         next.menu = Some(options);
@@ -144,6 +205,9 @@ pub fn decide(set: &RuleSet, msg: &InboundMessage, session: &Session, ctx: &Cont
     }
     if decision.handoff && !is_event {
         next.handoff_until = Some(expiry(now, ctx.handoff_minutes.saturating_mul(60)));
+        // Humans have it now: when the handoff ends, the bot starts counting afresh.
+        next.misses = 0;
+        next.misses_until = None;
         session_changed = true;
     }
     if next.handoff_until.is_some_and(|until| until <= now) {
@@ -176,8 +240,11 @@ fn decide_inner(
     ctx: &Context,
 ) -> Decision {
     let now = ctx.unix();
-    let is_text = matches!(msg.kind, MsgKind::Text { .. });
+    let is_text = message_text(&msg.kind).is_some();
     let is_event = matches!(msg.kind, MsgKind::Event { .. });
+    // A message type kefu does not know (device messages, new types): answered `success` and
+    // logged, never a default rule or a handoff.
+    let is_unknown = matches!(msg.kind, MsgKind::Other { .. });
 
     // 1. A pending clarify menu answered by its number.
     if is_text
@@ -192,7 +259,7 @@ fn decide_inner(
     }
 
     // 2. A sticky handoff: the user is talking to humans.
-    if !is_event && session.handoff_until.is_some_and(|until| until > now) {
+    if !is_event && !is_unknown && session.handoff_until.is_some_and(|until| until > now) {
         return Decision {
             rule: None,
             faq: None,
@@ -212,7 +279,23 @@ fn decide_inner(
         text,
         now: ctx.now,
     };
-    if let Some(hit) = set.match_message(&input) {
+    let hit = match set.match_message(&input) {
+        // A recognized voice message: rules for voice, and the text rules as if typed; the
+        // higher priority wins (ties: the voice rule).
+        hit if is_text && matches!(msg.kind, MsgKind::Voice { .. }) => {
+            let typed = set.match_message(&MatchInput {
+                msg_type: "text",
+                ..input
+            });
+            match (hit, typed) {
+                (Some(v), Some(t)) if t.rule.priority > v.rule.priority => Some(t),
+                (Some(v), _) => Some(v),
+                (None, t) => t,
+            }
+        }
+        hit => hit,
+    };
+    if let Some(hit) = hit {
         return from_rule(set, hit.rule, &hit.captures, hit.why, is_event, false);
     }
 
@@ -276,8 +359,7 @@ fn decide_inner(
                             expires_at: expiry(now, ctx.menu_ttl_secs),
                             question: Some(text.to_string()),
                         }),
-                        handoff_until: None,
-                        last_faq: None,
+                        ..Session::default()
                     }),
                 };
             }
@@ -285,16 +367,51 @@ fn decide_inner(
         }
     }
 
-    // 5. The default rule (never for events: a welcome is not a fallback).
-    if !is_event && let Some(rule) = set.default_rule() {
+    // 5. The default rule (never for events: a welcome is not a fallback; never for a type
+    // kefu does not know). `misses` counts this message when it is text.
+    let misses = if is_text {
+        session.misses.saturating_add(1)
+    } else {
+        session.misses
+    };
+    if !is_event
+        && !is_unknown
+        && let Some(rule) = set.pick_default(&ctx.now, misses)
+    {
         let mut d = from_rule(set, rule, &Captures::new(), String::new(), false, true);
         d.candidates = candidates;
-        d.why = if faq_why.is_empty() {
-            format!("no rule matched: default rule {}", rule.id)
+        let counted = if rule.misses > 0 {
+            format!(" (miss {misses} in a row)")
         } else {
-            format!("no rule matched, {faq_why}: default rule {}", rule.id)
+            String::new()
+        };
+        d.why = if faq_why.is_empty() {
+            format!("no rule matched: default rule {}{counted}", rule.id)
+        } else {
+            format!(
+                "no rule matched, {faq_why}: default rule {}{counted}",
+                rule.id
+            )
         };
         return d;
+    }
+    if is_unknown || is_event {
+        return Decision {
+            rule: None,
+            faq: None,
+            action: Action::Ignore,
+            replies: Vec::new(),
+            handoff: false,
+            candidates,
+            why: match event {
+                Some(e) => format!("event {e}: no rule for it, answered success"),
+                None => format!(
+                    "message type {} is not one kefu answers: logged, answered success",
+                    msg.kind.type_name()
+                ),
+            },
+            session: None,
+        };
     }
 
     // 6. Nothing.
@@ -412,6 +529,155 @@ mod tests {
         assert_eq!(expiry(100, 60), 160);
         assert_eq!(expiry(100, u64::MAX), i64::MAX);
         assert_eq!(expiry(100, i64::MAX as u64), i64::MAX);
+    }
+
+    use crate::protocol::MsgId;
+    use crate::rules::SourceFile;
+
+    fn rules(yaml: &str) -> RuleSet {
+        let files = [SourceFile {
+            path: "r.yaml".into(),
+            text: yaml.into(),
+        }];
+        let report = RuleSet::load_files(
+            std::path::Path::new("."),
+            &files,
+            &crate::faq::FaqSettings::default(),
+        );
+        report.set.expect("rules load")
+    }
+
+    fn msg(kind: MsgKind) -> InboundMessage {
+        InboundMessage {
+            to_user_name: "gh".into(),
+            from_user_name: "u".into(),
+            create_time: 1,
+            msg_id: Some(MsgId::Number(1)),
+            kind,
+        }
+    }
+
+    fn text(t: &str) -> InboundMessage {
+        msg(MsgKind::Text { content: t.into() })
+    }
+
+    fn ctx() -> Context {
+        // 2026-12-01 10:00 in Shanghai, a Tuesday.
+        Context::at_unix(1_796_090_400, chrono_tz::Asia::Shanghai, 30, 600)
+    }
+
+    const SET: &str = "rules:
+  - id: hello
+    keywords: [你好]
+    reply: 您好
+  - id: first
+    default: true
+    reply: 我能回答注销问题
+  - id: second
+    default: true
+    misses: 2
+    priority: 1
+    handoff: true
+";
+
+    /// Runs messages through `decide`, carrying the session, and returns each rule (or action).
+    fn walk(set: &RuleSet, msgs: &[InboundMessage]) -> Vec<String> {
+        let mut session = Session::default();
+        msgs.iter()
+            .map(|m| {
+                let mut d = decide(set, m, &session, &ctx());
+                if let Some(next) = d.session.take() {
+                    session = next;
+                }
+                d.rule.unwrap_or_else(|| d.action.as_str().to_string())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn consecutive_misses_escalate_and_anything_that_answers_resets_them() {
+        let set = rules(SET);
+        assert_eq!(
+            walk(
+                &set,
+                &[text("a"), text("你好"), text("b"), text("c"), text("你好")]
+            ),
+            ["first", "hello", "first", "second", "handoff"]
+        );
+    }
+
+    #[test]
+    fn the_agent_closing_the_session_ends_the_handoff_and_the_misses() {
+        let set = rules(SET);
+        let close = msg(MsgKind::Event {
+            event: "kf_close_session".into(),
+            session_from: None,
+            event_key: None,
+            kf_account: Some("a@gh".into()),
+        });
+        assert_eq!(
+            walk(
+                &set,
+                &[
+                    text("a"),
+                    text("b"),
+                    text("你好"),
+                    close,
+                    text("c"),
+                    text("你好")
+                ]
+            ),
+            ["first", "second", "handoff", "ignore", "first", "hello"]
+        );
+    }
+
+    #[test]
+    fn a_handoff_that_times_out_leaves_no_misses_behind() {
+        let set = rules(SET);
+        let mut session = Session::default();
+        for t in ["a", "b"] {
+            let mut d = decide(&set, &text(t), &session, &ctx());
+            session = d.session.take().unwrap_or(session);
+        }
+        assert!(session.handoff_until.is_some());
+        assert_eq!(session.misses, 0, "the handoff took the count");
+        // 31 minutes later (what the store's live() returns: the handoff has expired).
+        let later = Context::at_unix(
+            ctx().now.timestamp() + 31 * 60,
+            ctx().now.timezone(),
+            30,
+            600,
+        );
+        let session = crate::store::sessions::live(&session, later.now.timestamp());
+        let d = decide(&set, &text("c"), &session, &later);
+        assert_eq!(
+            d.rule.as_deref(),
+            Some("first"),
+            "a first miss again, not a second"
+        );
+    }
+
+    #[test]
+    fn unknown_types_never_reach_a_default_and_voice_is_read_as_typed() {
+        let set = rules(SET);
+        let device = msg(MsgKind::Other {
+            msg_type: "device_text".into(),
+        });
+        let d = decide(&set, &device, &Session::default(), &ctx());
+        assert_eq!((d.action, d.handoff), (Action::Ignore, false));
+        let in_handoff = Session {
+            handoff_until: Some(i64::MAX),
+            ..Session::default()
+        };
+        let d = decide(&set, &device, &in_handoff, &ctx());
+        assert_eq!((d.action, d.handoff), (Action::Ignore, false));
+        let voice = msg(MsgKind::Voice {
+            media_id: "m".into(),
+            format: "amr".into(),
+            recognition: Some("你好。".into()),
+        });
+        let d = decide(&set, &voice, &Session::default(), &ctx());
+        assert_eq!(d.rule.as_deref(), Some("hello"));
     }
 
     #[test]

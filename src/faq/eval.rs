@@ -14,6 +14,13 @@
 //!   about something they did not raise) but not a false answer, since nothing untrue is said; it is
 //!   counted apart too (`off_topic_clarify`).
 //! - `also` lists further expectations (ids, `clarify`, `none`) that count as right.
+//! - `rule:<id>`: that rule decided (small talk, a default rule, …); `handoff`: the user was
+//!   transferred to a person.
+//!
+//! A case may also carry `at: "YYYY-MM-DD HH:MM"` (the time it is sent, config time zone),
+//! `user: <name>` (cases with the same user are one conversation, in file order: the session —
+//! a menu, a handoff, the count of misses — carries from one to the next) and `event: <name>`
+//! instead of `q` (an event such as `kf_close_session`, the agent closing the session).
 
 use std::fmt;
 use std::path::Path;
@@ -30,6 +37,10 @@ pub enum Expect {
     Clarify,
     /// Off-topic: no FAQ answer, no menu.
     None,
+    /// This rule decided (`rule:<id>`).
+    Rule(String),
+    /// The user was transferred to a person.
+    Handoff,
 }
 
 impl From<String> for Expect {
@@ -37,7 +48,11 @@ impl From<String> for Expect {
         match s.trim() {
             "clarify" => Expect::Clarify,
             "none" => Expect::None,
-            id => Expect::Faq(id.to_string()),
+            "handoff" => Expect::Handoff,
+            id => match id.strip_prefix("rule:") {
+                Some(rule) => Expect::Rule(rule.trim().to_string()),
+                None => Expect::Faq(id.to_string()),
+            },
         }
     }
 }
@@ -54,6 +69,8 @@ impl fmt::Display for Expect {
             Expect::Faq(id) => f.write_str(id),
             Expect::Clarify => f.write_str("clarify"),
             Expect::None => f.write_str("none"),
+            Expect::Rule(id) => write!(f, "rule:{id}"),
+            Expect::Handoff => f.write_str("handoff"),
         }
     }
 }
@@ -62,13 +79,23 @@ impl fmt::Display for Expect {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Case {
-    /// The message as a user types it.
+    /// The message as a user types it (empty for an `event` case).
+    #[serde(default)]
     pub q: String,
     /// The expected outcome.
     pub expect: Expect,
     /// Other outcomes that count as right.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub also: Vec<Expect>,
+    /// When the message is sent, `YYYY-MM-DD HH:MM` in the config's time zone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<String>,
+    /// Cases with the same user are one conversation, in file order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// An event pushed instead of a text (`kf_close_session`, `user_enter_tempsession`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event: Option<String>,
 }
 
 /// The file: `cases:` and nothing else.
@@ -130,7 +157,7 @@ pub fn parse_cases(path: &str, text: &str) -> Result<Vec<Case>, LoadCasesError> 
             index: i + 1,
             message: message.to_string(),
         };
-        if case.q.trim().is_empty() {
+        if case.q.trim().is_empty() && case.event.is_none() {
             return Err(invalid("empty `q`"));
         }
         if case.expect == Expect::Faq(String::new())
@@ -218,6 +245,25 @@ impl EvalReport {
     }
 }
 
+/// A decision with what the rule-level expectations (`rule:<id>`, `handoff`) look at.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Judged {
+    /// What the FAQ-level expectations look at.
+    pub decision: EvalDecision,
+    /// The rule that decided, if any.
+    pub rule: Option<String>,
+    /// Whether the user was transferred to a person.
+    pub handoff: bool,
+}
+
+fn satisfies_judged(expect: &Expect, judged: &Judged) -> bool {
+    match expect {
+        Expect::Rule(id) => judged.rule.as_deref() == Some(id.as_str()),
+        Expect::Handoff => judged.handoff,
+        other => satisfies(other, &judged.decision.action),
+    }
+}
+
 fn satisfies(expect: &Expect, action: &EvalAction) -> bool {
     match (expect, action) {
         (Expect::Faq(id), EvalAction::Faq { faq }) => id == faq,
@@ -229,6 +275,16 @@ fn satisfies(expect: &Expect, action: &EvalAction) -> bool {
 
 /// Runs every case through `decide` and tallies the results.
 pub fn evaluate(cases: &[Case], decide: impl Fn(&str) -> EvalDecision) -> EvalReport {
+    evaluate_cases(cases, |case| Judged {
+        decision: decide(&case.q),
+        rule: None,
+        handoff: false,
+    })
+}
+
+/// [`evaluate`], with the whole case given to `decide` (its time, user and event), in file
+/// order, and the rule-level expectations checked too.
+pub fn evaluate_cases(cases: &[Case], mut decide: impl FnMut(&Case) -> Judged) -> EvalReport {
     let mut report = EvalReport {
         total: cases.len(),
         right: 0,
@@ -240,14 +296,15 @@ pub fn evaluate(cases: &[Case], decide: impl Fn(&str) -> EvalDecision) -> EvalRe
         misses: Vec::new(),
     };
     for case in cases {
-        let decision = decide(&case.q);
+        let judged = decide(case);
+        let right = std::iter::once(&case.expect)
+            .chain(&case.also)
+            .any(|e| satisfies_judged(e, &judged));
+        let decision = judged.decision;
         let off_topic = case.expect == Expect::None;
         if off_topic {
             report.off_topic += 1;
         }
-        let right = std::iter::once(&case.expect)
-            .chain(&case.also)
-            .any(|e| satisfies(e, &decision.action));
         if right {
             report.right += 1;
             continue;
@@ -264,7 +321,10 @@ pub fn evaluate(cases: &[Case], decide: impl Fn(&str) -> EvalDecision) -> EvalRe
             report.off_topic_clarify += 1;
         }
         report.misses.push(Miss {
-            q: case.q.clone(),
+            q: match (&case.event, case.q.is_empty()) {
+                (Some(event), true) => format!("[event {event}]"),
+                _ => case.q.clone(),
+            },
             expect: case.expect.clone(),
             also: case.also.clone(),
             got: decision,
@@ -340,6 +400,9 @@ mod tests {
             q: q.into(),
             expect: expect.to_string().into(),
             also: also.iter().map(|a| a.to_string().into()).collect(),
+            at: None,
+            user: None,
+            event: None,
         }
     }
 

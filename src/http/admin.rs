@@ -226,7 +226,123 @@ pub async fn summary(_: AdminAccess, state: web::Data<State>) -> HttpResponse {
         },
         "rules": rules,
         "dry_run_sends": state.client.dry_run_sends().iter().rev().take(20).collect::<Vec<_>>(),
+        "apps": apps_overview(&state),
     }))
+}
+
+/// Each app with its kind and whether it runs in dry-run (the console's banner).
+fn apps_overview(state: &State) -> Vec<serde_json::Value> {
+    let mut apps: Vec<_> = state.apps.values().map(|a| &a.config).collect();
+    apps.sort_by(|a, b| a.id.cmp(&b.id));
+    apps.into_iter()
+        .map(|c| serde_json::json!({"id": c.id, "kind": c.kind, "dry_run": c.effective_dry_run()}))
+        .collect()
+}
+
+/// How far back the conversations page looks by default.
+const CONVERSATIONS_WINDOW_SECS: i64 = 7 * 24 * 3600;
+
+/// Query of the conversations page.
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct ConversationsQuery {
+    /// Search: users whose messages or replies contain this.
+    #[serde(default)]
+    pub q: Option<String>,
+    #[serde(default)]
+    pub app: Option<String>,
+    /// One user's thread.
+    #[serde(default)]
+    pub user: Option<String>,
+}
+
+/// `GET /api/conversations`: the users seen in the last 7 days, newest first (`q`: those whose
+/// messages or replies contain it).
+pub async fn conversations(
+    _: AdminAccess,
+    query: web::Query<ConversationsQuery>,
+    state: web::Data<State>,
+) -> HttpResponse {
+    let now = chrono::Utc::now().timestamp();
+    let q = crate::store::history::LogQuery {
+        app: query.app.clone().filter(|a| !a.is_empty()),
+        openid: None,
+        since: now - CONVERSATIONS_WINDOW_SECS,
+        grep: query.q.clone().filter(|g| !g.trim().is_empty()),
+        limit: 100,
+    };
+    let ops = Arc::clone(&state.ops);
+    match web::block(move || ops.recent_users(&q)).await {
+        Ok(Ok(users)) => HttpResponse::Ok().json(serde_json::json!({ "users": users })),
+        Ok(Err(e)) => {
+            state.store_health.failed("read", &e);
+            HttpResponse::ServiceUnavailable().body("store unavailable")
+        }
+        Err(_) => HttpResponse::ServiceUnavailable().body("store unavailable"),
+    }
+}
+
+/// `GET /api/thread?app=A&user=OPENID`: one user's thread, both sides, with each send's outcome.
+pub async fn thread(
+    _: AdminAccess,
+    query: web::Query<ConversationsQuery>,
+    state: web::Data<State>,
+) -> HttpResponse {
+    let Some(user) = query.user.clone().filter(|u| !u.is_empty()) else {
+        return HttpResponse::BadRequest().body("user is required");
+    };
+    let now = chrono::Utc::now().timestamp();
+    let q = crate::store::history::LogQuery {
+        app: query.app.clone().filter(|a| !a.is_empty()),
+        openid: Some(user),
+        since: now - CONVERSATIONS_WINDOW_SECS,
+        grep: None,
+        limit: 500,
+    };
+    let ops = Arc::clone(&state.ops);
+    let tz = state.settings.tz;
+    match web::block(move || ops.threads(&q)).await {
+        Ok(Ok(threads)) => {
+            let views: Vec<_> = threads
+                .iter()
+                .map(|t| crate::store::history::view(t, tz))
+                .collect();
+            HttpResponse::Ok().json(serde_json::json!({ "threads": views }))
+        }
+        Ok(Err(e)) => {
+            state.store_health.failed("read", &e);
+            HttpResponse::ServiceUnavailable().body("store unavailable")
+        }
+        Err(_) => HttpResponse::ServiceUnavailable().body("store unavailable"),
+    }
+}
+
+/// `POST /api/session/end` `{"app": A, "user": OPENID}`: ends the user's handoff now, as `kefu
+/// session end` does (through the same store interface).
+#[derive(Debug, serde::Deserialize)]
+pub struct EndRequest {
+    pub app: String,
+    pub user: String,
+}
+
+pub async fn end_session(
+    _: AdminAccess,
+    body: web::Json<EndRequest>,
+    state: web::Data<State>,
+) -> HttpResponse {
+    let EndRequest { app, user } = body.into_inner();
+    if !state.apps.contains_key(&app) || user.trim().is_empty() {
+        return HttpResponse::BadRequest().body("unknown app or empty user");
+    }
+    let ops = Arc::clone(&state.ops);
+    let now = chrono::Utc::now().timestamp();
+    match web::block(move || ops.end_session(&app, user.trim(), now)).await {
+        Ok(Ok(outcome)) => HttpResponse::Ok().json(serde_json::json!({ "ended": outcome })),
+        Ok(Err(e)) => {
+            state.store_health.failed("end_session", &e);
+            HttpResponse::ServiceUnavailable().body("store unavailable")
+        }
+        Err(_) => HttpResponse::ServiceUnavailable().body("store unavailable"),
+    }
 }
 
 #[cfg(test)]

@@ -102,13 +102,35 @@ pub async fn healthz(state: web::Data<State>) -> HttpResponse {
             "faq": status.faq,
             "loaded_at": status.loaded_at,
             "last_error": last_error(&state, status.last_error),
-        }
+        },
+        "apps": apps(&state),
     });
     if failure.is_none() {
         HttpResponse::Ok().json(body)
     } else {
         HttpResponse::ServiceUnavailable().json(body)
     }
+}
+
+/// Each app by id: its kind and whether it runs in dry-run (replies recorded, never sent), so
+/// that a dry-run deployment is never silent.
+fn apps(state: &State) -> serde_json::Value {
+    let mut apps: Vec<_> = state.apps.values().collect();
+    apps.sort_by(|a, b| a.config.id.cmp(&b.config.id));
+    let map: serde_json::Map<String, serde_json::Value> = apps
+        .into_iter()
+        .map(|app| {
+            let c = &app.config;
+            (
+                c.id.clone(),
+                json!({
+                    "kind": c.kind,
+                    "dry_run": c.effective_dry_run(),
+                }),
+            )
+        })
+        .collect();
+    serde_json::Value::Object(map)
 }
 
 /// Why the last reload of any rules folder was refused: the global folder's error, then those of

@@ -50,5 +50,8 @@ pub fn admin_routes(cfg: &mut web::ServiceConfig) {
         .route("/healthz", web::get().to(health::healthz))
         .route("/", web::get().to(admin::console))
         .route("/api/try", web::post().to(admin::try_message))
-        .route("/api/summary", web::get().to(admin::summary));
+        .route("/api/summary", web::get().to(admin::summary))
+        .route("/api/conversations", web::get().to(admin::conversations))
+        .route("/api/thread", web::get().to(admin::thread))
+        .route("/api/session/end", web::post().to(admin::end_session));
 }

@@ -359,6 +359,8 @@ async fn process(
         state.settings.faq.menu_ttl_secs,
     );
     let mut decision = dispatch::decide(&rules, &msg, &session, &ctx);
+    // The bot's side of the conversation log, before `answer` takes the replies.
+    let bot_side: Vec<String> = decision.replies.iter().map(|r| r.preview()).collect();
     let (memo, outbox) = answer(app, &envelope, &msg, &mut decision, now);
     // The answer is built now; the memo itself goes to the store for WeChat's retries.
     let response = memo_response(&memo);
@@ -374,14 +376,20 @@ async fn process(
         outbox,
         log: LogRecord {
             msg_type: msg.kind.type_name().to_string(),
-            text: match &msg.kind {
-                MsgKind::Text { content } => Some(content.clone()),
-                _ => None,
-            },
+            text: dispatch::message_text(&msg.kind).map(str::to_string),
             rule: decision.rule.clone(),
             faq: decision.faq.clone(),
             action: decision.action.as_str().to_string(),
             handoff: decision.handoff,
+            replies: bot_side,
+            event: match &msg.kind {
+                MsgKind::Event { event, .. } => Some(event.clone()),
+                _ => None,
+            },
+            agent: match &msg.kind {
+                MsgKind::Event { kf_account, .. } => kf_account.clone(),
+                _ => None,
+            },
         },
     };
     // A push that queues messages, or changes the user's session (a menu, a handoff), is

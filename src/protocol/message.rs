@@ -71,11 +71,20 @@ pub enum MsgKind {
         thumb_url: String,
         thumb_media_id: String,
     },
+    /// An Official Account's voice message; `recognition` is WeChat's speech recognition of it
+    /// (when the account turned it on), matched by text rules as if typed.
+    Voice {
+        media_id: String,
+        format: String,
+        recognition: Option<String>,
+    },
     /// `user_enter_tempsession`, `subscribe`, and any other event, by its `Event` name.
     Event {
         event: String,
         session_from: Option<String>,
         event_key: Option<String>,
+        /// The agent account of `kf_create_session`, `kf_close_session`, `kf_switch_session`.
+        kf_account: Option<String>,
     },
     /// Any other `MsgType` (voice, video, location, …): answered `success`, matched only by
     /// rules that name its type.
@@ -91,6 +100,7 @@ impl MsgKind {
             MsgKind::Text { .. } => "text",
             MsgKind::Image { .. } => "image",
             MsgKind::MiniProgramPage { .. } => "miniprogrampage",
+            MsgKind::Voice { .. } => "voice",
             MsgKind::Event { .. } => "event",
             MsgKind::Other { msg_type } => msg_type,
         }
@@ -242,11 +252,14 @@ struct RawPush<'a> {
     event: Slot<'a>,
     session_from: Slot<'a>,
     event_key: Slot<'a>,
+    kf_account: Slot<'a>,
+    recognition: Slot<'a>,
+    format: Slot<'a>,
 }
 
 impl<'a> RawPush<'a> {
     fn from_xml(text: &'a str) -> Result<Self, ParseError> {
-        let mut slots: [Slot<'a>; 16] = Default::default();
+        let mut slots: [Slot<'a>; 19] = Default::default();
         xml::scan(
             text,
             |name| {
@@ -267,6 +280,9 @@ impl<'a> RawPush<'a> {
                     b"Event" => 13,
                     b"SessionFrom" => 14,
                     b"EventKey" => 15,
+                    b"KfAccount" => 16,
+                    b"Recognition" => 17,
+                    b"Format" => 18,
                     _ => return None,
                 })
             },
@@ -289,6 +305,9 @@ impl<'a> RawPush<'a> {
             event,
             session_from,
             event_key,
+            kf_account,
+            recognition,
+            format,
         ] = slots;
         let create_time = xml::parse_int(create_time.as_deref(), "CreateTime")?;
         let msg_id = match msg_id.as_deref().map(str::trim) {
@@ -315,6 +334,9 @@ impl<'a> RawPush<'a> {
             event,
             session_from,
             event_key,
+            kf_account,
+            recognition,
+            format,
         })
     }
 
@@ -338,6 +360,9 @@ impl<'a> RawPush<'a> {
             event: Option<String>,
             session_from: Option<JsonText>,
             event_key: Option<JsonText>,
+            kf_account: Option<String>,
+            recognition: Option<String>,
+            format: Option<String>,
         }
         let p: JsonPush = serde_json::from_str(text).map_err(json_error)?;
         let own = |s: Option<String>| s.map(Cow::Owned);
@@ -361,6 +386,9 @@ impl<'a> RawPush<'a> {
             event: own(p.event),
             session_from: own(p.session_from.map(|t| t.0)),
             event_key: own(p.event_key.map(|t| t.0)),
+            kf_account: own(p.kf_account),
+            recognition: own(p.recognition),
+            format: own(p.format),
         })
     }
 
@@ -385,10 +413,16 @@ impl<'a> RawPush<'a> {
                 thumb_url: text(self.thumb_url),
                 thumb_media_id: text(self.thumb_media_id),
             },
+            "voice" => MsgKind::Voice {
+                media_id: text(self.media_id),
+                format: text(self.format),
+                recognition: self.recognition.map(Cow::into_owned),
+            },
             "event" => MsgKind::Event {
                 event: text(self.event),
                 session_from: self.session_from.map(Cow::into_owned),
                 event_key: self.event_key.map(Cow::into_owned),
+                kf_account: self.kf_account.map(Cow::into_owned),
             },
             _ => MsgKind::Other {
                 msg_type: msg_type.into_owned(),
@@ -464,10 +498,21 @@ fn render(format: Format, msg: &InboundMessage, encrypt: Option<&str>) -> String
             ("ThumbUrl", thumb_url),
             ("ThumbMediaId", thumb_media_id),
         ]),
+        MsgKind::Voice {
+            media_id,
+            format,
+            recognition,
+        } => {
+            strings.extend([("MediaId", media_id.as_str()), ("Format", format)]);
+            if let Some(r) = recognition {
+                strings.push(("Recognition", r));
+            }
+        }
         MsgKind::Event {
             event,
             session_from,
             event_key,
+            kf_account,
         } => {
             strings.push(("Event", event));
             if let Some(s) = session_from {
@@ -475,6 +520,9 @@ fn render(format: Format, msg: &InboundMessage, encrypt: Option<&str>) -> String
             }
             if let Some(k) = event_key {
                 strings.push(("EventKey", k));
+            }
+            if let Some(k) = kf_account {
+                strings.push(("KfAccount", k));
             }
         }
         MsgKind::Other { .. } => {}
@@ -550,6 +598,7 @@ mod tests {
                 event: "user_enter_tempsession".into(),
                 session_from: Some("sessionFrom".into()),
                 event_key: None,
+                kf_account: None,
             },
             None,
         );
@@ -645,8 +694,10 @@ mod tests {
         );
         assert_eq!(
             m.kind,
-            MsgKind::Other {
-                msg_type: "voice".into()
+            MsgKind::Voice {
+                media_id: "media_id".into(),
+                format: "Format".into(),
+                recognition: None,
             }
         );
         assert_eq!(m.kind.type_name(), "voice");
@@ -661,6 +712,7 @@ mod tests {
                 event: "subscribe".into(),
                 session_from: None,
                 event_key: Some("qrscene_123123".into()),
+                kf_account: None,
             }
         );
         assert_eq!(
@@ -764,7 +816,8 @@ mod tests {
                 MsgKind::Event {
                     event: String::new(),
                     session_from: None,
-                    event_key: None
+                    event_key: None,
+                    kf_account: None,
                 }
             )
         );
@@ -926,6 +979,7 @@ mod tests {
                 event: "user_enter_tempsession".into(),
                 session_from: Some("s".into()),
                 event_key: None,
+                kf_account: None,
             },
             None,
         );
@@ -964,14 +1018,21 @@ mod tests {
                 event: "subscribe".into(),
                 session_from: None,
                 event_key: Some("".into()),
+                kf_account: None,
             },
             MsgKind::Event {
                 event: "user_enter_tempsession".into(),
                 session_from: Some("from".into()),
                 event_key: None,
+                kf_account: None,
             },
             MsgKind::Other {
-                msg_type: "voice".into(),
+                msg_type: "device_text".into(),
+            },
+            MsgKind::Voice {
+                media_id: "m".into(),
+                format: "amr".into(),
+                recognition: Some("我要注销".into()),
             },
         ];
         for kind in kinds {

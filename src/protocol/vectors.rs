@@ -62,7 +62,8 @@ fn v3_mini_program_safe_mode_json() {
         MsgKind::Event {
             event: "debug_demo".into(),
             session_from: None,
-            event_key: None
+            event_key: None,
+            kf_account: None,
         }
     );
     // The same payload under another appid is refused.

@@ -31,6 +31,11 @@ pub(super) fn scan<'a>(
     let mut seen_root = false;
     // The slot of the child of the root being read, if it is a known one.
     let mut current: Option<usize> = None;
+    // Blanks around a CDATA section are layout, not value (WeChat's card documentation writes
+    // `<MsgType> <![CDATA[event]]> </MsgType>`): blank text is held here until it is known
+    // whether it sits between content (kept) or around a CDATA section (dropped).
+    let mut blanks: Option<Cow<'a, str>> = None;
+    let mut had_cdata = false;
     loop {
         let event = reader
             .read_event()
@@ -43,6 +48,8 @@ pub(super) fn scan<'a>(
                     1 => {
                         current = field(start.name().as_ref());
                         set(slots, current, Cow::Borrowed(""));
+                        blanks = None;
+                        had_cdata = false;
                     }
                     _ => {}
                 }
@@ -56,13 +63,29 @@ pub(super) fn scan<'a>(
             Event::End(_) => {
                 depth = depth.saturating_sub(1);
                 if depth <= 1 {
+                    // Trailing blanks of an element without CDATA are its value, as before.
+                    if let Some(held) = blanks.take()
+                        && !had_cdata
+                    {
+                        append(slots, current, held);
+                    }
                     current = None;
                 }
             }
             Event::Text(text) => {
                 if depth == 2 && current.is_some() {
                     let piece = text.unescape().map_err(|e| malformed(e.to_string()))?;
-                    append(slots, current, piece);
+                    if piece.chars().all(char::is_whitespace) {
+                        match &mut blanks {
+                            Some(held) => held.to_mut().push_str(&piece),
+                            None => blanks = Some(piece),
+                        }
+                    } else {
+                        if let Some(held) = blanks.take() {
+                            append(slots, current, held);
+                        }
+                        append(slots, current, piece);
+                    }
                 } else if depth == 0 && !text.iter().all(u8::is_ascii_whitespace) {
                     return Err(malformed("text outside the root element".into()));
                 }
@@ -73,7 +96,15 @@ pub(super) fn scan<'a>(
                 }
                 if depth == 2 && current.is_some() {
                     let piece = cdata.decode().map_err(|e| malformed(e.to_string()))?;
+                    // Blanks before the first CDATA section are layout; blanks between pieces
+                    // of content stay.
+                    if let Some(held) = blanks.take()
+                        && slot_has_text(slots, current)
+                    {
+                        append(slots, current, held);
+                    }
                     append(slots, current, piece);
+                    had_cdata = true;
                 }
             }
             Event::Eof => break,
@@ -108,6 +139,12 @@ fn set<'a>(slots: &mut [Slot<'a>], index: Option<usize>, value: Cow<'a, str>) {
     if let Some(slot) = index.and_then(|i| slots.get_mut(i)) {
         *slot = Some(value);
     }
+}
+
+fn slot_has_text(slots: &[Slot<'_>], index: Option<usize>) -> bool {
+    index
+        .and_then(|i| slots.get(i))
+        .is_some_and(|slot| slot.as_ref().is_some_and(|t| !t.is_empty()))
 }
 
 /// Adds a piece of text to a slot; stays borrowed while the element has a single piece.
@@ -205,6 +242,15 @@ mod tests {
     fn reads_cdata_plain_text_and_entities() {
         let got = scan_two("<xml><A><![CDATA[x<y]]></A><B>a &amp; b &#x4F60;</B></xml>").unwrap();
         assert_eq!(got, (Some("x<y".into()), Some("a & b 你".into())));
+    }
+
+    #[test]
+    fn blanks_around_cdata_are_layout_not_value() {
+        let got =
+            scan_two("<xml><A> <![CDATA[event]]> </A><B>\n  <![CDATA[ x ]]>\n</B></xml>").unwrap();
+        assert_eq!(got, (Some("event".into()), Some(" x ".into())));
+        let got = scan_two("<xml><A>a <![CDATA[b]]></A><B>  </B></xml>").unwrap();
+        assert_eq!(got, (Some("a b".into()), Some("  ".into())));
     }
 
     #[test]

@@ -77,6 +77,8 @@ pub struct Draft {
     pub priority: i64,
     /// Where `default: true` is written, for a default rule.
     pub default: Option<Location>,
+    /// `misses: N` of a default rule (0 when not given).
+    pub misses: u32,
     /// What the rule requires.
     pub conditions: Conditions,
     /// What the rule does.
@@ -346,14 +348,28 @@ pub fn draft(rule: &ParsedRule, diagnostics: &mut Vec<Diagnostic>) -> Draft {
     let examples = normalized_texts(&at, &spec.examples, "example", diagnostics);
     let not_examples = normalized_texts(&at, &spec.not_examples, "not_example", diagnostics);
 
+    let misses = spec.misses.as_ref().map_or(0, |m| **m);
+    if let Some(m) = &spec.misses
+        && default.is_none()
+    {
+        diagnostics.push(Diagnostic::error(
+            at.span(m.span()),
+            "`misses` applies only to a default rule (`default: true`)",
+        ));
+    }
     if let Some(default_at) = &default {
-        if !written.is_empty() {
+        let conditions: Vec<&str> = written
+            .iter()
+            .copied()
+            .filter(|k| *k != "schedule")
+            .collect();
+        if !conditions.is_empty() {
             diagnostics.push(Diagnostic::error(
                 default_at.clone(),
                 format!(
-                    "the default rule applies when nothing else does; it takes no conditions \
-                     (found `{}`)",
-                    written.join("`, `")
+                    "a default rule applies when nothing else does; its only conditions are \
+                     `schedule` and `misses` (found `{}`)",
+                    conditions.join("`, `")
                 ),
             ));
         }
@@ -363,7 +379,7 @@ pub fn draft(rule: &ParsedRule, diagnostics: &mut Vec<Diagnostic>) -> Draft {
                 "the default rule takes no `examples` or `not_examples`: it never wins a match",
             ));
         }
-    } else if written.is_empty() {
+    } else if written.is_empty() && spec.misses.is_none() {
         diagnostics.push(Diagnostic::error(
             rule.location.clone(),
             format!(
@@ -379,6 +395,7 @@ pub fn draft(rule: &ParsedRule, diagnostics: &mut Vec<Diagnostic>) -> Draft {
         location: rule.location.clone(),
         priority: spec.priority.as_ref().map_or(0, |p| **p),
         default,
+        misses,
         conditions,
         action,
         reply_locations,

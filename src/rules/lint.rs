@@ -29,7 +29,7 @@ pub fn cross_rule_errors(
     diagnostics: &mut Vec<Diagnostic>,
 ) {
     let mut ids: HashMap<&str, &Location> = HashMap::new();
-    let mut first_default: Option<&Draft> = None;
+    let mut defaults: Vec<&Draft> = Vec::new();
     for draft in drafts {
         if !draft.id.is_empty() {
             if let Some(first) = ids.get(draft.id.as_str()) {
@@ -42,15 +42,22 @@ pub fn cross_rule_errors(
             }
         }
         if let Some(at) = &draft.default {
-            match first_default {
+            let same = |d: &&&Draft| {
+                d.priority == draft.priority
+                    && d.misses == draft.misses
+                    && d.conditions.schedule == draft.conditions.schedule
+            };
+            match defaults.iter().find(same) {
                 Some(first) => diagnostics.push(Diagnostic::error(
                     at.clone(),
                     format!(
-                        "more than one default rule: `{}` is the default already (at {})",
-                        first.id, first.location
+                        "two default rules with the same conditions and priority: `{}` (at {}) \
+                         already applies whenever `{}` would; give one a different `schedule`, \
+                         `misses` or `priority`",
+                        first.id, first.location, draft.id
                     ),
                 )),
-                None => first_default = Some(draft),
+                None => defaults.push(draft),
             }
         }
         if let Some(faq) = &draft.faq
@@ -70,6 +77,20 @@ pub fn cross_rule_errors(
                 format!("`faq: {}` names no FAQ entry{hint}", faq.value),
             ));
         }
+    }
+    if let Some(first) = defaults.first()
+        && defaults
+            .iter()
+            .all(|d| d.misses > 0 || d.conditions.schedule.is_some())
+    {
+        diagnostics.push(Diagnostic::warning(
+            first
+                .default
+                .clone()
+                .unwrap_or_else(|| first.location.clone()),
+            "no default rule without conditions: a message nothing answers gets no reply when \
+             no default's `schedule` or `misses` holds",
+        ));
     }
 }
 
@@ -327,28 +348,51 @@ fn replies(draft: &Draft, diagnostics: &mut Vec<Diagnostic>) {
             ),
         ));
     }
-    if draft.conditions.regexes.is_empty() {
-        return;
-    }
-    let mut groups: HashSet<String> = HashSet::new();
-    for (_, regex) in &draft.conditions.regexes {
-        for (i, name) in regex.capture_names().enumerate() {
-            groups.insert(i.to_string());
-            if let Some(name) = name {
-                groups.insert(name.to_string());
+    placeholder_errors(draft, diagnostics);
+}
+
+/// A `{name}` or `{N}` placeholder is filled from the capture of the regex that matched, so it
+/// must be a capture group of every regex of the rule; a rule without regex fills none. Anything
+/// else would reach users as written: an error at load.
+pub fn placeholder_errors(draft: &Draft, diagnostics: &mut Vec<Diagnostic>) {
+    // Per regex, the group names and numbers it has.
+    let groups: Vec<(&str, HashSet<String>)> = draft
+        .conditions
+        .regexes
+        .iter()
+        .map(|(source, regex)| {
+            let mut names = HashSet::new();
+            for (i, name) in regex.capture_names().enumerate() {
+                names.insert(i.to_string());
+                if let Some(name) = name {
+                    names.insert(name.to_string());
+                }
             }
-        }
-    }
+            (source.value.as_str(), names)
+        })
+        .collect();
     for (reply, location) in draft.action.replies.iter().zip(&draft.reply_locations) {
         for name in placeholders(reply) {
-            if !groups.contains(name) {
-                diagnostics.push(Diagnostic::warning(
-                    location.clone(),
-                    format!(
-                        "`{{{name}}}` names no capture group of this rule's regex; it is sent as \
-                         written"
-                    ),
-                ));
+            let message = if groups.is_empty() {
+                Some(format!(
+                    "`{{{name}}}` cannot be filled: rule `{}` has no regex, so it has no \
+                     captures (a placeholder would reach users as written)",
+                    draft.id
+                ))
+            } else {
+                groups
+                    .iter()
+                    .find(|(_, names)| !names.contains(name))
+                    .map(|(pattern, _)| {
+                        format!(
+                            "`{{{name}}}` cannot be filled when the regex `{pattern}` matches: it \
+                             has no such capture group (a placeholder would reach users as \
+                             written)"
+                        )
+                    })
+            };
+            if let Some(message) = message {
+                diagnostics.push(Diagnostic::error(location.clone(), message));
             }
         }
     }

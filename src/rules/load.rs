@@ -17,6 +17,7 @@ use crate::diag::{Diagnostic, Located, Location};
 use crate::faq::FaqSource;
 
 use super::model::RuleSpec;
+use super::schedule::{Calendar, parse_dates};
 
 /// Folders nested deeper than this are not read (a guard against symlink loops).
 const MAX_DEPTH: usize = 16;
@@ -51,6 +52,8 @@ pub struct Parsed {
     pub rules: Vec<ParsedRule>,
     /// FAQ entries, synonym groups and clarify groups, for the FAQ index.
     pub faq: FaqSource,
+    /// Every `calendar:` dates, with where each is written: merged into one calendar.
+    pub calendar: Calendar,
 }
 
 /// The location a span starts at, in `path`; `fallback` when the parser gave none.
@@ -176,6 +179,16 @@ fn parse_file(file: &SourceFile, parsed: &mut Parsed, diagnostics: &mut Vec<Diag
     };
     for (key, value) in top.iter() {
         let key_location = locate(path, key.span(), &Location::new(path, 1, 1));
+        if key.as_str() == "calendar" {
+            read_calendar(
+                path,
+                value,
+                &key_location,
+                &mut parsed.calendar,
+                diagnostics,
+            );
+            continue;
+        }
         let Some(items) = list_items(path, key.as_str(), value, &key_location, diagnostics) else {
             continue;
         };
@@ -216,10 +229,69 @@ fn parse_file(file: &SourceFile, parsed: &mut Parsed, diagnostics: &mut Vec<Diag
             other => diagnostics.push(Diagnostic::error(
                 key_location,
                 format!(
-                    "unknown key `{other}`; a rules file holds {}",
+                    "unknown key `{other}`; a rules file holds {} or `calendar:`",
                     TOP_LEVEL_KEYS.map(|k| format!("`{k}:`")).join(", ")
                 ),
             )),
+        }
+    }
+}
+
+/// `calendar: {holidays: [...], workdays: [...]}`: dates or ranges, merged into `calendar`.
+fn read_calendar(
+    path: &Path,
+    value: &Node,
+    key_location: &Location,
+    calendar: &mut Calendar,
+    diagnostics: &mut Vec<Diagnostic>,
+) {
+    if matches!(value, Node::Scalar(s) if matches!(s.as_str(), "" | "~" | "null")) {
+        return;
+    }
+    let Some(map) = value.as_mapping() else {
+        diagnostics.push(Diagnostic::error(
+            locate(path, value.span(), key_location),
+            "`calendar` must be a mapping with `holidays:` and `workdays:` lists of dates",
+        ));
+        return;
+    };
+    for (key, list) in map.iter() {
+        let at = locate(path, key.span(), key_location);
+        let target = match key.as_str() {
+            "holidays" => &mut calendar.holidays,
+            "workdays" => &mut calendar.workdays,
+            other => {
+                diagnostics.push(Diagnostic::error(
+                    at,
+                    format!("unknown key `{other}` in `calendar`; use `holidays` or `workdays`"),
+                ));
+                continue;
+            }
+        };
+        let items: &[Node] = match list {
+            Node::Sequence(items) => items.as_slice(),
+            Node::Scalar(s) if matches!(s.as_str(), "" | "~" | "null") => &[],
+            _ => {
+                diagnostics.push(Diagnostic::error(
+                    locate(path, list.span(), &at),
+                    format!(
+                        "`{}` must be a list of dates (YYYY-MM-DD or YYYY-MM-DD..YYYY-MM-DD)",
+                        key.as_str()
+                    ),
+                ));
+                continue;
+            }
+        };
+        for item in items {
+            let item_at = locate(path, item.span(), &at);
+            match item.as_scalar().map(|s| parse_dates(s.as_str())) {
+                Some(Ok(days)) => target.extend(days),
+                Some(Err(message)) => diagnostics.push(Diagnostic::error(item_at, message)),
+                None => diagnostics.push(Diagnostic::error(
+                    item_at,
+                    "a date is YYYY-MM-DD or YYYY-MM-DD..YYYY-MM-DD",
+                )),
+            }
         }
     }
 }

@@ -24,7 +24,7 @@ use regex::{Regex, RegexSet, RegexSetBuilder, SetMatches};
 use regex_syntax::hir::literal::{ExtractKind, Extractor};
 
 use super::compile::{Draft, REGEX_SET_SIZE_LIMIT, REGEX_SIZE_LIMIT, ranking};
-use super::schedule::Schedule;
+use super::schedule::{Calendar, Schedule};
 use super::{Captures, MatchInput};
 
 /// Whether schedules are checked (serving) or taken as satisfied (checking `examples`).
@@ -99,6 +99,8 @@ pub struct Matcher {
     order: Box<[u32]>,
     /// Rule index → compiled conditions (`None`: never matched, e.g. the default rule).
     rules: Vec<Option<CompiledRule>>,
+    /// Holidays and working days for `workday`/`offday` schedules.
+    calendar: Calendar,
 }
 
 /// Where a rule is registered: one necessary condition, the most selective it has.
@@ -165,6 +167,11 @@ fn u32_of(n: usize) -> Result<u32, String> {
 
 impl Matcher {
     /// Builds the indexes over the matchable drafts (see [`Draft::is_matchable`]).
+    /// Uses `calendar` for `workday`/`offday` schedules.
+    pub fn set_calendar(&mut self, calendar: Calendar) {
+        self.calendar = calendar;
+    }
+
     pub fn build(drafts: &[Draft]) -> Result<Matcher, String> {
         let order = ranking(drafts);
         let mut m = Matcher {
@@ -477,7 +484,7 @@ impl Matcher {
         }
         if schedules == Schedules::Respect
             && let Some(schedule) = &rule.schedule
-            && !schedule.holds(&input.now)
+            && !schedule.holds_in(&input.now, &self.calendar)
         {
             return false;
         }

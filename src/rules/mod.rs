@@ -43,6 +43,7 @@ pub use reload::{ReloadOutcome, RulesHandle, RulesStatus, spawn_watcher};
 
 use compile::Draft;
 use matcher::{Matcher, Schedules};
+pub use schedule::{Calendar, Schedule};
 
 /// What a message offers to the conditions of a rule.
 #[derive(Debug, Clone, Copy)]
@@ -82,8 +83,12 @@ pub struct Rule {
     pub id: String,
     /// Higher wins; ties go to the rule loaded first.
     pub priority: i64,
-    /// The `default: true` rule: used when no rule and no FAQ entry applies.
+    /// A `default: true` rule: used when no rule and no FAQ entry applies.
     pub is_default: bool,
+    /// A default rule's `schedule`, if any.
+    pub default_schedule: Option<Schedule>,
+    /// A default rule's `misses: N` (0: from the first miss).
+    pub misses: u32,
     /// What a hit does.
     pub action: RuleAction,
     /// Where the rule is written, for operators (`kefu try`, the console).
@@ -114,8 +119,10 @@ pub struct RuleSet {
     matcher: Matcher,
     /// Rule id → index in `rules`.
     by_id: HashMap<String, usize>,
-    /// Index of the default rule.
-    default: Option<usize>,
+    /// Indexes of the default rules, highest priority first (ties: load order).
+    defaults: Vec<usize>,
+    /// Holidays and working days of every file's `calendar:`.
+    calendar: Calendar,
 }
 
 /// The result of loading a folder: the set (when there is no error) and every problem found.
@@ -176,9 +183,39 @@ impl RuleSet {
         })
     }
 
-    /// The `default: true` rule, if any.
+    /// The first `default: true` rule, if any (the one without conditions when there is one).
     pub fn default_rule(&self) -> Option<&Rule> {
-        self.default.and_then(|i| self.rules.get(i))
+        self.defaults
+            .iter()
+            .filter_map(|&i| self.rules.get(i))
+            .find(|r| r.misses == 0 && r.default_schedule.is_none())
+            .or_else(|| self.defaults.first().and_then(|&i| self.rules.get(i)))
+    }
+
+    /// The highest-priority default rule whose conditions hold at `now` for a user whose
+    /// consecutive misses, this message included, are `misses`.
+    pub fn pick_default(&self, now: &DateTime<Tz>, misses: u32) -> Option<&Rule> {
+        self.defaults
+            .iter()
+            .filter_map(|&i| self.rules.get(i))
+            .find(|r| {
+                r.misses <= misses
+                    && r.default_schedule
+                        .is_none_or(|s| s.holds_in(now, &self.calendar))
+            })
+    }
+
+    /// Whether any default rule counts misses (`misses: N`).
+    pub fn counts_misses(&self) -> bool {
+        self.defaults
+            .iter()
+            .filter_map(|&i| self.rules.get(i))
+            .any(|r| r.misses > 0)
+    }
+
+    /// The holidays and working days the schedules use.
+    pub fn calendar(&self) -> &Calendar {
+        &self.calendar
     }
 }
 
@@ -229,7 +266,8 @@ fn compile_files(
     let (faq, faq_diagnostics) = FaqIndex::build(parsed.faq, settings);
     diagnostics.extend(faq_diagnostics);
     let matcher = match Matcher::build(&drafts) {
-        Ok(matcher) => {
+        Ok(mut matcher) => {
+            matcher.set_calendar(parsed.calendar.clone());
             lint::check_examples(&drafts, &matcher, &mut diagnostics);
             lint::warnings(&drafts, &matcher, &mut diagnostics);
             Some(matcher)
@@ -248,31 +286,42 @@ fn compile_files(
     sort_diagnostics(&mut diagnostics);
     let refused = diagnostics.iter().any(Diagnostic::is_error);
     let set = match (refused, faq, matcher) {
-        (false, Some(faq), Some(matcher)) => Some(assemble(drafts, faq, matcher)),
+        (false, Some(faq), Some(matcher)) => Some(assemble(drafts, faq, matcher, parsed.calendar)),
         _ => None,
     };
     LoadReport { set, diagnostics }
 }
 
-fn assemble(drafts: Vec<Draft>, faq: FaqIndex, matcher: Matcher) -> RuleSet {
+fn assemble(drafts: Vec<Draft>, faq: FaqIndex, matcher: Matcher, calendar: Calendar) -> RuleSet {
     let mut set = RuleSet {
         faq,
         matcher,
+        calendar,
         ..RuleSet::default()
     };
     for (index, draft) in drafts.into_iter().enumerate() {
-        if draft.default.is_some() && set.default.is_none() {
-            set.default = Some(index);
+        if draft.default.is_some() {
+            set.defaults.push(index);
         }
         set.by_id.entry(draft.id.clone()).or_insert(index);
+        let is_default = draft.default.is_some();
         set.rules.push(Rule {
             id: draft.id,
             priority: draft.priority,
-            is_default: draft.default.is_some(),
+            is_default,
+            default_schedule: if is_default {
+                draft.conditions.schedule
+            } else {
+                None
+            },
+            misses: draft.misses,
             action: draft.action,
             location: draft.location,
         });
     }
+    let rules = &set.rules;
+    set.defaults
+        .sort_by_key(|&i| (std::cmp::Reverse(rules.get(i).map_or(0, |r| r.priority)), i));
     set
 }
 

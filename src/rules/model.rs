@@ -48,6 +48,10 @@ pub struct RuleSpec {
     /// Days and hours, in the config's time zone, when the rule applies.
     #[serde(default)]
     pub schedule: Option<Spanned<ScheduleSpec>>,
+    /// For a default rule: applies from the user's N-th consecutive message that nothing
+    /// answered.
+    #[serde(default)]
+    pub misses: Option<Spanned<u32>>,
     /// Reply templates: one picked at random, or all in order with `reply_all`.
     #[serde(default)]
     pub reply: Option<Texts>,

@@ -204,7 +204,7 @@ fn regex_captures_fill_templates() {
 rules:
   - id: order-query
     regex: '订单号?\s*[:：]?\s*(?P<order>\d{10,20})'
-    reply: 已收到订单 {order}（{1}），我们会尽快为您查询。{unknown}
+    reply: 已收到订单 {order}（{1}），我们会尽快为您查询。
     examples: [我的订单号：20261127000123]
     not_examples: [订单怎么取消]
   - id: two
@@ -224,7 +224,7 @@ rules:
     assert_eq!(hit.captures["1"], "20261127000123");
     assert_eq!(
         render_template(&hit.rule.action.replies[0], &hit.captures),
-        "已收到订单 20261127000123（20261127000123），我们会尽快为您查询。{unknown}"
+        "已收到订单 20261127000123（20261127000123），我们会尽快为您查询。"
     );
     assert!(hit.why.starts_with("regex 订单号?"), "{}", hit.why);
     assert!(
@@ -470,7 +470,10 @@ fn the_shipped_rules_load_without_any_problem() {
     let shown: Vec<String> = report.diagnostics.iter().map(|d| d.to_string()).collect();
     assert!(shown.is_empty(), "{shown:#?}");
     let set = report.set.unwrap();
-    assert_eq!(set.default_rule().map(|r| r.id.as_str()), Some("default"));
+    assert_eq!(
+        set.default_rule().map(|r| r.id.as_str()),
+        Some("first-miss")
+    );
     let welcome = MatchInput {
         msg_type: "event",
         event: Some("user_enter_tempsession"),
@@ -490,13 +493,42 @@ fn the_shipped_rules_load_without_any_problem() {
             ("人工智能", None),
         ],
     );
+    // Out of office hours (a Saturday, an early morning) the after-hours rule answers.
     assert_eq!(
         text_at(&set, "转人工", at(7, 12, 0)).as_deref(),
-        Some("after-hours-weekend")
+        Some("human-after-hours")
     );
     assert_eq!(
         text_at(&set, "转人工", at(3, 7, 0)).as_deref(),
-        Some("after-hours-night")
+        Some("human-after-hours")
+    );
+    // The calendar: National Day 2026 is a holiday, Saturday 2026-10-10 a working day.
+    let day = |m: u32, d: u32, h: u32| {
+        chrono_tz::Asia::Shanghai
+            .with_ymd_and_hms(2026, m, d, h, 0, 0)
+            .single()
+            .unwrap()
+    };
+    assert_eq!(
+        text_at(&set, "转人工", day(10, 1, 10)).as_deref(),
+        Some("human-after-hours")
+    );
+    assert_eq!(
+        text_at(&set, "转人工", day(10, 10, 10)).as_deref(),
+        Some("human")
+    );
+    // A second miss in a row hands off; the first one does not.
+    assert_eq!(
+        set.pick_default(&day(12, 1, 10), 1).map(|r| r.id.as_str()),
+        Some("first-miss")
+    );
+    assert_eq!(
+        set.pick_default(&day(12, 1, 10), 2).map(|r| r.id.as_str()),
+        Some("second-miss")
+    );
+    assert_eq!(
+        set.pick_default(&day(12, 1, 23), 3).map(|r| r.id.as_str()),
+        Some("second-miss-after-hours")
     );
 }
 
@@ -638,11 +670,45 @@ fn more_than_one_default_rule() {
   - id: d2
     default: true
     reply: x
+  - id: d3
+    default: true
+    misses: 2
+    priority: 5
+    reply: y
+  - id: d4
+    default: true
+    schedule: {days: [offday]}
+    reply: z
 ",
     );
     assert_problems(
         &got,
-        &["r.yaml:6:14: more than one default rule: `d1` is the default already (at r.yaml:2:5)"],
+        &[
+            "r.yaml:6:14: two default rules with the same conditions and priority: `d1` (at r.yaml:2:5)",
+        ],
+    );
+    let got = problems(
+        "rules:
+  - id: d1
+    default: true
+    misses: 2
+    handoff: true
+  - id: d2
+    default: true
+    schedule: {days: [offday]}
+    reply: x
+  - id: kw
+    keywords: [a]
+    misses: 1
+    reply: y
+",
+    );
+    assert_problems(
+        &got,
+        &[
+            "r.yaml:3:14: warning: no default rule without conditions",
+            "r.yaml:12:13: `misses` applies only to a default rule",
+        ],
     );
 }
 
@@ -666,7 +732,7 @@ fn rules_without_condition_or_action() {
         &[
             "r.yaml:2:5: rule `no-condition` has no condition",
             "r.yaml:4:5: rule `no-action` has no action",
-            "r.yaml:8:14: the default rule applies when nothing else does; it takes no conditions (found `keywords`)",
+            "r.yaml:8:14: a default rule applies when nothing else does; its only conditions are `schedule` and `misses` (found `keywords`)",
         ],
     );
 }
@@ -837,15 +903,33 @@ fn long_replies_too_many_messages_and_unknown_placeholders() {
 "
     );
     let report = report(&[("r.yaml", &yaml)]);
-    assert!(report.set.is_some());
+    assert!(report.set.is_none());
     let got: Vec<String> = report.diagnostics.iter().map(|d| d.to_string()).collect();
     assert_problems(
         &got,
         &[
             "r.yaml:4:12: warning: reply is 2100 bytes; WeChat takes at most 2000",
             "r.yaml:5:5: warning: one hit of rule `many` sends 6 messages; WeChat lets one user message receive at most 5",
-            "r.yaml:16:12: warning: `{2}` names no capture group",
-            "r.yaml:16:12: warning: `{orderid}` names no capture group",
+            "r.yaml:16:12: `{2}` cannot be filled when the regex `订单(?P<order>\\d+)` matches",
+            "r.yaml:16:12: `{orderid}` cannot be filled when the regex",
+        ],
+    );
+    // Every regex of the rule must have the group; a keyword rule has none.
+    let got = problems(
+        "rules:
+  - id: parcel
+    regex: ['快递(?P<no>\\d+)', '物流']
+    reply: 单号 {no}
+  - id: kw
+    keywords: [a]
+    reply: '{1}'
+",
+    );
+    assert_problems(
+        &got,
+        &[
+            "r.yaml:4:12: `{no}` cannot be filled when the regex `物流` matches",
+            "r.yaml:7:12: `{1}` cannot be filled: rule `kw` has no regex",
         ],
     );
 }

@@ -34,24 +34,63 @@ impl SendLogOutcome {
     }
 }
 
-/// Logs one push.
+/// How many characters of a send's message the send log keeps as its summary.
+const SUMMARY_CHARS: usize = 200;
+
+/// A message as one line for the send log: line ends shown as `⏎`, cut at 200 characters.
+pub fn one_line(text: &str) -> String {
+    let flat = text.replace("\r\n", "\n").replace('\n', " ⏎ ");
+    if flat.chars().count() <= SUMMARY_CHARS {
+        flat
+    } else {
+        let mut s: String = flat.chars().take(SUMMARY_CHARS).collect();
+        s.push('…');
+        s
+    }
+}
+
+/// Logs one push, with the bot's side of it.
 pub fn insert_message(tx: &Transaction<'_>, record: &PushRecord) -> Result<(), StoreError> {
-    let log = &record.log;
+    insert_log(
+        tx,
+        record.received_at,
+        &record.app,
+        &record.openid,
+        &record.log,
+    )
+}
+
+/// Logs one line of a conversation (a push, or an operator's action on the user's session).
+pub fn insert_log(
+    tx: &Transaction<'_>,
+    at: i64,
+    app: &str,
+    openid: &str,
+    log: &super::LogRecord,
+) -> Result<(), StoreError> {
+    let replies = if log.replies.is_empty() {
+        None
+    } else {
+        Some(serde_json::to_string(&log.replies).map_err(backend)?)
+    };
     tx.prepare_cached(
-        "INSERT INTO messages (at, app, openid, msg_type, text, rule, faq, action, handoff) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        "INSERT INTO messages (at, app, openid, msg_type, text, rule, faq, action, handoff, \
+         replies, event, agent) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
     )
     .and_then(|mut s| {
         s.execute(params![
-            record.received_at,
-            record.app,
-            record.openid,
+            at,
+            app,
+            openid,
             log.msg_type,
             log.text,
             log.rule,
             log.faq,
             log.action,
-            log.handoff
+            log.handoff,
+            replies,
+            log.event,
+            log.agent
         ])
     })
     .map(drop)
@@ -75,13 +114,15 @@ pub struct SendLine<'a> {
     pub errcode: Option<i64>,
     /// Why, for anything but `sent`.
     pub reason: Option<&'a str>,
+    /// What the message was, on one line.
+    pub summary: Option<&'a str>,
 }
 
 /// Logs one send outcome.
 pub fn insert_send(tx: &Transaction<'_>, line: SendLine<'_>) -> Result<(), StoreError> {
     tx.prepare_cached(
-        "INSERT INTO sends (at, app, openid, outbox_id, outcome, errcode, reason) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        "INSERT INTO sends (at, app, openid, outbox_id, outcome, errcode, reason, summary) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     )
     .and_then(|mut s| {
         s.execute(params![
@@ -91,7 +132,8 @@ pub fn insert_send(tx: &Transaction<'_>, line: SendLine<'_>) -> Result<(), Store
             line.outbox_id,
             line.outcome.as_str(),
             line.errcode,
-            line.reason
+            line.reason,
+            line.summary
         ])
     })
     .map(drop)
@@ -108,8 +150,8 @@ pub fn insert_send_for_entry(
     reason: Option<&str>,
 ) -> Result<(), StoreError> {
     tx.prepare_cached(
-        "INSERT INTO sends (at, app, openid, outbox_id, outcome, errcode, reason) \
-         SELECT ?1, app, openid, id, ?2, ?3, ?4 FROM outbox WHERE id = ?5",
+        "INSERT INTO sends (at, app, openid, outbox_id, outcome, errcode, reason, summary) \
+         SELECT ?1, app, openid, id, ?2, ?3, ?4, summary FROM outbox WHERE id = ?5",
     )
     .and_then(|mut s| s.execute(params![at, outcome.as_str(), errcode, reason, outbox_id]))
     .map(drop)

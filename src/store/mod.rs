@@ -54,6 +54,7 @@
 
 pub mod checkpoint;
 pub mod dedupe;
+pub mod history;
 pub mod log;
 pub mod outbox;
 pub mod quota;
@@ -153,6 +154,17 @@ pub struct Session {
     /// ("个体户的呢") is read with the kind of thing that answer was about.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_faq: Option<LastFaq>,
+    /// The user's consecutive text messages that no rule and no FAQ entry answered (for default
+    /// rules with `misses: N`); reset when anything answers and when a handoff ends.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub misses: u32,
+    /// Unix seconds after which `misses` is forgotten (a user back the next day starts afresh).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub misses_until: Option<i64>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// The FAQ entry a user was last answered with, and until when a follow-up is read with it.
@@ -188,6 +200,16 @@ pub struct LogRecord {
     pub action: String,
     /// Whether the user was transferred to a human.
     pub handoff: bool,
+    /// The bot's side: each message sent (or passively answered), one line each: a text, or a
+    /// description of an image, link or card.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub replies: Vec<String>,
+    /// The event name, for events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event: Option<String>,
+    /// The agent account of an agent-session event (`KfAccount`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
 }
 
 /// Everything one push changes, committed together (group commit) before it is answered.
@@ -311,6 +333,21 @@ pub trait Operations: Send + Sync + 'static {
     ) -> Result<Vec<stats::SeriesPoint>, StoreError>;
     /// The latest entries that failed for good, newest first.
     fn recent_failures(&self, limit: usize) -> Result<Vec<FailedEntry>, StoreError>;
+    /// Conversation threads, both sides, with each send's outcome (`kefu log`, the console).
+    fn threads(&self, query: &history::LogQuery) -> Result<Vec<history::Thread>, StoreError>;
+    /// The users seen recently, newest first (the console's conversations page).
+    fn recent_users(
+        &self,
+        query: &history::LogQuery,
+    ) -> Result<Vec<history::UserSummary>, StoreError>;
+    /// Ends a user's handoff (and menu, and count of misses) now, also while the daemon runs
+    /// (`kefu session end`).
+    fn end_session(
+        &self,
+        app: &str,
+        openid: &str,
+        now: i64,
+    ) -> Result<history::SessionEnd, StoreError>;
 }
 
 /// What a request does with a push once dedupe has spoken (see [`resolve_claim`]).

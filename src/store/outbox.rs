@@ -112,11 +112,12 @@ pub fn insert(
     now_ms: i64,
 ) -> Result<i64, StoreError> {
     let json = serde_json::to_string(message).map_err(backend)?;
+    let summary = super::log::one_line(&message.preview());
     tx.prepare_cached(
-        "INSERT INTO outbox (app, openid, push_key, message, state, created_ms, next_attempt_ms) \
-         VALUES (?1, ?2, ?3, ?4, 'queued', ?5, ?5)",
+        "INSERT INTO outbox (app, openid, push_key, message, state, created_ms, next_attempt_ms, \
+         summary) VALUES (?1, ?2, ?3, ?4, 'queued', ?5, ?5, ?6)",
     )
-    .and_then(|mut s| s.execute(params![app, openid, push_key, json, now_ms]))
+    .and_then(|mut s| s.execute(params![app, openid, push_key, json, now_ms, summary]))
     .map_err(backend)?;
     Ok(tx.last_insert_rowid())
 }

@@ -98,6 +98,25 @@ const MIGRATIONS: &[&str] = &[
         at INTEGER NOT NULL
     );
     ",
+    // 3: the bot's side of the conversation (each reply's text or a one-line description, the
+    // event and the agent of agent sessions), what each send carried, a per-user index for
+    // threads, and the operators' requests to end a user's handoff (`kefu session end`), which
+    // the running daemon applies.
+    "
+    ALTER TABLE messages ADD COLUMN replies TEXT;
+    ALTER TABLE messages ADD COLUMN event TEXT;
+    ALTER TABLE messages ADD COLUMN agent TEXT;
+    CREATE INDEX messages_user ON messages(app, openid, at);
+    ALTER TABLE outbox ADD COLUMN summary TEXT;
+    ALTER TABLE sends ADD COLUMN summary TEXT;
+    CREATE INDEX sends_user ON sends(app, openid, at);
+    CREATE TABLE session_ends (
+        id     INTEGER PRIMARY KEY,
+        app    TEXT NOT NULL,
+        openid TEXT NOT NULL,
+        at     INTEGER NOT NULL
+    );
+    ",
 ];
 
 /// The schema version this build writes.

@@ -23,6 +23,14 @@ pub fn live(session: &Session, now: i64) -> Session {
             .filter(|m| m.expires_at > now && !m.options.is_empty()),
         handoff_until: session.handoff_until.filter(|&t| t > now),
         last_faq: session.last_faq.clone().filter(|l| l.expires_at > now),
+        misses: if session.misses_until.is_some_and(|t| t > now) {
+            session.misses
+        } else {
+            0
+        },
+        misses_until: session
+            .misses_until
+            .filter(|&t| t > now && session.misses > 0),
     }
 }
 
@@ -34,7 +42,8 @@ pub fn expires_at(session: &Session) -> Option<i64> {
         .filter(|m| !m.options.is_empty())
         .map(|m| m.expires_at);
     let last_faq = session.last_faq.as_ref().map(|l| l.expires_at);
-    [menu, session.handoff_until, last_faq]
+    let misses = session.misses_until.filter(|_| session.misses > 0);
+    [menu, session.handoff_until, last_faq, misses]
         .into_iter()
         .flatten()
         .max()
@@ -161,6 +170,7 @@ mod tests {
             }),
             handoff_until: None,
             last_faq: None,
+            ..Session::default()
         }
     }
 
@@ -179,6 +189,7 @@ mod tests {
                 menu: None,
                 handoff_until: Some(200),
                 last_faq: None,
+                ..Session::default()
             }
         );
         assert_eq!(c.get("app", "u", 250), Session::default());

@@ -24,6 +24,7 @@ use tokio::sync::{Notify, oneshot};
 
 use super::checkpoint;
 use super::dedupe::DedupeCache;
+use super::history::{self, LogQuery, SessionEnd, Thread, UserSummary};
 use super::outbox::{self, Claimed, FailedEntry, OutboxCounts, Settlement};
 use super::quota::{self, QuotaBook, Window};
 use super::retention::{self, Cutoffs, PurgeReport};
@@ -359,6 +360,19 @@ impl Operations for SqliteStore {
     fn recent_failures(&self, limit: usize) -> Result<Vec<FailedEntry>, StoreError> {
         SqliteStore::recent_failures(self, limit)
     }
+
+    fn threads(&self, query: &LogQuery) -> Result<Vec<Thread>, StoreError> {
+        history::threads(&self.reader(), query)
+    }
+
+    fn recent_users(&self, query: &LogQuery) -> Result<Vec<UserSummary>, StoreError> {
+        history::recent_users(&self.reader(), query)
+    }
+
+    fn end_session(&self, app: &str, openid: &str, now: i64) -> Result<SessionEnd, StoreError> {
+        // The same request another process makes: this store's own writer applies it.
+        history::end_session(&self.inner.path, app, openid, now, SESSION_END_WAIT)
+    }
 }
 
 /// The operators' read side of a database another process (the daemon) owns: `kefu stats` and
@@ -366,13 +380,17 @@ impl Operations for SqliteStore {
 pub struct SqliteReader {
     /// Read-only, opened once.
     conn: Mutex<Connection>,
+    /// The database file (`end_session` opens its own writing connection).
+    path: PathBuf,
 }
 
 impl SqliteReader {
     /// Opens `data_dir`'s database read-only; an error names a missing database.
     pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
+        let path = data_dir.join(schema::DB_FILE);
         Ok(Self {
-            conn: Mutex::new(stats::open_read_only(&data_dir.join(schema::DB_FILE))?),
+            conn: Mutex::new(stats::open_read_only(&path)?),
+            path,
         })
     }
 
@@ -405,7 +423,23 @@ impl Operations for SqliteReader {
     fn recent_failures(&self, limit: usize) -> Result<Vec<FailedEntry>, StoreError> {
         outbox::recent_failures(&self.conn(), limit)
     }
+
+    fn threads(&self, query: &LogQuery) -> Result<Vec<Thread>, StoreError> {
+        history::threads(&self.conn(), query)
+    }
+
+    fn recent_users(&self, query: &LogQuery) -> Result<Vec<UserSummary>, StoreError> {
+        history::recent_users(&self.conn(), query)
+    }
+
+    fn end_session(&self, app: &str, openid: &str, now: i64) -> Result<SessionEnd, StoreError> {
+        history::end_session(&self.path, app, openid, now, SESSION_END_WAIT)
+    }
 }
+
+/// How long `kefu session end` waits for the running daemon to apply the request before it ends
+/// the session in the store itself (the daemon polls every 200 ms).
+pub const SESSION_END_WAIT: Duration = Duration::from_secs(3);
 
 impl Outbox for SqliteStore {
     fn wakeup(&self) -> Arc<Notify> {

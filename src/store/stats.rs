@@ -140,12 +140,14 @@ pub fn collect_from(
     };
     // Open-ended: a push stamped after `until` (clock skew) still counts.
     let range = "at >= ?1";
+    // An operator's action (kefu session end) is in the thread, not a message a user sent.
+    let pushes = "msg_type != 'operator'";
 
     let (messages, handoffs, unmatched): (u64, u64, u64) = conn
         .query_row(
             &format!(
                 "SELECT count(*), coalesce(sum(handoff), 0), \
-                 coalesce(sum(action IN ('ignore', 'default')), 0) FROM messages WHERE {range}"
+                 coalesce(sum(action IN ('ignore', 'default')), 0) FROM messages WHERE {range} AND {pushes}"
             ),
             [since],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
@@ -153,28 +155,28 @@ pub fn collect_from(
         .map_err(backend)?;
     let actions = counts(
         &format!(
-            "SELECT action, count(*) AS n FROM messages WHERE {range} \
+            "SELECT action, count(*) AS n FROM messages WHERE {range} AND {pushes} \
              GROUP BY action ORDER BY n DESC, action LIMIT ?2"
         ),
         None,
     )?;
     let rules = counts(
         &format!(
-            "SELECT rule, count(*) AS n FROM messages WHERE {range} AND rule IS NOT NULL \
+            "SELECT rule, count(*) AS n FROM messages WHERE {range} AND {pushes} AND rule IS NOT NULL \
              GROUP BY rule ORDER BY n DESC, rule LIMIT ?2"
         ),
         None,
     )?;
     let faqs = counts(
         &format!(
-            "SELECT faq, count(*) AS n FROM messages WHERE {range} AND faq IS NOT NULL \
+            "SELECT faq, count(*) AS n FROM messages WHERE {range} AND {pushes} AND faq IS NOT NULL \
              GROUP BY faq ORDER BY n DESC, faq LIMIT ?2"
         ),
         None,
     )?;
     let top_unmatched = counts(
         &format!(
-            "SELECT lower(trim(text)) AS t, count(*) AS n FROM messages WHERE {range} \
+            "SELECT lower(trim(text)) AS t, count(*) AS n FROM messages WHERE {range} AND {pushes} \
              AND action IN ('ignore', 'default') AND text IS NOT NULL AND trim(text) != '' \
              GROUP BY t ORDER BY n DESC, t LIMIT ?2"
         ),
@@ -200,7 +202,7 @@ pub fn collect_from(
     let mut stmt = conn
         .prepare_cached(&format!(
             "SELECT (at / 3600) * 3600 AS h, count(*), sum(handoff), \
-             sum(action IN ('ignore', 'default')) FROM messages WHERE {range} GROUP BY h"
+             sum(action IN ('ignore', 'default')) FROM messages WHERE {range} AND {pushes} GROUP BY h"
         ))
         .map_err(backend)?;
     let rows = stmt
@@ -354,7 +356,7 @@ pub fn series_from(
             "SELECT (at / ?2) * ?2 AS b, count(*), \
              coalesce(sum(action IN ('reply', 'faq', 'clarify')), 0), coalesce(sum(handoff), 0), \
              coalesce(sum(action IN ('ignore', 'default')), 0) \
-             FROM messages WHERE at >= ?1 GROUP BY b ORDER BY b",
+             FROM messages WHERE at >= ?1 AND msg_type != 'operator' GROUP BY b ORDER BY b",
         )
         .map_err(backend)?;
     let rows = stmt

@@ -43,6 +43,7 @@ pub(crate) fn push(key: &str, openid: &str, at: i64, texts: &[&str]) -> PushReco
             faq: None,
             action: "reply".into(),
             handoff: false,
+            ..LogRecord::default()
         },
     }
 }
@@ -246,6 +247,7 @@ async fn sessions_are_visible_after_commit_and_survive_a_restart() {
         }),
         handoff_until: Some(at + 1800),
         last_faq: None,
+        ..Session::default()
     };
     {
         let store = open(dir.path());
@@ -268,6 +270,7 @@ async fn sessions_are_visible_after_commit_and_survive_a_restart() {
             menu: None,
             handoff_until: Some(at + 1800),
             last_faq: None,
+            ..Session::default()
         }
     );
     // A default session clears it, on disk too.
@@ -371,6 +374,7 @@ async fn retention_purges_old_log_rows_dedupe_and_expired_state() {
         menu: None,
         handoff_until: Some(old + 60),
         last_faq: None,
+        ..Session::default()
     });
     commit(&store, ancient).await;
     commit(&store, push("yesterday", "u", t - 2 * 86_400, &[])).await;
@@ -411,6 +415,7 @@ async fn stats_count_rules_faqs_handoffs_and_unmatched() {
             faq: faq.map(Into::into),
             action: action.into(),
             handoff,
+            ..LogRecord::default()
         };
         store.commit(r)
     };
@@ -565,6 +570,7 @@ async fn a_failed_batch_publishes_nothing_and_releases_waiters() {
         menu: None,
         handoff_until: Some(at + 600),
         last_faq: None,
+        ..Session::default()
     });
     let key = record.key.clone();
     assert!(matches!(store.claim(&key, at).unwrap(), Claim::New));
@@ -601,4 +607,108 @@ async fn a_push_that_queues_nothing_opens_its_window_in_memory_only() {
         1,
         "written once used"
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// conversation history and operators ending a session (SPEC §9)
+
+fn in_handoff(until: i64) -> Session {
+    Session {
+        handoff_until: Some(until),
+        misses: 1,
+        misses_until: Some(until),
+        ..Session::default()
+    }
+}
+
+#[tokio::test]
+async fn an_end_request_is_applied_by_the_running_writer_to_cache_and_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let t = now();
+    let mut r = push("1", "u", t, &["您好"]);
+    r.session = Some(in_handoff(t + 1800));
+    r.log.replies = vec!["您好".into()];
+    commit(&store, r).await;
+    assert!(
+        store
+            .session("demo", "u", t)
+            .unwrap()
+            .handoff_until
+            .is_some()
+    );
+    // What `kefu session end` does from another process, through the same interface.
+    let ops: &dyn Operations = &store;
+    let path = store.path().to_path_buf();
+    let outcome = tokio::task::spawn_blocking(move || {
+        history::end_session(&path, "demo", "u", now(), Duration::from_secs(5))
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(outcome, history::SessionEnd::Applied);
+    assert_eq!(store.session("demo", "u", t).unwrap(), Session::default());
+    assert_eq!(count(&store, "SELECT count(*) FROM sessions"), 0);
+    assert_eq!(count(&store, "SELECT count(*) FROM session_ends"), 0);
+    // Both sides and the operator's action are in the thread.
+    let threads = ops
+        .threads(&history::LogQuery {
+            openid: Some("u".into()),
+            ..history::LogQuery::default()
+        })
+        .unwrap();
+    assert_eq!(threads.len(), 1);
+    let actions: Vec<&str> = threads[0]
+        .exchanges
+        .iter()
+        .map(|e| e.action.as_str())
+        .collect();
+    assert_eq!(actions, ["reply", "session_end"]);
+    assert_eq!(threads[0].exchanges[0].replies, ["您好"]);
+    let users = ops.recent_users(&history::LogQuery::default()).unwrap();
+    assert_eq!(users.len(), 1);
+    assert_eq!(users[0].last_text.as_deref(), Some("message 1"));
+    store.close();
+}
+
+#[tokio::test]
+async fn without_a_daemon_the_end_is_stored_and_a_stale_request_is_never_applied_later() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = now();
+    {
+        let store = open(dir.path());
+        let mut r = push("1", "u", t, &[]);
+        r.session = Some(in_handoff(t + 1800));
+        commit(&store, r).await;
+        let mut r = push("2", "v", t, &[]);
+        r.session = Some(in_handoff(t + 1800));
+        commit(&store, r).await;
+        store.close();
+    }
+    let path = dir.path().join(schema::DB_FILE);
+    let outcome = history::end_session(&path, "demo", "u", t, Duration::from_millis(100)).unwrap();
+    assert_eq!(outcome, history::SessionEnd::Stored);
+    // An old request left behind (its process applied it to the store itself): discarded.
+    let conn = Connection::open(&path).unwrap();
+    conn.execute(
+        "INSERT INTO session_ends (app, openid, at) VALUES ('demo', 'v', ?1)",
+        [t - 3600],
+    )
+    .unwrap();
+    drop(conn);
+    let store = open(dir.path());
+    assert_eq!(store.session("demo", "u", t).unwrap(), Session::default());
+    eventually("the old request is discarded", 5, || {
+        count(&store, "SELECT count(*) FROM session_ends") == 0
+    })
+    .await;
+    assert!(
+        store
+            .session("demo", "v", t)
+            .unwrap()
+            .handoff_until
+            .is_some(),
+        "a stale request does not end a handoff"
+    );
+    store.close();
 }

@@ -136,6 +136,8 @@ pub struct Writer {
     options: StoreOptions,
     /// When the next periodic purge starts.
     next_purge: Instant,
+    /// When to look for operators' session-end requests next ([`super::history`]).
+    next_session_poll: Instant,
     /// A periodic purge in progress: its cut-offs and what it deleted so far.
     purging: Option<(Cutoffs, PurgeReport)>,
     /// Tells the checkpointer thread that the WAL grew; dropped to stop it.
@@ -165,6 +167,7 @@ impl Writer {
             quota,
             options,
             next_purge,
+            next_session_poll: Instant::now(),
             purging: None,
             ticks: Some(checkpointer.0),
             checkpointer: Some(checkpointer.1),
@@ -198,6 +201,7 @@ impl Writer {
             } else {
                 let wait = self
                     .next_purge
+                    .min(self.next_session_poll)
                     .saturating_duration_since(Instant::now())
                     .max(Duration::from_millis(1));
                 match self.rx.recv_timeout(wait) {
@@ -223,6 +227,21 @@ impl Writer {
                 }
             }
             self.purge_tick();
+            self.session_end_tick();
+        }
+    }
+
+    /// Applies operators' session-end requests (`kefu session end`, from any process) every
+    /// [`SESSION_POLL`]: a cheap indexed read of a table that is almost always empty.
+    fn session_end_tick(&mut self) {
+        if Instant::now() < self.next_session_poll {
+            return;
+        }
+        self.next_session_poll = Instant::now() + SESSION_POLL;
+        if let Err(e) =
+            super::history::apply_session_ends(&mut self.conn, &self.shared.sessions, unix_now())
+        {
+            tracing::warn!(error = %e, "store: could not apply session-end requests; retrying");
         }
     }
 
@@ -436,6 +455,9 @@ impl Writer {
     }
 }
 
+/// How often the writer looks for session-end requests.
+const SESSION_POLL: Duration = Duration::from_millis(200);
+
 /// How much of a message a drop reason quotes.
 const PREVIEW_CHARS: usize = 60;
 
@@ -514,6 +536,7 @@ fn apply_commit(
                     outcome: SendLogOutcome::Dropped,
                     errcode: None,
                     reason: Some(&line),
+                    summary: Some(&super::log::one_line(&message.preview())),
                 },
             )?;
             dropped.push(line);

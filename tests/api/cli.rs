@@ -150,7 +150,57 @@ const ERRORS: &[Case] = &[
         )],
         file: "a.yaml",
         at: (6, 14),
-        message: "more than one default rule",
+        message: "two default rules with the same conditions and priority",
+    },
+    Case {
+        what: "placeholder a keyword rule cannot fill",
+        files: &[(
+            "a.yaml",
+            "rules:\n  - id: a\n    keywords: [快递]\n    reply: 单号 {1}\n",
+        )],
+        file: "a.yaml",
+        at: (4, 12),
+        message: "`{1}` cannot be filled: rule `a` has no regex",
+    },
+    Case {
+        what: "placeholder one of the regexes cannot fill",
+        files: &[(
+            "a.yaml",
+            "rules:\n  - id: a\n    regex: ['快递(?P<no>\\d+)', '物流']\n    reply: 单号 {no}\n",
+        )],
+        file: "a.yaml",
+        at: (4, 12),
+        message: "`{no}` cannot be filled when the regex `物流` matches",
+    },
+    Case {
+        what: "a calendar date that is not one",
+        files: &[(
+            "a.yaml",
+            "calendar:\n  holidays: [2026-10-01..2026-10-08, 2026-02-30]\n",
+        )],
+        file: "a.yaml",
+        at: (2, 38),
+        message: "`2026-02-30` is not a date",
+    },
+    Case {
+        what: "misses on a rule that is not a default",
+        files: &[(
+            "a.yaml",
+            "rules:\n  - id: a\n    keywords: [x]\n    misses: 2\n    reply: y\n",
+        )],
+        file: "a.yaml",
+        at: (4, 13),
+        message: "`misses` applies only to a default rule",
+    },
+    Case {
+        what: "a day that is not one",
+        files: &[(
+            "a.yaml",
+            "rules:\n  - id: a\n    keywords: [x]\n    schedule: {days: [holiday]}\n    reply: y\n",
+        )],
+        file: "a.yaml",
+        at: (4, 23),
+        message: "`holiday` is not a day; use mon, tue, wed, thu, fri, sat, sun, workday or offday",
     },
     Case {
         what: "rule without condition",
@@ -520,17 +570,20 @@ fn try_json_for_a_clarify_menu() {
 
 #[test]
 fn try_json_for_the_default_rule() {
+    // The shipped rules: a first miss explains what the bot answers, without a handoff (a
+    // second one in a row hands off: tests/data/day.yaml).
     let v = try_json(&["今天天气怎么样"]);
     assert_eq!(
         (&v["rule"], &v["faq"], &v["action"], &v["handoff"]),
         (
-            &"default".into(),
+            &"first-miss".into(),
             &Value::Null,
             &"default".into(),
-            &true.into()
+            &false.into()
         )
     );
     assert_eq!(v["replies"].as_array().unwrap().len(), 1);
+    assert!(v["replies"][0].as_str().unwrap().contains("人工"), "{v}");
 }
 
 #[test]

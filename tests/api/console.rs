@@ -161,7 +161,7 @@ async fn admin_token_guards_metrics_and_console() {
     );
 }
 
-fn chromium() -> Option<PathBuf> {
+pub(crate) fn chromium() -> Option<PathBuf> {
     ["chromium", "chromium-browser", "google-chrome"]
         .iter()
         .find_map(|name| {
@@ -172,7 +172,7 @@ fn chromium() -> Option<PathBuf> {
         })
 }
 
-fn headless(
+pub(crate) fn headless(
     browser: &PathBuf,
     profile: &std::path::Path,
     extra: &[&str],

@@ -7,6 +7,7 @@ mod cli_helpers;
 mod console;
 mod conversation_log;
 mod crash;
+mod day;
 mod dedupe;
 mod delivery_helpers;
 mod faq_sessions;

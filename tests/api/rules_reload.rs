@@ -49,8 +49,9 @@ async fn healthz_shows_exactly_the_spec_fields() {
     let h = app.healthz().await;
     let mut top: Vec<&str> = h.as_object().unwrap().keys().map(String::as_str).collect();
     top.sort_unstable();
-    // SPEC §3, and §11: the store's health.
-    assert_eq!(top, ["rules", "status", "store"]);
+    // SPEC §3, §9 (apps and their dry-run) and §11 (the store's health).
+    assert_eq!(top, ["apps", "rules", "status", "store"]);
+    assert_eq!(h["apps"]["oa"]["dry_run"], true, "{h}");
     assert_eq!(h["status"], "ok");
     assert_eq!(h["store"], serde_json::json!({"ok": true}));
     let mut keys: Vec<&str> = h["rules"]
