@@ -44,8 +44,23 @@ fn allocator_options_for_daemon() {
     let _ = cmd.exec();
 }
 
+/// Rust ignores SIGPIPE, so a command whose reader went away (`kefu eval … | head`) would panic
+/// on its next `println!`. The one-shot commands get the default back and end quietly, as Unix
+/// tools do; `serve` keeps ignoring it (a client closing its socket must not stop the daemon).
+fn default_sigpipe_for_commands() {
+    if std::env::args().skip(1).any(|a| a == "serve") {
+        return;
+    }
+    // SAFETY: called first thing in main, before any other thread exists; SIG_DFL is a valid
+    // disposition for SIGPIPE.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 fn main() -> ExitCode {
     allocator_options_for_daemon();
+    default_sigpipe_for_commands();
     let cli = kefu::cli::Cli::parse();
     let log_guard = kefu::telemetry::init(cli.log_format, cli.default_log_filter());
     let result = kefu::cli::run(cli);

@@ -920,3 +920,12 @@ fn try_stdin_a_menu_answered_in_words_is_read_with_its_question() {
     // A reply that settles nothing is decided on its own (here: the default rule).
     assert_eq!(lines[5]["action"], "default", "{}", lines[5]);
 }
+
+#[test]
+fn a_reader_that_goes_away_ends_a_command_quietly() {
+    // `kefu try` in stdin mode answers every line: 20,000 lines are far more than a pipe holds.
+    let input = "你好\n".repeat(20_000);
+    let (status, stderr) = kefu_into_closed_pipe(&["try", "--rules", "rules"], &input, 100);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(status.code() != Some(101), "{status:?}: {stderr}");
+}

@@ -5,7 +5,7 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{ExitStatus, Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -78,6 +78,33 @@ pub fn kefu_stdin(args: &[&str], input: &str) -> Run {
         .write_all(input.as_bytes())
         .expect("write stdin");
     finish(child)
+}
+
+/// `kefu ARGS` with `input` on stdin, whose reader goes away after `keep` bytes of output (as
+/// `kefu … | head -c keep` does): the exit status and stderr.
+pub fn kefu_into_closed_pipe(args: &[&str], input: &str, keep: usize) -> (ExitStatus, String) {
+    use std::io::Read;
+    let mut child = command(Path::new(REPO), args)
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("spawn kefu");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let input = input.to_string();
+    // Fed from a thread: kefu stops reading once its stdout is gone.
+    let feeder = std::thread::spawn(move || {
+        let _ = stdin.write_all(input.as_bytes());
+    });
+    let mut head = vec![0u8; keep];
+    child
+        .stdout
+        .take()
+        .expect("stdout")
+        .read_exact(&mut head)
+        .expect("the first bytes of output");
+    // The stdout pipe is dropped here: kefu's next writes fail.
+    let out = child.wait_with_output().expect("kefu ends");
+    let _ = feeder.join();
+    (out.status, String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
 /// A temporary rules folder.
