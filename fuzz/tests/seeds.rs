@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use kefu::protocol::crypto::{self, AesKey};
 use kefu::protocol::message::{parse_message, render_envelope, render_push};
 use kefu::protocol::{Format, InboundMessage, MsgId, MsgKind};
-use kefu_fuzz::{AES_KEY, AES_KEY_PREVIOUS, APPID, AUTO, KEYS, NOW, key};
+use kefu_fuzz::{AES_KEY_PREVIOUS, APPID, AUTO, KEYS, NOW, key};
 
 /// Pushes of the doc's samples and of kefu's tests (`src/protocol/message.rs`), verbatim.
 const XML_PUSHES: &[&str] = &[
@@ -327,7 +327,6 @@ fn seeds() -> BTreeMap<String, Vec<u8>> {
             );
         }
     }
-    let _ = AES_KEY;
     seeds
 }
 
