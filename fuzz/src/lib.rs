@@ -98,6 +98,14 @@ fn strings(msg: &InboundMessage) -> impl Iterator<Item = &str> {
     match &msg.kind {
         MsgKind::Text { content } => out.push(content),
         MsgKind::Image { pic_url, media_id } => out.extend([pic_url.as_str(), media_id]),
+        MsgKind::Voice {
+            media_id,
+            format,
+            recognition,
+        } => {
+            out.extend([media_id.as_str(), format]);
+            out.extend(recognition.as_deref());
+        }
         MsgKind::MiniProgramPage {
             title,
             app_id,
@@ -109,10 +117,12 @@ fn strings(msg: &InboundMessage) -> impl Iterator<Item = &str> {
             event,
             session_from,
             event_key,
+            kf_account,
         } => {
             out.push(event);
             out.extend(session_from.as_deref());
             out.extend(event_key.as_deref());
+            out.extend(kf_account.as_deref());
         }
         MsgKind::Other { msg_type } => out.push(msg_type),
     }
@@ -587,22 +597,27 @@ fn session(choice: u8, now: i64) -> Session {
         1 => Session {
             menu: Some(menu(now + 60)),
             handoff_until: None,
+            ..Session::default()
         },
         2 => Session {
             menu: Some(menu(now - 1)),
             handoff_until: None,
+            ..Session::default()
         },
         3 => Session {
             menu: None,
             handoff_until: Some(now + 600),
+            ..Session::default()
         },
         4 => Session {
             menu: None,
             handoff_until: Some(now - 1),
+            ..Session::default()
         },
         5 => Session {
             menu: Some(menu(now + 60)),
             handoff_until: Some(now + 600),
+            ..Session::default()
         },
         _ => Session::default(),
     }

@@ -96,6 +96,7 @@ fn event(name: &str) -> MsgKind {
         event: name.into(),
         session_from: Some("kefu-send".into()),
         event_key: None,
+        kf_account: None,
     }
 }
 
