@@ -5,7 +5,7 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{ExitStatus, Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -104,7 +104,10 @@ pub fn kefu_into_closed_pipe(args: &[&str], input: &str, keep: usize) -> (ExitSt
     // The stdout pipe is dropped here: kefu's next writes fail.
     let out = child.wait_with_output().expect("kefu ends");
     let _ = feeder.join();
-    (out.status, String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 /// A temporary rules folder.
