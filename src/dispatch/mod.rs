@@ -7,16 +7,17 @@
 
 pub mod trial;
 
+pub mod session;
+pub use session::{LastFaq, Menu, QuotaTrigger, Session};
+
 use chrono::DateTime;
 use chrono_tz::Tz;
-use rand::Rng;
 use serde::Serialize;
 
 use crate::faq::{Candidate, FaqEntry, FaqOutcome};
 use crate::outbound::OutboundMessage;
 use crate::protocol::{InboundMessage, MsgKind};
 use crate::rules::{Captures, MatchInput, Rule, RuleSet, render_template};
-use crate::store::{LastFaq, Menu, QuotaTrigger, Session};
 use crate::text::normalize;
 
 /// What kind of answer was given (`action` of `kefu try --json`).
@@ -80,6 +81,9 @@ pub struct Context {
     pub handoff_minutes: u64,
     /// How long a clarify menu answers by number.
     pub menu_ttl_secs: u64,
+    /// Picks the reply of a rule with several: the `pick % n`-th. The caller draws it (at
+    /// random for a push), so that `decide` itself is a pure function and tests can fix it.
+    pub pick: u64,
 }
 
 impl Context {
@@ -91,7 +95,13 @@ impl Context {
             now,
             handoff_minutes,
             menu_ttl_secs,
+            pick: 0,
         }
+    }
+
+    /// This context with the reply pick `pick` (see [`Context::pick`]).
+    pub fn with_pick(self, pick: u64) -> Self {
+        Self { pick, ..self }
     }
 
     /// The context of a tool (`kefu try`, `kefu eval`, the console's try box), which answers as
@@ -104,6 +114,8 @@ impl Context {
             handoff_minutes,
             settings.faq.menu_ttl_secs,
         )
+        // A tool shows one of a rule's replies at random, as a push would get.
+        .with_pick(rand::random())
     }
 
     fn unix(&self) -> i64 {
@@ -296,7 +308,15 @@ fn decide_inner(
         hit => hit,
     };
     if let Some(hit) = hit {
-        return from_rule(set, hit.rule, &hit.captures, hit.why, is_event, false);
+        return from_rule(
+            set,
+            hit.rule,
+            &hit.captures,
+            hit.why,
+            is_event,
+            false,
+            ctx.pick,
+        );
     }
 
     // 4. The FAQ matcher, for text.
@@ -378,7 +398,15 @@ fn decide_inner(
         && !is_unknown
         && let Some(rule) = set.pick_default(&ctx.now, misses)
     {
-        let mut d = from_rule(set, rule, &Captures::new(), String::new(), false, true);
+        let mut d = from_rule(
+            set,
+            rule,
+            &Captures::new(),
+            String::new(),
+            false,
+            true,
+            ctx.pick,
+        );
         d.candidates = candidates;
         let counted = if rule.misses > 0 {
             format!(" (miss {misses} in a row)")
@@ -465,6 +493,7 @@ fn from_rule(
     why: String,
     is_event: bool,
     is_default: bool,
+    pick: u64,
 ) -> Decision {
     let action = &rule.action;
     let mut replies = Vec::new();
@@ -476,11 +505,7 @@ fn from_rule(
                 .map(|t| OutboundMessage::text(render_template(t, captures))),
         );
     } else if !action.replies.is_empty() {
-        let pick = if action.replies.len() == 1 {
-            0
-        } else {
-            rand::rng().random_range(0..action.replies.len())
-        };
+        let pick = usize::try_from(pick % action.replies.len() as u64).unwrap_or(0);
         if let Some(t) = action.replies.get(pick) {
             replies.push(OutboundMessage::text(render_template(t, captures)));
         }
@@ -641,14 +666,14 @@ mod tests {
         }
         assert!(session.handoff_until.is_some());
         assert_eq!(session.misses, 0, "the handoff took the count");
-        // 31 minutes later (what the store's live() returns: the handoff has expired).
+        // 31 minutes later (what the store hands out: the handoff has expired).
         let later = Context::at_unix(
             ctx().now.timestamp() + 31 * 60,
             ctx().now.timezone(),
             30,
             600,
         );
-        let session = crate::store::sessions::live(&session, later.now.timestamp());
+        let session = session.live(later.now.timestamp());
         let d = decide(&set, &text("c"), &session, &later);
         assert_eq!(
             d.rule.as_deref(),
@@ -687,5 +712,147 @@ mod tests {
         assert_eq!(menu_choice("3", 2), None);
         assert_eq!(menu_choice("0", 3), None);
         assert_eq!(menu_choice("一", 3), None);
+    }
+
+    /// SPEC §4's order of decision for a text message, one row per step: each row's session and
+    /// message are such that every later step would also apply, so the row shows that its step
+    /// comes first.
+    #[test]
+    fn the_order_of_decision() {
+        let set = rules(
+            "rules:
+  - id: high
+    priority: 100
+    keywords: [转人工]
+    handoff: true
+    reply: 正在转接
+  - id: low
+    keywords: [注销]
+    reply: 规则的回答
+  - id: fallback
+    default: true
+    reply: 没听懂
+faq:
+  - id: a
+    question: 小程序怎么注销
+    answer: 答案A
+  - id: b
+    question: 公众号怎么迁移
+    answer: 答案B
+",
+        );
+        let now = ctx().unix();
+        let menu = Session {
+            menu: Some(Menu {
+                options: vec!["b".into(), "a".into()],
+                expires_at: now + 60,
+                question: None,
+            }),
+            ..Session::default()
+        };
+        let handoff = Session {
+            handoff_until: Some(now + 600),
+            ..Session::default()
+        };
+        // (step, session, message, expected action, rule, faq)
+        type Row<'a> = (
+            &'a str,
+            Session,
+            &'a str,
+            Action,
+            Option<&'a str>,
+            Option<&'a str>,
+        );
+        let rows: Vec<Row<'_>> = vec![
+            (
+                "menu number",
+                menu.clone(),
+                "1",
+                Action::Faq,
+                None,
+                Some("b"),
+            ),
+            (
+                "menu before handoff",
+                Session {
+                    handoff_until: handoff.handoff_until,
+                    ..menu.clone()
+                },
+                "2",
+                Action::Faq,
+                None,
+                Some("a"),
+            ),
+            (
+                "handoff before rules",
+                handoff.clone(),
+                "转人工 注销",
+                Action::Handoff,
+                None,
+                None,
+            ),
+            (
+                "priority among rules",
+                Session::default(),
+                "转人工 注销",
+                Action::Handoff,
+                Some("high"),
+                None,
+            ),
+            (
+                "a rule before the FAQ",
+                Session::default(),
+                "小程序怎么注销",
+                Action::Reply,
+                Some("low"),
+                None,
+            ),
+            (
+                "the FAQ before the default",
+                Session::default(),
+                "公众号怎么迁移",
+                Action::Faq,
+                None,
+                Some("b"),
+            ),
+            (
+                "the default last",
+                Session::default(),
+                "今天天气",
+                Action::Default,
+                Some("fallback"),
+                None,
+            ),
+        ];
+        for (step, session, text_in, action, rule, faq) in rows {
+            let d = decide(&set, &text(text_in), &session, &ctx());
+            assert_eq!(
+                (d.action, d.rule.as_deref(), d.faq.as_deref()),
+                (action, rule, faq),
+                "{step}: {}",
+                d.why
+            );
+        }
+        // And with no default rule: nothing.
+        let bare = rules("rules:\n  - id: low\n    keywords: [注销]\n    reply: r\n");
+        let d = decide(&bare, &text("今天天气"), &Session::default(), &ctx());
+        assert_eq!((d.action, d.replies.len()), (Action::Ignore, 0));
+    }
+
+    #[test]
+    fn the_reply_pick_is_the_callers() {
+        let set = rules("rules:\n  - id: r\n    keywords: [你好]\n    reply: [一, 二, 三]\n");
+        let picked = |pick| {
+            let d = decide(
+                &set,
+                &text("你好"),
+                &Session::default(),
+                &ctx().with_pick(pick),
+            );
+            d.replies.first().map(|r| r.preview())
+        };
+        assert_eq!(picked(0), picked(3), "the same pick, the same reply");
+        assert_ne!(picked(0), picked(1));
+        assert_ne!(picked(1), picked(2));
     }
 }

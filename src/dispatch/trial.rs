@@ -3,11 +3,11 @@
 
 use serde::Serialize;
 
+use super::Session;
 use super::{Context, Decision};
 use crate::faq::Candidate;
 use crate::protocol::{InboundMessage, MsgId, MsgKind};
 use crate::rules::RuleSet;
-use crate::store::Session;
 
 /// One line of `kefu try --json` (SPEC §1).
 #[derive(Debug, Serialize)]

@@ -357,7 +357,8 @@ async fn process(
         state.settings.tz,
         app.config.handoff_minutes,
         state.settings.faq.menu_ttl_secs,
-    );
+    )
+    .with_pick(rand::random());
     let mut decision = dispatch::decide(&rules, &msg, &session, &ctx);
     // The bot's side of the conversation log, before `answer` takes the replies.
     let bot_side: Vec<String> = decision.replies.iter().map(|r| r.preview()).collect();

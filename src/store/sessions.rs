@@ -14,39 +14,14 @@ use rusqlite::{Connection, Transaction, params};
 use super::schema::backend;
 use super::{Session, StoreError};
 
-/// What is left of a session at `now`: expired parts removed.
+/// What is left of a session at `now` ([`Session::live`]).
 pub fn live(session: &Session, now: i64) -> Session {
-    Session {
-        menu: session
-            .menu
-            .clone()
-            .filter(|m| m.expires_at > now && !m.options.is_empty()),
-        handoff_until: session.handoff_until.filter(|&t| t > now),
-        last_faq: session.last_faq.clone().filter(|l| l.expires_at > now),
-        misses: if session.misses_until.is_some_and(|t| t > now) {
-            session.misses
-        } else {
-            0
-        },
-        misses_until: session
-            .misses_until
-            .filter(|&t| t > now && session.misses > 0),
-    }
+    session.live(now)
 }
 
-/// When the session stops mattering; `None` when it is already the default.
+/// When the session stops mattering ([`Session::expires_at`]).
 pub fn expires_at(session: &Session) -> Option<i64> {
-    let menu = session
-        .menu
-        .as_ref()
-        .filter(|m| !m.options.is_empty())
-        .map(|m| m.expires_at);
-    let last_faq = session.last_faq.as_ref().map(|l| l.expires_at);
-    let misses = session.misses_until.filter(|_| session.misses > 0);
-    [menu, session.handoff_until, last_faq, misses]
-        .into_iter()
-        .flatten()
-        .max()
+    session.expires_at()
 }
 
 /// Sessions by app, then openid (two levels, so a lookup borrows `&str` without allocating).
