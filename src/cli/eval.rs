@@ -2,7 +2,6 @@
 //! then FAQ, then default) and reports accuracy, false answers on off-topic cases and every miss.
 //! Exit 1 below `--min-accuracy` or above `--max-false`.
 
-use std::path::Path;
 use std::process::ExitCode;
 
 use std::collections::HashMap;
@@ -103,16 +102,33 @@ pub fn run_cases_at(
     }))
 }
 
-pub fn run(
-    config: Option<&Path>,
-    rules: Option<&Path>,
-    json: bool,
-    min_accuracy: Option<f64>,
-    max_false: Option<usize>,
-    cases: &Path,
-    at: Option<&str>,
-) -> anyhow::Result<ExitCode> {
-    let Some((settings, set)) = load_trial(config, rules)? else {
+/// `kefu eval`'s flags.
+#[derive(Debug, Clone, clap::Args)]
+pub struct EvalArgs {
+    #[command(flatten)]
+    pub tool: super::ToolConfig,
+    /// Run the cases at this time, "YYYY-MM-DD HH:MM" in the config's time zone (a case's own
+    /// `at:` wins).
+    #[arg(long)]
+    pub at: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+    /// Exit 1 when accuracy (0..1 or percent) is below this.
+    #[arg(long)]
+    pub min_accuracy: Option<f64>,
+    /// Exit 1 when more off-topic cases than this got an FAQ answer.
+    #[arg(long)]
+    pub max_false: Option<usize>,
+    /// The cases file (the format of faq/dev-set.yaml).
+    pub cases: std::path::PathBuf,
+}
+
+pub fn run(args: &EvalArgs) -> anyhow::Result<ExitCode> {
+    let (json, min_accuracy, max_false) = (args.json, args.min_accuracy, args.max_false);
+    let (cases, at) = (args.cases.as_path(), args.at.as_deref());
+    let Some((settings, set)) =
+        load_trial(args.tool.config.as_deref(), args.tool.rules.as_deref())?
+    else {
         return Ok(ExitCode::from(1));
     };
     // The error names the file already.

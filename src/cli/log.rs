@@ -9,7 +9,6 @@ use std::process::ExitCode;
 use anyhow::{Context as _, bail};
 
 use super::stats::parse_since;
-use crate::config::Settings;
 use crate::store::history::{LogQuery, SessionEnd, ThreadView, view};
 
 /// How `kefu log` prints.
@@ -20,14 +19,44 @@ pub enum LogFormat {
     Csv,
 }
 
-/// What `kefu log` was asked for.
-#[derive(Debug, Clone, Default)]
+/// `kefu log`'s flags.
+#[derive(Debug, Clone, clap::Args)]
 pub struct LogArgs {
+    #[command(flatten)]
+    pub daemon: super::DaemonConfig,
+    /// Only this app.
+    #[arg(long)]
     pub app: Option<String>,
+    /// Only this user (openid).
+    #[arg(long)]
     pub user: Option<String>,
+    /// How far back: 30m, 24h, 2d.
+    #[arg(long, default_value = "2d")]
     pub since: String,
+    /// Only exchanges whose message or reply contains this text.
+    #[arg(long)]
     pub grep: Option<String>,
+    /// At most this many exchanges (the newest); 0 for all.
+    #[arg(long, default_value_t = 1000)]
     pub limit: usize,
+    /// One JSON array of threads.
+    #[arg(long, conflicts_with = "csv")]
+    pub json: bool,
+    /// One CSV row per line of a thread.
+    #[arg(long)]
+    pub csv: bool,
+}
+
+/// `kefu session end`'s flags.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SessionEndArgs {
+    #[command(flatten)]
+    pub daemon: super::DaemonConfig,
+    /// The app (its id in kefu.yaml).
+    #[arg(long)]
+    pub app: String,
+    /// The user's openid.
+    pub openid: String,
 }
 
 /// The text form: a header per thread, then one line per entry (long texts indented).
@@ -105,7 +134,13 @@ pub fn render_csv(views: &[ThreadView]) -> String {
 }
 
 /// `kefu log`.
-pub fn run_log(settings: &Settings, args: &LogArgs, format: LogFormat) -> anyhow::Result<ExitCode> {
+pub fn run_log(args: &LogArgs) -> anyhow::Result<ExitCode> {
+    let settings = &super::load_settings(&args.daemon.config)?;
+    let format = match (args.json, args.csv) {
+        (true, _) => LogFormat::Json,
+        (_, true) => LogFormat::Csv,
+        _ => LogFormat::Text,
+    };
     if let Some(app) = &args.app
         && !settings.apps.iter().any(|a| &a.id == app)
     {
@@ -145,7 +180,9 @@ pub fn run_log(settings: &Settings, args: &LogArgs, format: LogFormat) -> anyhow
 }
 
 /// `kefu session end --app APP OPENID`.
-pub fn run_session_end(settings: &Settings, app: &str, openid: &str) -> anyhow::Result<ExitCode> {
+pub fn run_session_end(args: &SessionEndArgs) -> anyhow::Result<ExitCode> {
+    let settings = &super::load_settings(&args.daemon.config)?;
+    let (app, openid) = (args.app.as_str(), args.openid.as_str());
     if !settings.apps.iter().any(|a| a.id == app) {
         bail!("--app {app}: no such app in {}", settings.source.display());
     }

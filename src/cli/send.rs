@@ -2,7 +2,6 @@
 //! configured format and mode, signs it, encrypts it when the mode asks, POSTs it to the running
 //! daemon and prints the reply body, decrypted when it is encrypted.
 
-use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -128,14 +127,31 @@ fn default_url(settings: &Settings, app: &AppConfig) -> String {
     format!("http://{listen}/wechat/{}", app.id)
 }
 
-pub fn run(
-    config: &Path,
-    app: Option<&str>,
-    url: Option<&str>,
-    user: &str,
-    event: Option<&str>,
-    message: Option<&str>,
-) -> anyhow::Result<ExitCode> {
+/// `kefu send`'s flags.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SendArgs {
+    #[command(flatten)]
+    pub daemon: super::DaemonConfig,
+    /// The app to send as (default: the first configured app).
+    #[arg(long)]
+    pub app: Option<String>,
+    /// The daemon's push URL (default: from the config's listen address).
+    #[arg(long)]
+    pub url: Option<String>,
+    /// The user's openid.
+    #[arg(long, default_value = "o_kefu_send_user")]
+    pub user: String,
+    /// Send this event instead of a text message (e.g. user_enter_tempsession).
+    #[arg(long)]
+    pub event: Option<String>,
+    /// The message's text (left out with --event).
+    pub message: Option<String>,
+}
+
+pub fn run(args: &SendArgs) -> anyhow::Result<ExitCode> {
+    let config = args.daemon.config.as_path();
+    let (app, url, user) = (args.app.as_deref(), args.url.as_deref(), args.user.as_str());
+    let (event, message) = (args.event.as_deref(), args.message.as_deref());
     let settings = load_settings(config)?;
     let app = match app {
         Some(id) => settings

@@ -2,6 +2,8 @@
 //! duration ago (SPEC §1). The report itself is [`crate::store::stats`]; this only parses the
 //! duration, opens the store's read side (whatever the store) and prints.
 
+use std::process::ExitCode;
+
 use anyhow::{Context, bail};
 
 use crate::config::Settings;
@@ -27,7 +29,26 @@ pub fn parse_since(text: &str) -> anyhow::Result<i64> {
         .with_context(|| format!("--since {text:?}: too long"))
 }
 
+/// `kefu stats`' flags.
+#[derive(Debug, Clone, clap::Args)]
+pub struct StatsArgs {
+    #[command(flatten)]
+    pub daemon: super::DaemonConfig,
+    /// How far back: 30m, 24h, 7d.
+    #[arg(long, default_value = "7d")]
+    pub since: String,
+    #[arg(long)]
+    pub json: bool,
+}
+
 /// Runs `kefu stats`.
+pub fn run(args: &StatsArgs) -> anyhow::Result<ExitCode> {
+    let settings = &super::load_settings(&args.daemon.config)?;
+    run_stats(settings, &args.since, args.json)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Prints the report of the conversation log since `since` ago.
 pub fn run_stats(settings: &Settings, since: &str, json: bool) -> anyhow::Result<()> {
     let secs = parse_since(since)?;
     let now = crate::clock::unix_now();

@@ -3,10 +3,9 @@
 //! clarify menu can be answered with `1`.
 
 use std::io::{BufRead, Write};
-use std::path::Path;
 use std::process::ExitCode;
 
-use super::{load_trial, parse_at};
+use super::{ToolConfig, load_trial, parse_at};
 use crate::dispatch::Context;
 use crate::dispatch::trial::{TryOutput, event_message, text_message, try_message, typed_message};
 use crate::store::Session;
@@ -26,14 +25,45 @@ pub struct Input<'a> {
     pub message: Option<&'a str>,
 }
 
-pub fn run(
-    config: Option<&Path>,
-    rules: Option<&Path>,
-    json: bool,
-    user: &str,
-    input: Input<'_>,
-) -> anyhow::Result<ExitCode> {
-    let Some((settings, set)) = load_trial(config, rules)? else {
+/// `kefu try`'s flags.
+#[derive(Debug, Clone, clap::Args)]
+pub struct TryArgs {
+    #[command(flatten)]
+    pub tool: ToolConfig,
+    /// One JSON object per message.
+    #[arg(long)]
+    pub json: bool,
+    /// The user's openid (sessions are per user).
+    #[arg(long, default_value = "o_kefu_try_user")]
+    pub user: String,
+    /// Try at this time, "YYYY-MM-DD HH:MM" in the config's time zone (schedules, calendars).
+    #[arg(long)]
+    pub at: Option<String>,
+    /// Try this event instead of a text (e.g. user_enter_tempsession, kf_close_session).
+    #[arg(long, conflicts_with = "msg_type")]
+    pub event: Option<String>,
+    /// The event's EventKey (with --event).
+    #[arg(long, requires = "event")]
+    pub event_key: Option<String>,
+    /// Try a message of this type instead of a text (image, miniprogrampage, voice, …).
+    #[arg(long)]
+    pub msg_type: Option<String>,
+    /// The message's text; without it, one message per stdin line.
+    pub message: Option<String>,
+}
+
+pub fn run(args: &TryArgs) -> anyhow::Result<ExitCode> {
+    let (json, user) = (args.json, args.user.as_str());
+    let input = Input {
+        at: args.at.as_deref(),
+        event: args.event.as_deref(),
+        event_key: args.event_key.as_deref(),
+        msg_type: args.msg_type.as_deref(),
+        message: args.message.as_deref(),
+    };
+    let Some((settings, set)) =
+        load_trial(args.tool.config.as_deref(), args.tool.rules.as_deref())?
+    else {
         return Ok(ExitCode::from(1));
     };
     // A fixed --at: every line is tried at that time (plus a second per line, so that the
