@@ -117,8 +117,13 @@ pub async fn wait_failures(app: &TestApp, n: usize) -> Vec<FailedEntry> {
 
 /// The admin listener's `/metrics` text.
 pub async fn metrics(app: &TestApp) -> String {
-    app.client
-        .get(format!("http://127.0.0.1:{}/metrics", app.admin_port))
+    metrics_at(&app.client, app.admin_port).await
+}
+
+/// `/metrics` of the admin listener on `admin_port`.
+pub async fn metrics_at(client: &reqwest::Client, admin_port: u16) -> String {
+    client
+        .get(format!("http://127.0.0.1:{admin_port}/metrics"))
         .send()
         .await
         .expect("GET /metrics")
@@ -322,14 +327,7 @@ impl Daemon {
 
     /// `/metrics` of the admin listener.
     pub async fn metrics(&self) -> String {
-        self.client
-            .get(format!("http://127.0.0.1:{}/metrics", self.admin_port))
-            .send()
-            .await
-            .expect("GET /metrics")
-            .text()
-            .await
-            .expect("metrics text")
+        metrics_at(&self.client, self.admin_port).await
     }
 
     /// The daemon's resident memory, in KiB (`VmRSS` of /proc).

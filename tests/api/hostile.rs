@@ -41,6 +41,20 @@ async fn read_until_closed(conn: &mut tokio::net::TcpStream, wait: Duration) -> 
     }
 }
 
+/// Opens `n` connections that each send `head` and 60 KB of the body it announces, then stall.
+async fn stall(port: u16, head: &str, n: usize) -> Vec<tokio::net::TcpStream> {
+    let mut conns = Vec::with_capacity(n);
+    for _ in 0..n {
+        let mut conn = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .expect("connect");
+        conn.write_all(head.as_bytes()).await.expect("head");
+        conn.write_all(&[b'x'; 60_000]).await.expect("body");
+        conns.push(conn);
+    }
+    conns
+}
+
 #[tokio::test]
 async fn slow_bodies_are_cut_off_at_the_request_timeout_and_memory_comes_back() {
     const CONNECTIONS: usize = 400;
@@ -65,15 +79,7 @@ async fn slow_bodies_are_cut_off_at_the_request_timeout_and_memory_comes_back() 
     let head = "POST /wechat/nope?signature=x&timestamp=1&nonce=1 HTTP/1.1\r\n\
                 Host: 127.0.0.1\r\nContent-Type: text/xml\r\nContent-Length: 65000\r\n\r\n";
     let started = Instant::now();
-    let mut conns = Vec::with_capacity(CONNECTIONS);
-    for _ in 0..CONNECTIONS {
-        let mut conn = tokio::net::TcpStream::connect(("127.0.0.1", daemon.port))
-            .await
-            .expect("connect");
-        conn.write_all(head.as_bytes()).await.expect("head");
-        conn.write_all(&[b'x'; 60_000]).await.expect("body");
-        conns.push(conn);
-    }
+    let mut conns = stall(daemon.port, head, CONNECTIONS).await;
     // And one trickles its body a byte at a time.
     let mut trickle = tokio::net::TcpStream::connect(("127.0.0.1", daemon.port))
         .await
@@ -153,15 +159,7 @@ async fn slow_bodies_are_cut_off_at_the_request_timeout_and_memory_comes_back() 
     // like the first leaves the daemon no bigger than the first did. (The allocator keeps
     // freed pages for reuse rather than handing each back to the OS; docs/operations.md.)
     let after_first = daemon.rss_kib();
-    let mut again = Vec::with_capacity(CONNECTIONS);
-    for _ in 0..CONNECTIONS {
-        let mut conn = tokio::net::TcpStream::connect(("127.0.0.1", daemon.port))
-            .await
-            .expect("connect");
-        conn.write_all(head.as_bytes()).await.expect("head");
-        conn.write_all(&[b'x'; 60_000]).await.expect("body");
-        again.push(conn);
-    }
+    let mut again = stall(daemon.port, head, CONNECTIONS).await;
     let mut second_peak = 0;
     eventually(Duration::from_secs(TIMEOUT_SECS), async || {
         second_peak = second_peak.max(daemon.rss_kib());
