@@ -154,6 +154,8 @@ pub(crate) struct Matcher {
     /// By entry index: the kind word (of its topics' `kinds`) every phrasing of it names, when
     /// exactly one does.
     pub entry_kind: Vec<Option<u32>>,
+    /// The kind words of every topic (`kinds`), gathered once at build.
+    pub all_kinds: Vec<u32>,
     /// Every phrasing as a key of [`phrase_key`] → its entry (`u32::MAX`: shared by two entries).
     exact: HashMap<String, u32>,
     tuning: Tuning,
@@ -420,7 +422,12 @@ impl Matcher {
         }
         posting_start.push(postings.len() as u32);
 
+        let all_kinds = topics
+            .iter()
+            .flat_map(|t| t.kinds.iter().copied())
+            .collect();
         let matcher = Self {
+            all_kinds,
             canon,
             spotter,
             words,

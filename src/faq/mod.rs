@@ -253,13 +253,7 @@ impl FaqIndex {
             return None;
         }
         let scored = self.matcher.score(normalized);
-        let all_kinds: Vec<u32> = self
-            .matcher
-            .topics
-            .iter()
-            .flat_map(|t| t.kinds.iter().copied())
-            .collect();
-        let kinds_named = scored.which(&all_kinds);
+        let kinds_named = scored.which(&self.matcher.all_kinds);
         let on_its_topics = |test: &dyn Fn(&matcher::Topic) -> bool| {
             topics
                 .iter()
@@ -271,7 +265,7 @@ impl FaqIndex {
         let names_a_situation = on_its_topics(&|t| {
             t.specific
                 .iter()
-                .any(|w| !all_kinds.contains(w) && scored.has_any(&[*w]))
+                .any(|w| !self.matcher.all_kinds.contains(w) && scored.has_any(&[*w]))
         });
         let kind = self.matcher.entry_kind.get(e).copied().flatten();
         let (text, with) = if names_a_situation && kinds_named.is_empty() {
@@ -327,13 +321,7 @@ impl FaqIndex {
                 (carried && !scored.has_any(&t.not)) || scored.on_topic(&t.when, &t.not)
             })
             .collect();
-        let all_kinds: Vec<u32> = self
-            .matcher
-            .topics
-            .iter()
-            .flat_map(|t| t.kinds.iter().copied())
-            .collect();
-        let named_kinds = scored.which(&all_kinds);
+        let named_kinds = scored.which(&self.matcher.all_kinds);
         let eligible = |e: usize| -> bool {
             let on = match self.matcher.entry_topics.get(e) {
                 Some(topics) if !topics.is_empty() => topics

@@ -882,18 +882,19 @@ fn other_wechat_products_get_a_plain_answer_and_a_person_offer() {
     assert_ne!(v["rule"], "other-wechat-products", "{v}");
 }
 
-#[test]
-fn try_stdin_a_follow_up_is_read_with_the_kind_of_the_last_answer() {
-    let run = kefu_stdin(
-        &["try", "--json"],
-        "小程序怎么注销\n个体户的呢\n公众号怎么注销\n个体户的呢\n",
-    );
+/// `kefu try --json` in stdin mode (one user's session across the lines): one object per line.
+fn try_json_lines(input: &str) -> Vec<Value> {
+    let run = kefu_stdin(&["try", "--json"], input);
     assert_eq!(run.code, Some(0), "{run:?}");
-    let lines: Vec<Value> = run
-        .stdout
+    run.stdout
         .lines()
         .map(|l| serde_json::from_str(l).expect("json line"))
-        .collect();
+        .collect()
+}
+
+#[test]
+fn try_stdin_a_follow_up_is_read_with_the_kind_of_the_last_answer() {
+    let lines = try_json_lines("小程序怎么注销\n个体户的呢\n公众号怎么注销\n个体户的呢\n");
     assert_eq!(lines[1]["faq"], "mp-dereg-individual", "{}", lines[1]);
     assert_eq!(lines[3]["faq"], "oa-dereg-individual", "{}", lines[3]);
     // A fresh user asking the same is asked which account.
@@ -904,16 +905,8 @@ fn try_stdin_a_follow_up_is_read_with_the_kind_of_the_last_answer() {
 #[test]
 fn try_stdin_a_menu_answered_in_words_is_read_with_its_question() {
     // Users often answer a menu with words, not its number.
-    let run = kefu_stdin(
-        &["try", "--json"],
-        "注销需要什么\n公众号\n帮我注销一下\n个体户的小程序\n注销需要什么\n算了\n",
-    );
-    assert_eq!(run.code, Some(0), "{run:?}");
-    let lines: Vec<Value> = run
-        .stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("json line"))
-        .collect();
+    let lines =
+        try_json_lines("注销需要什么\n公众号\n帮我注销一下\n个体户的小程序\n注销需要什么\n算了\n");
     assert_eq!(lines[0]["action"], "clarify");
     assert_eq!(lines[1]["faq"], "oa-dereg-general", "{}", lines[1]);
     assert_eq!(lines[3]["faq"], "mp-dereg-individual", "{}", lines[3]);
