@@ -56,6 +56,7 @@ pub mod checkpoint;
 pub mod dedupe;
 pub mod history;
 pub mod log;
+pub mod media;
 pub mod outbox;
 pub mod quota;
 pub mod retention;
@@ -73,6 +74,7 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
+pub use media::{MediaCache, MediaEntry};
 pub use outbox::{Claimed, FailedEntry, OutboxCounts, OutboxEntry, Settlement};
 pub use sqlite::{SqliteReader, SqliteStore};
 
