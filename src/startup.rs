@@ -26,7 +26,11 @@ use crate::metrics::AppOutcomeLabels;
 use crate::metrics::Metrics;
 use crate::rules::RuleSet;
 use crate::rules::reload::{ReloadOutcome, RulesHandle, spawn_watcher};
-use crate::store::{Operations, RecordedHook, SqliteReader, SqliteStore, Store, StoreOptions};
+use crate::store::redis::ops::RedisReader;
+use crate::store::{
+    Operations, Outbox, RecordedHook, RedisOptions, RedisStore, SqliteReader, SqliteStore, Store,
+    StoreOptions,
+};
 use crate::wechat::{ClientOptions, MeteredDeliver, TokenFetchHook, WechatClient};
 
 /// A built, bound, not yet running kefu.
@@ -41,11 +45,86 @@ pub struct Application {
     /// One handle per distinct rules folder; a reload reloads them all.
     rule_handles: HashMap<PathBuf, Arc<RulesHandle>>,
     /// The store, closed last on shutdown.
-    store: SqliteStore,
+    store: Backend,
     /// What the outbox worker sends through.
     deliver: Arc<MeteredDeliver>,
     /// The outbox worker's pacing and hooks.
     worker_options: WorkerOptions,
+}
+
+/// The configured store (`store:` in kefu.yaml).
+#[derive(Clone)]
+enum Backend {
+    Sqlite(SqliteStore),
+    Redis(RedisStore),
+}
+
+impl Backend {
+    /// Opens the store `settings` name; a Redis that would lose acknowledged state refuses.
+    async fn open(settings: &Settings, metrics: &Metrics) -> anyhow::Result<Self> {
+        if settings.store == "sqlite" {
+            let sqlite = SqliteStore::open(&settings.data_dir, store_options(settings, metrics))
+                .with_context(|| format!("opening the store in {}", settings.data_dir.display()))?;
+            return Ok(Self::Sqlite(sqlite));
+        }
+        let redis = RedisStore::open(redis_options(settings, metrics))
+            .await
+            .context("opening the Redis store")?;
+        let moved = redis
+            .move_sqlite_outbox(&settings.data_dir)
+            .await
+            .context("moving the local SQLite outbox into Redis")?;
+        if moved > 0 {
+            tracing::warn!(moved, "moved the unsent replies of the local SQLite outbox into Redis");
+        }
+        tracing::info!(instance = redis.instance(), "store: Redis, shared with the other instances");
+        Ok(Self::Redis(redis))
+    }
+
+    fn store(&self) -> Arc<dyn Store> {
+        match self {
+            Self::Sqlite(s) => Arc::new(s.clone()),
+            Self::Redis(r) => Arc::new(r.clone()),
+        }
+    }
+
+    fn ops(&self) -> Arc<dyn Operations> {
+        match self {
+            Self::Sqlite(s) => Arc::new(s.clone()),
+            Self::Redis(r) => Arc::new(r.clone()),
+        }
+    }
+
+    fn outbox(&self) -> Arc<dyn Outbox> {
+        match self {
+            Self::Sqlite(s) => Arc::new(s.clone()),
+            Self::Redis(r) => Arc::new(r.clone()),
+        }
+    }
+
+    fn close(&self) {
+        if let Self::Sqlite(s) = self {
+            s.close();
+        }
+    }
+}
+
+/// The Redis store's options from `kefu.yaml`.
+fn redis_options(settings: &Settings, metrics: &Metrics) -> RedisOptions {
+    let metrics = metrics.clone();
+    RedisOptions {
+        prefix: settings.redis_prefix.clone(),
+        quota: settings.quota.clone(),
+        lease_ms: i64::try_from(settings.outbox.lease_ms).unwrap_or(i64::MAX),
+        log_retention_days: settings.log_retention_days,
+        on_recorded: Some(RecordedHook(Arc::new(move |record| {
+            metrics.count_recorded(record);
+        }))),
+        ..RedisOptions::new(
+            &settings.store,
+            settings.apps.iter().map(|a| a.id.clone()).collect(),
+        )
+    }
 }
 
 /// Wraps the store the request path and the probe use, e.g. to inject failures behind the
@@ -71,15 +150,14 @@ impl Application {
             .context("the global rules folder was not loaded")?;
         let apps = app_runtimes(&settings, &rule_handles, &global);
 
-        let sqlite = SqliteStore::open(&settings.data_dir, store_options(&settings, &metrics))
-            .with_context(|| format!("opening the store in {}", settings.data_dir.display()))?;
+        let backend = Backend::open(&settings, &metrics).await?;
         let client = api_client(&settings, &metrics)?;
         let state = web::Data::new(State {
             settings: settings.clone(),
             apps,
             rules: global,
-            store: layer(Arc::new(sqlite.clone())),
-            ops: Arc::new(sqlite.clone()),
+            store: layer(backend.store()),
+            ops: backend.ops(),
             client: client.clone(),
             metrics: metrics.clone(),
             store_health: Arc::new(StoreHealth::new(metrics.clone())),
@@ -108,7 +186,7 @@ impl Application {
             admin,
             state,
             rule_handles,
-            store: sqlite,
+            store: backend,
             deliver: Arc::new(MeteredDeliver::new(client, metrics)),
             worker_options,
         })
@@ -182,7 +260,7 @@ impl Application {
             }
         }
         let mut worker = spawn_outbox_worker(
-            Arc::new(self.store.clone()),
+            self.store.outbox(),
             self.deliver.clone(),
             self.worker_options.clone(),
             stopped(),
@@ -399,6 +477,16 @@ fn handle_dir(handle: &RulesHandle) -> String {
 /// The operators' read side of the configured store, for commands that run beside a daemon
 /// (`kefu stats`): it reads, never writes.
 pub fn operations(settings: &Settings) -> anyhow::Result<Box<dyn Operations>> {
+    if settings.store != "sqlite" {
+        let reader = RedisReader::open(RedisOptions {
+            prefix: settings.redis_prefix.clone(),
+            ..RedisOptions::new(
+                &settings.store,
+                settings.apps.iter().map(|a| a.id.clone()).collect(),
+            )
+        })?;
+        return Ok(Box::new(reader));
+    }
     let reader = SqliteReader::open(&settings.data_dir)?;
     Ok(Box::new(reader))
 }

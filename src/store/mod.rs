@@ -59,9 +59,11 @@ pub mod log;
 pub mod media;
 pub mod outbox;
 pub mod quota;
+pub mod redis;
 pub mod retention;
 pub mod schema;
 pub mod sessions;
+pub mod shared;
 pub mod sqlite;
 pub mod stats;
 pub mod writer;
@@ -76,6 +78,8 @@ use tokio::sync::Notify;
 
 pub use media::{MediaCache, MediaEntry};
 pub use outbox::{Claimed, FailedEntry, OutboxCounts, OutboxEntry, Settlement};
+pub use redis::{RedisOptions, RedisStore};
+pub use shared::SharedValues;
 pub use sqlite::{SqliteReader, SqliteStore};
 
 use futures_util::future::BoxFuture;
@@ -251,12 +255,15 @@ pub type CommitTicket = oneshot::Receiver<Result<CommitReport, StoreError>>;
 
 /// The state interface of the request path.
 pub trait Store: Send + Sync + 'static {
-    /// Looks a push up for dedupe, and marks it in flight when it is new.
-    fn claim(&self, key: &PushKey, now: i64) -> Result<Claim, StoreError>;
+    /// Looks a push up for dedupe, and marks it in flight when it is new. Async: a shared
+    /// backend asks its server (and turns a peer's in-flight claim into a [`Claim::InFlight`]
+    /// receiver it fills by polling).
+    fn claim(&self, key: &PushKey, now: i64) -> BoxFuture<'_, Result<Claim, StoreError>>;
     /// Releases an in-flight claim that will not be committed (waiters claim again).
     fn abandon(&self, key: &PushKey);
-    /// The user's session (default when none).
-    fn session(&self, app: &str, openid: &str, now: i64) -> Result<Session, StoreError>;
+    /// The user's session (default when none). Async for the same reason as `claim`.
+    fn session(&self, app: &str, openid: &str, now: i64)
+    -> BoxFuture<'_, Result<Session, StoreError>>;
     /// Queues the record for the next group commit.
     fn commit(&self, record: PushRecord) -> CommitTicket;
     /// Whether the store takes writes now: a small durable write, resolved like a commit.
@@ -317,7 +324,7 @@ pub async fn resolve_claim(
     now: i64,
 ) -> Result<Resolved, StoreError> {
     loop {
-        match store.claim(key, now)? {
+        match store.claim(key, now).await? {
             Claim::New => return Ok(Resolved::New),
             Claim::Done(memo) => return Ok(Resolved::Replay(memo)),
             Claim::InFlight(mut rx) => {
