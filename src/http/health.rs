@@ -96,6 +96,7 @@ pub async fn healthz(state: web::Data<State>) -> HttpResponse {
     let body = json!({
         "status": if failure.is_none() { "ok" } else { "error" },
         "store": store,
+        "store_state": if failure.is_none() { "up" } else { "down" },
         "rules": {
             "version": status.version,
             "rules": status.rules,

@@ -11,7 +11,8 @@
 //! Module map: [`connect`] (URLs, the reconnecting connection, start-up checks), [`keys`],
 //! [`scripts`], [`push`] (the request path: [`crate::store::Store`]), [`outbox`]
 //! ([`crate::store::Outbox`]), [`ops`] (what operators read), [`media`] (the media cache and
-//! shared values), [`migrate`] (the SQLite outbox moved in at start).
+//! shared values), [`migrate`] (the SQLite outbox moved in at start), [`testing`] (a throwaway
+//! redis-server for tests).
 
 pub mod connect;
 pub mod keys;
@@ -21,6 +22,9 @@ pub mod ops;
 pub mod outbox;
 pub mod push;
 pub mod scripts;
+pub mod testing;
+#[cfg(test)]
+mod tests;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
