@@ -133,12 +133,6 @@ impl OutboxSettings {
         if let Some((key, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return Some(format!("outbox.{key}: must be positive"));
         }
-        if self.lease_ms <= self.send_timeout_ms {
-            return Some(format!(
-                "outbox.lease_ms: must exceed send_timeout_ms ({}), or a peer could take over an entry still being sent",
-                self.send_timeout_ms
-            ));
-        }
         if self.backoff_max_ms < self.backoff_base_ms {
             return Some("outbox.backoff_max_ms: must not be below backoff_base_ms".into());
         }
@@ -461,10 +455,20 @@ pub fn parse(
     if let Some(problem) = settings.outbox.problem() {
         return Err(at("outbox", 0, problem));
     }
-    if settings.store != "sqlite"
-        && let Err(problem) = crate::store::RedisStore::check_url(&settings.store)
-    {
-        return Err(at("store", 0, format!("store: {problem}")));
+    if settings.store != "sqlite" {
+        if let Err(problem) = crate::store::RedisStore::check_url(&settings.store) {
+            return Err(at("store", 0, format!("store: {problem}")));
+        }
+        if settings.outbox.lease_ms <= settings.outbox.send_timeout_ms {
+            return Err(at(
+                "outbox",
+                0,
+                format!(
+                    "outbox.lease_ms: must exceed send_timeout_ms ({}), or a peer could take over an entry still being sent",
+                    settings.outbox.send_timeout_ms
+                ),
+            ));
+        }
     }
     if settings.redis_prefix.is_empty()
         || settings.redis_prefix.contains(['{', '}', ' '])

@@ -28,10 +28,11 @@ use crate::rules::RuleSet;
 use crate::rules::reload::{ReloadOutcome, RulesHandle, spawn_watcher};
 use crate::store::redis::ops::RedisReader;
 use crate::store::{
-    Operations, Outbox, RecordedHook, RedisOptions, RedisStore, SqliteReader, SqliteStore, Store,
-    StoreOptions,
+    Operations, Outbox, RecordedHook, RedisOptions, RedisStore, SharedValues, SqliteReader,
+    SqliteStore, Store, StoreOptions,
 };
-use crate::wechat::{ClientOptions, MeteredDeliver, TokenFetchHook, WechatClient};
+use crate::wechat::{ClientOptions, MeteredDeliver, TokenFetchHook, TokenShare, WechatClient};
+use futures_util::future::BoxFuture;
 
 /// A built, bound, not yet running kefu.
 pub struct Application {
@@ -102,10 +103,74 @@ impl Backend {
         }
     }
 
+    /// The fleet's token, when the store is shared.
+    fn token_share(&self) -> Option<Arc<dyn TokenShare>> {
+        match self {
+            Self::Sqlite(_) => None,
+            Self::Redis(r) => Some(Arc::new(StoreTokenShare(Arc::new(r.clone())))),
+        }
+    }
+
     fn close(&self) {
         if let Self::Sqlite(s) = self {
             s.close();
         }
+    }
+}
+
+/// The fleet's token (`wechat`'s [`TokenShare`]) kept in the store's shared values: the one
+/// place that knows both.
+struct StoreTokenShare(Arc<dyn SharedValues>);
+
+const TOKEN: &str = "access_token";
+const TOKEN_LOCK: &str = "access_token_lock";
+
+fn reason(e: crate::store::StoreError) -> String {
+    e.to_string()
+}
+
+impl TokenShare for StoreTokenShare {
+    fn get(&self, app: &str) -> BoxFuture<'_, Result<Option<(String, i64)>, String>> {
+        let app = app.to_string();
+        Box::pin(async move { self.0.get_value(&app, TOKEN).await.map_err(reason) })
+    }
+    fn put(&self, app: &str, token: &str, ttl_ms: i64) -> BoxFuture<'_, Result<(), String>> {
+        let (app, token) = (app.to_string(), token.to_string());
+        Box::pin(async move {
+            self.0
+                .put_value(&app, TOKEN, &token, ttl_ms, false)
+                .await
+                .map(drop)
+                .map_err(reason)
+        })
+    }
+    fn lock(&self, app: &str, holder: &str, ttl_ms: i64) -> BoxFuture<'_, Result<bool, String>> {
+        let (app, holder) = (app.to_string(), holder.to_string());
+        Box::pin(async move {
+            self.0
+                .put_value(&app, TOKEN_LOCK, &holder, ttl_ms, true)
+                .await
+                .map_err(reason)
+        })
+    }
+    fn unlock(&self, app: &str, holder: &str) -> BoxFuture<'_, Result<(), String>> {
+        let (app, holder) = (app.to_string(), holder.to_string());
+        Box::pin(async move {
+            self.0
+                .delete_value_if(&app, TOKEN_LOCK, &holder)
+                .await
+                .map(drop)
+                .map_err(reason)
+        })
+    }
+    fn expire_if(&self, app: &str, token: &str) -> BoxFuture<'_, Result<bool, String>> {
+        let (app, token) = (app.to_string(), token.to_string());
+        Box::pin(async move {
+            self.0
+                .delete_value_if(&app, TOKEN, &token)
+                .await
+                .map_err(reason)
+        })
     }
 }
 
@@ -151,7 +216,7 @@ impl Application {
         let apps = app_runtimes(&settings, &rule_handles, &global);
 
         let backend = Backend::open(&settings, &metrics).await?;
-        let client = api_client(&settings, &metrics)?;
+        let client = api_client(&settings, &metrics, backend.token_share())?;
         let state = web::Data::new(State {
             settings: settings.clone(),
             apps,
@@ -397,7 +462,11 @@ fn app_runtimes(
 }
 
 /// The WeChat API client, counting token fetches.
-fn api_client(settings: &Settings, metrics: &Metrics) -> anyhow::Result<WechatClient> {
+fn api_client(
+    settings: &Settings,
+    metrics: &Metrics,
+    token_share: Option<Arc<dyn TokenShare>>,
+) -> anyhow::Result<WechatClient> {
     let token_metrics = metrics.clone();
     let client_options = ClientOptions {
         request_timeout: Duration::from_millis(settings.outbox.request_timeout_ms),
@@ -410,6 +479,7 @@ fn api_client(settings: &Settings, metrics: &Metrics) -> anyhow::Result<WechatCl
                 })
                 .inc();
         }))),
+        token_share,
         ..ClientOptions::default()
     };
     WechatClient::new(&settings.api_base, &settings.apps, client_options)
