@@ -399,3 +399,63 @@ async fn the_log_is_shared_and_read_like_sqlite() {
     .unwrap();
     assert_eq!(users.len(), 2, "both instances' users, read at either");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn switching_from_sqlite_moves_the_unsent_replies_once() {
+    let Some(server) = TestRedis::start("switching_from_sqlite_moves_the_unsent_replies_once") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let sqlite = SqliteStore::open(dir.path(), StoreOptions::default()).unwrap();
+        sqlite.commit(push("m1", "mover", now(), &["one", "two"])).await.unwrap().unwrap();
+        sqlite.close();
+    }
+    let store = redis_store(&server).await;
+    assert_eq!(store.move_sqlite_outbox(dir.path()).await.unwrap(), 2);
+    assert_eq!(store.move_sqlite_outbox(dir.path()).await.unwrap(), 0, "moved once");
+    let first = store.claim_due(0, 10).await.unwrap();
+    assert_eq!(first.entries.len(), 1, "in order, one at a time");
+    assert_eq!(first.entries[0].message, crate::outbound::OutboundMessage::text("one"));
+    store.settle(first.entries[0].id, Settlement::Sent, 0).await.unwrap();
+    let second = store.claim_due(0, 10).await.unwrap();
+    assert_eq!(second.entries[0].message, crate::outbound::OutboundMessage::text("two"));
+    // A directory that never held a SQLite store: nothing to move.
+    let empty = tempfile::tempdir().unwrap();
+    assert_eq!(store.move_sqlite_outbox(empty.path()).await.unwrap(), 0);
+}
+
+/// The conversation log's cost in Redis memory: 10,000 pushes (a text, a rule, one reply each)
+/// and their send lines. Run with `cargo test --lib log_memory -- --ignored --nocapture`;
+/// docs/operations.md quotes its output.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement, not a check"]
+async fn log_memory_per_10k_messages() {
+    let Some(server) = TestRedis::start("log_memory_per_10k_messages") else {
+        return;
+    };
+    let store = redis_store(&server).await;
+    let log_key = format!("{}:{{demo}}:log", store.inner.opts.prefix);
+    let used = || -> i64 {
+        server
+            .cli(&["MEMORY", "USAGE", &log_key, "SAMPLES", "0"])
+            .parse()
+            .unwrap_or(0)
+    };
+    let mut tickets = Vec::new();
+    for i in 0..10_000 {
+        let mut r = push(&format!("mem{i}"), &format!("o_user_{:05}", i % 2000), now(), &[]);
+        r.log.text = Some("请问小程序怎么注销？".into());
+        r.log.replies = vec!["您好，小程序可以注销，请看说明：https://kf.qq.com/faq/…".into()];
+        tickets.push(store.commit(r));
+    }
+    for t in tickets {
+        t.await.unwrap().unwrap();
+    }
+    let bytes = used();
+    println!(
+        "conversation log: 10,000 pushes = {bytes} bytes in Redis ({:.0} bytes per push)",
+        bytes as f64 / 10_000.0
+    );
+    assert!(bytes > 0);
+}
