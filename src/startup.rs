@@ -26,6 +26,7 @@ use crate::metrics::AppOutcomeLabels;
 use crate::metrics::Metrics;
 use crate::rules::RuleSet;
 use crate::rules::reload::{ReloadOutcome, RulesHandle, spawn_watcher};
+use crate::store::redis::StaleFenceHook;
 use crate::store::redis::ops::RedisReader;
 use crate::store::{
     Operations, Outbox, RecordedHook, RedisOptions, RedisStore, SharedValues, SqliteReader,
@@ -176,6 +177,7 @@ impl TokenShare for StoreTokenShare {
 
 /// The Redis store's options from `kefu.yaml`.
 fn redis_options(settings: &Settings, metrics: &Metrics) -> RedisOptions {
+    let stale = metrics.stale_fences.clone();
     let metrics = metrics.clone();
     RedisOptions {
         prefix: settings.redis_prefix.clone(),
@@ -184,6 +186,9 @@ fn redis_options(settings: &Settings, metrics: &Metrics) -> RedisOptions {
         log_retention_days: settings.log_retention_days,
         on_recorded: Some(RecordedHook(Arc::new(move |record| {
             metrics.count_recorded(record);
+        }))),
+        on_stale_fence: Some(StaleFenceHook(Arc::new(move || {
+            stale.inc();
         }))),
         ..RedisOptions::new(
             &settings.store,

@@ -66,6 +66,18 @@ pub struct RedisOptions {
     pub instance: String,
     /// Told of every recorded push (the message metrics).
     pub on_recorded: Option<RecordedHook>,
+    /// Told of every settle refused for a stale fence (a metric).
+    pub on_stale_fence: Option<StaleFenceHook>,
+}
+
+/// Called when a peer's takeover made this instance's send outcome stale.
+#[derive(Clone)]
+pub struct StaleFenceHook(pub Arc<dyn Fn() + Send + Sync>);
+
+impl std::fmt::Debug for StaleFenceHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StaleFenceHook")
+    }
 }
 
 impl RedisOptions {
@@ -84,6 +96,7 @@ impl RedisOptions {
             poll: Duration::from_millis(500),
             instance: instance_name(),
             on_recorded: None,
+            on_stale_fence: None,
         }
     }
 

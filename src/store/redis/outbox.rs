@@ -169,6 +169,9 @@ impl RedisStore {
             }
             "STALE" | "GONE" => {
                 inner.stale_fences.fetch_add(1, Ordering::Relaxed);
+                if let Some(hook) = &inner.opts.on_stale_fence {
+                    (hook.0)();
+                }
                 tracing::warn!(
                     app,
                     openid = %held.openid,
