@@ -470,9 +470,7 @@ pub fn parse(
             ));
         }
     }
-    if settings.redis_prefix.is_empty()
-        || settings.redis_prefix.contains(['{', '}', ' '])
-    {
+    if settings.redis_prefix.is_empty() || settings.redis_prefix.contains(['{', '}', ' ']) {
         return Err(at(
             "redis_prefix",
             0,

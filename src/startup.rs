@@ -77,9 +77,15 @@ impl Backend {
             .await
             .context("moving the local SQLite outbox into Redis")?;
         if moved > 0 {
-            tracing::warn!(moved, "moved the unsent replies of the local SQLite outbox into Redis");
+            tracing::warn!(
+                moved,
+                "moved the unsent replies of the local SQLite outbox into Redis"
+            );
         }
-        tracing::info!(instance = redis.instance(), "store: Redis, shared with the other instances");
+        tracing::info!(
+            instance = redis.instance(),
+            "store: Redis, shared with the other instances"
+        );
         Ok(Self::Redis(redis))
     }
 

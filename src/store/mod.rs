@@ -262,8 +262,12 @@ pub trait Store: Send + Sync + 'static {
     /// Releases an in-flight claim that will not be committed (waiters claim again).
     fn abandon(&self, key: &PushKey);
     /// The user's session (default when none). Async for the same reason as `claim`.
-    fn session(&self, app: &str, openid: &str, now: i64)
-    -> BoxFuture<'_, Result<Session, StoreError>>;
+    fn session(
+        &self,
+        app: &str,
+        openid: &str,
+        now: i64,
+    ) -> BoxFuture<'_, Result<Session, StoreError>>;
     /// Queues the record for the next group commit.
     fn commit(&self, record: PushRecord) -> CommitTicket;
     /// Whether the store takes writes now: a small durable write, resolved like a commit.

@@ -369,7 +369,9 @@ pub fn take_unsent(data_dir: &std::path::Path) -> Result<Vec<Unsent>, StoreError
                 attempts,
                 created_ms,
             }),
-            Err(e) => tracing::error!(id, error = %e, "an outbox row is not readable; left in SQLite"),
+            Err(e) => {
+                tracing::error!(id, error = %e, "an outbox row is not readable; left in SQLite")
+            }
         }
     }
     Ok(out)

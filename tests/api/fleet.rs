@@ -131,7 +131,11 @@ async fn wait_shared_outbox_empty(redis: &TestRedis, prefix: &str) {
         shared_outbox(redis, prefix) == 0
     })
     .await;
-    assert!(drained, "the shared outbox drains: {}", shared_outbox(redis, prefix));
+    assert!(
+        drained,
+        "the shared outbox drains: {}",
+        shared_outbox(redis, prefix)
+    );
 }
 
 fn tally(sends: &[RecordedSend]) -> BTreeMap<(String, String), usize> {
@@ -163,7 +167,10 @@ async fn the_same_push_at_both_instances_at_once_is_decided_and_sent_once() {
     assert!(tally(&sends).values().all(|n| *n == 1));
     // One decision each: one line per push in the fleet's log (and one per send).
     let log = redis.cli(&["XRANGE", &format!("{p}:{{mp}}:log"), "-", "+"]);
-    let pushes = log.lines().filter(|l| l.contains("\"msg_type\":\"text\"")).count();
+    let pushes = log
+        .lines()
+        .filter(|l| l.contains("\"msg_type\":\"text\""))
+        .count();
     assert_eq!(pushes, 5, "{log}");
 }
 
@@ -180,7 +187,11 @@ async fn a_menu_from_a_is_answered_at_b_and_a_handoff_at_a_holds_at_b() {
     let r = a.daemon.post(&text_msg(user, "注销需要什么")).await;
     assert_eq!(r.status, 200, "{r:?}");
     let sends = mock.wait_for_sends(1, WAIT).await;
-    assert!(content(&sends[0]).contains("2. 公众号如何注销"), "{}", content(&sends[0]));
+    assert!(
+        content(&sends[0]).contains("2. 公众号如何注销"),
+        "{}",
+        content(&sends[0])
+    );
     let r = b.daemon.post(&text_msg(user, "2")).await;
     assert_eq!(r.status, 200, "{r:?}");
     let sends = mock.wait_for_sends(2, WAIT).await;
@@ -195,7 +206,10 @@ async fn a_menu_from_a_is_answered_at_b_and_a_handoff_at_a_holds_at_b() {
     let at_a = a.daemon.post(&text_msg(user, "人工")).await;
     assert!(at_a.body.contains("transfer_customer_service"), "{at_a:?}");
     let at_b = b.daemon.post(&text_msg(user, "注销需要什么")).await;
-    assert!(at_b.body.contains("transfer_customer_service"), "sticky at B: {at_b:?}");
+    assert!(
+        at_b.body.contains("transfer_customer_service"),
+        "sticky at B: {at_b:?}"
+    );
 }
 
 #[tokio::test]
@@ -241,13 +255,20 @@ async fn a_killed_instance_s_queued_replies_are_sent_once_by_its_peer() {
     for i in 0..USERS {
         let r = a
             .daemon
-            .post(&text_msg(&format!("o_kill_{i:02}"), &format!("订单 {}", 100 + i)))
+            .post(&text_msg(
+                &format!("o_kill_{i:02}"),
+                &format!("订单 {}", 100 + i),
+            ))
             .await;
         assert_eq!((r.status, r.body.as_str()), (200, "success"), "{r:?}");
     }
     mock.wait_for_sends(USERS, WAIT).await;
     a.daemon.kill();
-    assert_eq!(shared_outbox(&redis, &p), USERS, "A's replies wait in Redis");
+    assert_eq!(
+        shared_outbox(&redis, &p),
+        USERS,
+        "A's replies wait in Redis"
+    );
     mock.api_up();
     let refused = mock.sends().len();
 
@@ -255,9 +276,18 @@ async fn a_killed_instance_s_queued_replies_are_sent_once_by_its_peer() {
     wait_shared_outbox_empty(&redis, &p).await;
     let accepted = &mock.sends()[refused..];
     let want: BTreeMap<(String, String), usize> = (0..USERS)
-        .map(|i| ((format!("o_kill_{i:02}"), format!("已收到订单 {}", 100 + i)), 1))
+        .map(|i| {
+            (
+                (format!("o_kill_{i:02}"), format!("已收到订单 {}", 100 + i)),
+                1,
+            )
+        })
         .collect();
-    assert_eq!(tally(accepted), want, "B sent each of A's replies exactly once");
+    assert_eq!(
+        tally(accepted),
+        want,
+        "B sent each of A's replies exactly once"
+    );
     drop(b);
 }
 
@@ -278,7 +308,9 @@ async fn redis_down_answers_503_and_after_its_restart_nothing_is_lost() {
     let r = b.daemon.post(&during).await;
     assert_eq!(r.status, 503, "no success without a durable memo: {r:?}");
     let down = eventually(Duration::from_secs(15), async || {
-        let h = b.daemon.client
+        let h = b
+            .daemon
+            .client
             .get(format!("http://127.0.0.1:{}/healthz", b.daemon.port))
             .send()
             .await;
@@ -299,9 +331,14 @@ async fn redis_down_answers_503_and_after_its_restart_nothing_is_lost() {
         a.daemon.post(&during).await.status == 200
     })
     .await;
-    assert!(retried, "A answers again after Redis is back:\n{}", a.daemon.log_text());
+    assert!(
+        retried,
+        "A answers again after Redis is back:\n{}",
+        a.daemon.log_text()
+    );
     let up = eventually(Duration::from_secs(15), async || {
-        b.daemon.client
+        b.daemon
+            .client
             .get(format!("http://127.0.0.1:{}/healthz", b.daemon.port))
             .send()
             .await
@@ -321,7 +358,8 @@ async fn redis_down_answers_503_and_after_its_restart_nothing_is_lost() {
 
 #[tokio::test]
 async fn start_up_names_the_setting_that_would_lose_replies() {
-    let Some(redis) = TestRedis::start_with("fleet: start-up refusal", &["--appendonly", "no"]) else {
+    let Some(redis) = TestRedis::start_with("fleet: start-up refusal", &["--appendonly", "no"])
+    else {
         return;
     };
     let dir = DaemonDir::new(RULES);
@@ -349,7 +387,10 @@ fn a_bad_redis_url_is_refused_at_load() {
             TestAppSpec::new("mp", "json", "plaintext").yaml()
         );
         std::fs::write(&config, text).expect("write");
-        let e = kefu::config::load(&config).err().expect("refused").to_string();
+        let e = kefu::config::load(&config)
+            .err()
+            .expect("refused")
+            .to_string();
         assert!(e.contains("store") && e.contains(says), "{url}: {e}");
     }
 }

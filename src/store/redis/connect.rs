@@ -92,7 +92,9 @@ pub fn parse_url(url: &str) -> Result<Target, String> {
         || url.starts_with("redis+unix://")
         || url.starts_with("unix://"))
     {
-        return Err("a Redis store URL starts with redis://, rediss:// or redis+sentinel://".into());
+        return Err(
+            "a Redis store URL starts with redis://, rediss:// or redis+sentinel://".into(),
+        );
     }
     match url.into_connection_info() {
         Ok(_) => Ok(Target::Direct(url.to_string())),
@@ -129,8 +131,7 @@ fn failed(what: &str, e: redis::RedisError) -> StoreError {
 pub async fn connect(target: &Target, op_timeout: Duration) -> Result<Conn, StoreError> {
     match target {
         Target::Direct(url) => {
-            let client =
-                Client::open(url.as_str()).map_err(|e| failed("invalid Redis URL", e))?;
+            let client = Client::open(url.as_str()).map_err(|e| failed("invalid Redis URL", e))?;
             let manager = ConnectionManager::new_with_config(client, manager_config(op_timeout))
                 .await
                 .map_err(|e| failed("cannot connect to Redis", e))?;

@@ -118,7 +118,9 @@ impl SharedValues for RedisStore {
             if only_if_absent {
                 cmd.arg("NX");
             }
-            let done: Option<String> = self.bounded("shared value", cmd.query_async(&mut c)).await?;
+            let done: Option<String> = self
+                .bounded("shared value", cmd.query_async(&mut c))
+                .await?;
             Ok(done.is_some())
         })
     }

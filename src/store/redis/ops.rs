@@ -172,7 +172,10 @@ impl RedisStore {
         let key = self.inner.keys.session(app, openid);
         let mut c = self.inner.conn.get();
         let raw: Option<String> = self
-            .bounded("end session", redis::cmd("GET").arg(&key).query_async(&mut c))
+            .bounded(
+                "end session",
+                redis::cmd("GET").arg(&key).query_async(&mut c),
+            )
             .await?;
         let current = raw
             .and_then(|r| serde_json::from_str::<crate::store::Session>(&r).ok())
@@ -213,7 +216,9 @@ impl RedisStore {
             .arg("v")
             .arg(line)
             .ignore();
-        let _: () = self.bounded("end session", pipe.query_async(&mut c)).await?;
+        let _: () = self
+            .bounded("end session", pipe.query_async(&mut c))
+            .await?;
         // A running instance reads the session from Redis on the user's next push: nothing
         // else to tell it.
         Ok(SessionEnd::Applied)
@@ -226,10 +231,18 @@ fn failed_entry(raw: &str) -> Option<FailedEntry> {
         id: v.get("id")?.as_i64()?,
         app: v.get("app")?.as_str()?.to_string(),
         openid: v.get("openid")?.as_str()?.to_string(),
-        preview: v.get("preview").and_then(|p| p.as_str()).unwrap_or_default().to_string(),
+        preview: v
+            .get("preview")
+            .and_then(|p| p.as_str())
+            .unwrap_or_default()
+            .to_string(),
         attempts: v.get("attempts").and_then(|a| a.as_u64()).unwrap_or(0) as u32,
         errcode: v.get("errcode").and_then(|e| e.as_i64()),
-        reason: v.get("reason").and_then(|r| r.as_str()).unwrap_or_default().to_string(),
+        reason: v
+            .get("reason")
+            .and_then(|r| r.as_str())
+            .unwrap_or_default()
+            .to_string(),
         created_ms: v.get("created_ms").and_then(|c| c.as_i64()).unwrap_or(0),
         failed_ms: v.get("failed_ms").and_then(|c| c.as_i64()).unwrap_or(0),
     })
@@ -322,4 +335,3 @@ impl Operations for RedisReader {
         self.store.end_session(app, openid, now)
     }
 }
-

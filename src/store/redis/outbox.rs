@@ -118,7 +118,10 @@ impl RedisStore {
     async fn settle_now(&self, local: i64, settlement: Settlement) -> Result<(), StoreError> {
         let inner = &self.inner;
         let Some(held) = lock(&inner.claimed).get(&local).cloned() else {
-            tracing::warn!(id = local, "redis: settle of an entry this instance does not hold");
+            tracing::warn!(
+                id = local,
+                "redis: settle of an entry this instance does not hold"
+            );
             return Ok(());
         };
         let (kind, next, errcode, reason) = match &settlement {

@@ -39,7 +39,11 @@ pub(crate) struct StoredMessage {
 }
 
 fn token() -> String {
-    format!("{:016x}{:016x}", rand::random::<u64>(), rand::random::<u64>())
+    format!(
+        "{:016x}{:016x}",
+        rand::random::<u64>(),
+        rand::random::<u64>()
+    )
 }
 
 fn memo_of(value: &str) -> Result<Memo, StoreError> {
@@ -89,8 +93,9 @@ impl RedisStore {
                     return;
                 }
                 let mut c = store.inner.conn.get();
-                let got: Result<Option<String>, _> =
-                    store.bounded("claim", redis::cmd("GET").arg(&rkey).query_async(&mut c)).await;
+                let got: Result<Option<String>, _> = store
+                    .bounded("claim", redis::cmd("GET").arg(&rkey).query_async(&mut c))
+                    .await;
                 match got {
                     Ok(None) => return,
                     Ok(Some(v)) => {
@@ -220,8 +225,14 @@ impl RedisStore {
             .arg(inner.opts.retention_ms())
             .arg(&log)
             .arg(&no_window)
-            .arg(used_reason(QuotaTrigger::UserMessage, settings.per_user_message))
-            .arg(used_reason(QuotaTrigger::SessionEnter, settings.per_session_enter))
+            .arg(used_reason(
+                QuotaTrigger::UserMessage,
+                settings.per_user_message,
+            ))
+            .arg(used_reason(
+                QuotaTrigger::SessionEnter,
+                settings.per_session_enter,
+            ))
             .arg(record.outbox.len());
         for message in &record.outbox {
             let summary = crate::store::log::one_line(&message.preview());
@@ -318,7 +329,9 @@ impl Store for RedisStore {
         };
         let store = self.clone();
         let key = key.clone();
-        self.inner.rt.spawn(async move { store.release(&key, &token).await });
+        self.inner
+            .rt
+            .spawn(async move { store.release(&key, &token).await });
     }
 
     fn session(

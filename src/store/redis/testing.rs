@@ -98,7 +98,14 @@ impl TestRedis {
         let mut cmd = Command::new("redis-server");
         cmd.args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
             .args(["--dir", &self.dir.display().to_string()])
-            .args(["--appendonly", "yes", "--appendfsync", "always", "--save", ""])
+            .args([
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+                "--save",
+                "",
+            ])
             .args(["--protected-mode", "no", "--daemonize", "no"])
             .args(&self.extra)
             .stdout(Stdio::null())
@@ -149,6 +156,61 @@ impl TestRedis {
             .output()
             .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
             .unwrap_or_default()
+    }
+}
+
+/// A Sentinel watching one [`TestRedis`] as master `name`, killed when dropped.
+pub struct TestSentinel {
+    child: Option<Child>,
+    /// Its port (127.0.0.1).
+    pub port: u16,
+    _tmp: tempfile_dir::TempDir,
+}
+
+impl TestSentinel {
+    /// Starts `redis-server --sentinel` monitoring `master` (quorum 1).
+    pub fn start(master: &TestRedis, name: &str) -> Option<Self> {
+        let tmp = tempfile_dir::TempDir::new().ok()?;
+        let port = free_port();
+        let conf = tmp.path().join("sentinel.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "port {port}\nbind 127.0.0.1\ndir {}\nsentinel monitor {name} 127.0.0.1 {} 1\n",
+                tmp.path().display(),
+                master.port
+            ),
+        )
+        .ok()?;
+        let child = Command::new("redis-server")
+            .arg(&conf)
+            .arg("--sentinel")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .ok()?;
+        let sentinel = Self {
+            child: Some(child),
+            port,
+            _tmp: tmp,
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Some(sentinel)
+    }
+}
+
+impl Drop for TestSentinel {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 

@@ -56,7 +56,10 @@ fn redis_backend(s: RedisStore) -> Backend {
 async fn contract_dedupe_and_replay(b: &Backend) {
     let store = &*b.store;
     let record = push("7", "u", now(), &[]);
-    assert!(matches!(store.claim(&record.key, now()).await.unwrap(), Claim::New));
+    assert!(matches!(
+        store.claim(&record.key, now()).await.unwrap(),
+        Claim::New
+    ));
     let Claim::InFlight(mut rx) = store.claim(&record.key, now()).await.unwrap() else {
         panic!("a second claim while the first is decided waits");
     };
@@ -73,14 +76,20 @@ async fn contract_dedupe_and_replay(b: &Backend) {
     );
     // An abandoned claim is claimable again.
     let other = push("8", "u", now(), &[]);
-    assert!(matches!(store.claim(&other.key, now()).await.unwrap(), Claim::New));
+    assert!(matches!(
+        store.claim(&other.key, now()).await.unwrap(),
+        Claim::New
+    ));
     store.abandon(&other.key);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     loop {
         if matches!(store.claim(&other.key, now()).await.unwrap(), Claim::New) {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "abandon released the claim");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "abandon released the claim"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
@@ -89,34 +98,53 @@ async fn contract_quota_grant_and_spend(b: &Backend) {
     let store = &*b.store;
     let texts = ["1", "2", "3", "4", "5", "6", "7"];
     let first = push("q1", "quser", now(), &texts);
-    assert!(matches!(store.claim(&first.key, now()).await.unwrap(), Claim::New));
+    assert!(matches!(
+        store.claim(&first.key, now()).await.unwrap(),
+        Claim::New
+    ));
     let report = store.commit(first).await.unwrap().unwrap();
     assert_eq!(report.queued, 5, "a user message grants 5");
     assert_eq!(report.dropped.len(), 2);
-    assert!(report.dropped[0].contains("over quota"), "{:?}", report.dropped);
+    assert!(
+        report.dropped[0].contains("over quota"),
+        "{:?}",
+        report.dropped
+    );
     // Without a trigger, nothing is left.
     let mut event = push("q2", "quser", now(), &["more"]);
     event.quota_trigger = None;
-    assert!(matches!(store.claim(&event.key, now()).await.unwrap(), Claim::New));
+    assert!(matches!(
+        store.claim(&event.key, now()).await.unwrap(),
+        Claim::New
+    ));
     let report = store.commit(event).await.unwrap().unwrap();
     assert_eq!((report.queued, report.dropped.len()), (0, 1));
     // A new user message resets the window (it does not add to it).
     let again = push("q3", "quser", now(), &["a", "b"]);
-    assert!(matches!(store.claim(&again.key, now()).await.unwrap(), Claim::New));
+    assert!(matches!(
+        store.claim(&again.key, now()).await.unwrap(),
+        Claim::New
+    ));
     assert_eq!(store.commit(again).await.unwrap().unwrap().queued, 2);
 }
 
 async fn contract_session_roundtrip(b: &Backend) {
     let store = &*b.store;
     let at = now();
-    assert_eq!(store.session("demo", "s1", at).await.unwrap(), Session::default());
+    assert_eq!(
+        store.session("demo", "s1", at).await.unwrap(),
+        Session::default()
+    );
     let session = Session {
         handoff_until: Some(at + 600),
         ..Session::default()
     };
     let mut record = push("s1", "s1", at, &[]);
     record.session = Some(session.clone());
-    assert!(matches!(store.claim(&record.key, at).await.unwrap(), Claim::New));
+    assert!(matches!(
+        store.claim(&record.key, at).await.unwrap(),
+        Claim::New
+    ));
     store.commit(record).await.unwrap().unwrap();
     assert_eq!(store.session("demo", "s1", at).await.unwrap(), session);
     assert_eq!(
@@ -130,16 +158,25 @@ async fn contract_outbox_transitions(b: &Backend) {
     let store = &*b.store;
     let outbox = &*b.outbox;
     let record = push("o1", "ouser", now(), &["first", "second"]);
-    assert!(matches!(store.claim(&record.key, now()).await.unwrap(), Claim::New));
+    assert!(matches!(
+        store.claim(&record.key, now()).await.unwrap(),
+        Claim::New
+    ));
     store.commit(record).await.unwrap().unwrap();
     let ms = crate::clock::unix_now() * 1000 + 1000;
     // queued → sending: only the user's oldest entry.
     let claimed = outbox.claim_due(ms, 10).await.unwrap();
     assert_eq!(claimed.entries.len(), 1, "{claimed:?}");
     let first = &claimed.entries[0];
-    assert_eq!(first.message, crate::outbound::OutboundMessage::text("first"));
+    assert_eq!(
+        first.message,
+        crate::outbound::OutboundMessage::text("first")
+    );
     assert!(!first.interrupted);
-    assert!(outbox.claim_due(ms, 10).await.unwrap().entries.is_empty(), "one at a time per user");
+    assert!(
+        outbox.claim_due(ms, 10).await.unwrap().entries.is_empty(),
+        "one at a time per user"
+    );
     // sending → queued again (retry), then claimed with the attempt counted.
     outbox
         .settle(
@@ -156,10 +193,16 @@ async fn contract_outbox_transitions(b: &Backend) {
     assert_eq!(retried.entries.len(), 1);
     assert_eq!(retried.entries[0].attempts, 1);
     // sending → gone (sent); the next entry follows.
-    outbox.settle(retried.entries[0].id, Settlement::Sent, ms).await.unwrap();
+    outbox
+        .settle(retried.entries[0].id, Settlement::Sent, ms)
+        .await
+        .unwrap();
     let next = outbox.claim_due(ms, 10).await.unwrap();
     assert_eq!(next.entries.len(), 1);
-    assert_eq!(next.entries[0].message, crate::outbound::OutboundMessage::text("second"));
+    assert_eq!(
+        next.entries[0].message,
+        crate::outbound::OutboundMessage::text("second")
+    );
     // sending → failed for good.
     outbox
         .settle(
@@ -188,7 +231,9 @@ macro_rules! contract {
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn redis() {
-                let Some(server) = TestRedis::start(concat!("contract ", stringify!($name), " on redis")) else {
+                let Some(server) =
+                    TestRedis::start(concat!("contract ", stringify!($name), " on redis"))
+                else {
                     return;
                 };
                 super::$name(&redis_backend(redis_store(&server).await)).await;
@@ -226,11 +271,17 @@ async fn a_stale_owner_cannot_settle_after_a_takeover() {
     .await
     .unwrap();
     let record = push("f1", "fuser", now(), &["once"]);
-    assert!(matches!(Store::claim(&a, &record.key, now()).await.unwrap(), Claim::New));
+    assert!(matches!(
+        Store::claim(&a, &record.key, now()).await.unwrap(),
+        Claim::New
+    ));
     a.commit(record).await.unwrap().unwrap();
     let held = a.claim_due(0, 10).await.unwrap();
     assert_eq!(held.entries.len(), 1);
-    assert!(b.claim_due(0, 10).await.unwrap().entries.is_empty(), "leased to A");
+    assert!(
+        b.claim_due(0, 10).await.unwrap().entries.is_empty(),
+        "leased to A"
+    );
     // A's lease expires (A paused or died); B takes it over, marked as a possible duplicate.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     let taken = loop {
@@ -238,17 +289,30 @@ async fn a_stale_owner_cannot_settle_after_a_takeover() {
         if !c.entries.is_empty() {
             break c;
         }
-        assert!(tokio::time::Instant::now() < deadline, "B takes the entry over");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "B takes the entry over"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert!(taken.entries[0].interrupted);
     // A's late outcome is refused (fenced) and counted; B's is accepted.
-    a.settle(held.entries[0].id, Settlement::Sent, 0).await.unwrap();
+    a.settle(held.entries[0].id, Settlement::Sent, 0)
+        .await
+        .unwrap();
     assert_eq!(a.stale_fences(), 1);
-    assert_eq!(server.cli(&["HLEN", &format!("{}:{{demo}}:ob:s", a.inner.opts.prefix)]), "1");
-    b.settle(taken.entries[0].id, Settlement::Sent, 0).await.unwrap();
+    assert_eq!(
+        server.cli(&["HLEN", &format!("{}:{{demo}}:ob:s", a.inner.opts.prefix)]),
+        "1"
+    );
+    b.settle(taken.entries[0].id, Settlement::Sent, 0)
+        .await
+        .unwrap();
     assert_eq!(b.stale_fences(), 0);
-    assert_eq!(server.cli(&["HLEN", &format!("{}:{{demo}}:ob:s", a.inner.opts.prefix)]), "0");
+    assert_eq!(
+        server.cli(&["HLEN", &format!("{}:{{demo}}:ob:s", a.inner.opts.prefix)]),
+        "0"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -269,7 +333,10 @@ async fn a_session_changed_by_a_peer_refuses_the_commit() {
     };
     let mut rb = push("cas-b", "cas", at, &[]);
     rb.session = Some(handoff.clone());
-    assert!(matches!(Store::claim(&b, &rb.key, at).await.unwrap(), Claim::New));
+    assert!(matches!(
+        Store::claim(&b, &rb.key, at).await.unwrap(),
+        Claim::New
+    ));
     b.commit(rb).await.unwrap().unwrap();
     let mut ra = push("cas-a", "cas", at, &[]);
     ra.session = Some(Session {
@@ -277,12 +344,25 @@ async fn a_session_changed_by_a_peer_refuses_the_commit() {
         misses_until: Some(at + 600),
         ..Session::default()
     });
-    assert!(matches!(Store::claim(&a, &ra.key, at).await.unwrap(), Claim::New));
+    assert!(matches!(
+        Store::claim(&a, &ra.key, at).await.unwrap(),
+        Claim::New
+    ));
     let refused = a.commit(ra.clone()).await.unwrap();
-    assert!(refused.is_err(), "A decided on a session B changed: {refused:?}");
-    assert_eq!(a.session("demo", "cas", at).await.unwrap(), handoff, "B's write stands");
+    assert!(
+        refused.is_err(),
+        "A decided on a session B changed: {refused:?}"
+    );
+    assert_eq!(
+        a.session("demo", "cas", at).await.unwrap(),
+        handoff,
+        "B's write stands"
+    );
     // The lease was released: WeChat's retry decides again, on the new session.
-    assert!(matches!(Store::claim(&a, &ra.key, at).await.unwrap(), Claim::New));
+    assert!(matches!(
+        Store::claim(&a, &ra.key, at).await.unwrap(),
+        Claim::New
+    ));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -299,13 +379,23 @@ async fn media_cache_forgets_only_the_media_it_was_told() {
     };
     assert_eq!(store.media("demo", "abc", at).await.unwrap(), None);
     store.put_media("demo", "abc", entry("m1")).await.unwrap();
-    assert_eq!(store.media("demo", "abc", at).await.unwrap(), Some(entry("m1")));
+    assert_eq!(
+        store.media("demo", "abc", at).await.unwrap(),
+        Some(entry("m1"))
+    );
     store.put_media("demo", "abc", entry("m2")).await.unwrap();
     store.forget_media("demo", "abc", "m1").await.unwrap();
-    assert_eq!(store.media("demo", "abc", at).await.unwrap(), Some(entry("m2")), "a late 40007 for m1 keeps m2");
+    assert_eq!(
+        store.media("demo", "abc", at).await.unwrap(),
+        Some(entry("m2")),
+        "a late 40007 for m1 keeps m2"
+    );
     store.forget_media("demo", "abc", "m2").await.unwrap();
     assert_eq!(store.media("demo", "abc", at).await.unwrap(), None);
-    assert_eq!(store.media("demo", "abc", at + 4 * 86_400).await.unwrap(), None);
+    assert_eq!(
+        store.media("demo", "abc", at + 4 * 86_400).await.unwrap(),
+        None
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -314,11 +404,24 @@ async fn shared_values_lock_and_compare_and_delete() {
         return;
     };
     let store = redis_store(&server).await;
-    assert!(store.put_value("demo", "lock", "a", 10_000, true).await.unwrap());
-    assert!(!store.put_value("demo", "lock", "b", 10_000, true).await.unwrap());
+    assert!(
+        store
+            .put_value("demo", "lock", "a", 10_000, true)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .put_value("demo", "lock", "b", 10_000, true)
+            .await
+            .unwrap()
+    );
     assert!(!store.delete_value_if("demo", "lock", "b").await.unwrap());
     assert!(store.delete_value_if("demo", "lock", "a").await.unwrap());
-    store.put_value("demo", "token", "T1", 60_000, false).await.unwrap();
+    store
+        .put_value("demo", "token", "T1", 60_000, false)
+        .await
+        .unwrap();
     let (v, ttl) = store.get_value("demo", "token").await.unwrap().unwrap();
     assert_eq!(v, "T1");
     assert!(ttl > 50_000 && ttl <= 60_000);
@@ -326,18 +429,34 @@ async fn shared_values_lock_and_compare_and_delete() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn start_up_refuses_a_redis_that_would_lose_state() {
-    let Some(no_aof) = TestRedis::start_with("start_up_refuses…appendonly", &["--appendonly", "no"]) else {
+    let Some(no_aof) =
+        TestRedis::start_with("start_up_refuses…appendonly", &["--appendonly", "no"])
+    else {
         return;
     };
-    let e = RedisStore::open(options(&no_aof)).await.err().unwrap().to_string();
+    let e = RedisStore::open(options(&no_aof))
+        .await
+        .err()
+        .unwrap()
+        .to_string();
     assert!(e.contains("appendonly"), "{e}");
-    let Some(lru) = TestRedis::start_with("start_up_refuses…policy", &["--maxmemory-policy", "allkeys-lru"]) else {
+    let Some(lru) = TestRedis::start_with(
+        "start_up_refuses…policy",
+        &["--maxmemory-policy", "allkeys-lru"],
+    ) else {
         return;
     };
-    let e = RedisStore::open(options(&lru)).await.err().unwrap().to_string();
+    let e = RedisStore::open(options(&lru))
+        .await
+        .err()
+        .unwrap()
+        .to_string();
     assert!(e.contains("maxmemory-policy"), "{e}");
     // CONFIG renamed away (as managed services do): a warning, and the start goes on.
-    let Some(managed) = TestRedis::start_with("start_up_refuses…config", &["--rename-command", "CONFIG", ""]) else {
+    let Some(managed) = TestRedis::start_with(
+        "start_up_refuses…config",
+        &["--rename-command", "CONFIG", ""],
+    ) else {
         return;
     };
     assert!(RedisStore::open(options(&managed)).await.is_ok());
@@ -371,7 +490,10 @@ async fn the_log_is_shared_and_read_like_sqlite() {
     let b = RedisStore::open(opts).await.unwrap();
     for (i, s) in [&a, &b].into_iter().enumerate() {
         let r = push(&format!("log{i}"), &format!("user{i}"), now(), &["hi"]);
-        assert!(matches!(Store::claim(s, &r.key, now()).await.unwrap(), Claim::New));
+        assert!(matches!(
+            Store::claim(s, &r.key, now()).await.unwrap(),
+            Claim::New
+        ));
         s.commit(r).await.unwrap().unwrap();
     }
     let a2 = a.clone();
@@ -402,24 +524,42 @@ async fn the_log_is_shared_and_read_like_sqlite() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn switching_from_sqlite_moves_the_unsent_replies_once() {
-    let Some(server) = TestRedis::start("switching_from_sqlite_moves_the_unsent_replies_once") else {
+    let Some(server) = TestRedis::start("switching_from_sqlite_moves_the_unsent_replies_once")
+    else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
     {
         let sqlite = SqliteStore::open(dir.path(), StoreOptions::default()).unwrap();
-        sqlite.commit(push("m1", "mover", now(), &["one", "two"])).await.unwrap().unwrap();
+        sqlite
+            .commit(push("m1", "mover", now(), &["one", "two"]))
+            .await
+            .unwrap()
+            .unwrap();
         sqlite.close();
     }
     let store = redis_store(&server).await;
     assert_eq!(store.move_sqlite_outbox(dir.path()).await.unwrap(), 2);
-    assert_eq!(store.move_sqlite_outbox(dir.path()).await.unwrap(), 0, "moved once");
+    assert_eq!(
+        store.move_sqlite_outbox(dir.path()).await.unwrap(),
+        0,
+        "moved once"
+    );
     let first = store.claim_due(0, 10).await.unwrap();
     assert_eq!(first.entries.len(), 1, "in order, one at a time");
-    assert_eq!(first.entries[0].message, crate::outbound::OutboundMessage::text("one"));
-    store.settle(first.entries[0].id, Settlement::Sent, 0).await.unwrap();
+    assert_eq!(
+        first.entries[0].message,
+        crate::outbound::OutboundMessage::text("one")
+    );
+    store
+        .settle(first.entries[0].id, Settlement::Sent, 0)
+        .await
+        .unwrap();
     let second = store.claim_due(0, 10).await.unwrap();
-    assert_eq!(second.entries[0].message, crate::outbound::OutboundMessage::text("two"));
+    assert_eq!(
+        second.entries[0].message,
+        crate::outbound::OutboundMessage::text("two")
+    );
     // A directory that never held a SQLite store: nothing to move.
     let empty = tempfile::tempdir().unwrap();
     assert_eq!(store.move_sqlite_outbox(empty.path()).await.unwrap(), 0);
@@ -444,7 +584,12 @@ async fn log_memory_per_10k_messages() {
     };
     let mut tickets = Vec::new();
     for i in 0..10_000 {
-        let mut r = push(&format!("mem{i}"), &format!("o_user_{:05}", i % 2000), now(), &[]);
+        let mut r = push(
+            &format!("mem{i}"),
+            &format!("o_user_{:05}", i % 2000),
+            now(),
+            &[],
+        );
         r.log.text = Some("请问小程序怎么注销？".into());
         r.log.replies = vec!["您好，小程序可以注销，请看说明：https://kf.qq.com/faq/…".into()];
         tickets.push(store.commit(r));
@@ -458,4 +603,31 @@ async fn log_memory_per_10k_messages() {
         bytes as f64 / 10_000.0
     );
     assert!(bytes > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sentinel_url_finds_the_master() {
+    let Some(master) = TestRedis::start("a_sentinel_url_finds_the_master") else {
+        return;
+    };
+    let sentinel = super::testing::TestSentinel::start(&master, "kefumaster")
+        .expect("redis-server --sentinel starts");
+    let url = format!("redis+sentinel://127.0.0.1:{}/kefumaster/0", sentinel.port);
+    let store = RedisStore::open(RedisOptions {
+        prefix: "sentinel".into(),
+        ..RedisOptions::new(&url, vec!["demo".into()])
+    })
+    .await
+    .unwrap();
+    let record = push("s1", "u", now(), &["hi"]);
+    assert!(matches!(
+        Store::claim(&store, &record.key, now()).await.unwrap(),
+        Claim::New
+    ));
+    store.commit(record).await.unwrap().unwrap();
+    assert_eq!(
+        master.cli(&["HLEN", "sentinel:{demo}:ob:s"]),
+        "1",
+        "written to the master"
+    );
 }
