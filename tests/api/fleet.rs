@@ -388,8 +388,7 @@ fn a_bad_redis_url_is_refused_at_load() {
         );
         std::fs::write(&config, text).expect("write");
         let e = kefu::config::load(&config)
-            .err()
-            .expect("refused")
+            .expect_err("refused")
             .to_string();
         assert!(e.contains("store") && e.contains(says), "{url}: {e}");
     }

@@ -90,7 +90,7 @@ impl RedisOptions {
             quota: QuotaSettings::default(),
             lease_ms: 30_000,
             dedupe_lease_ms: 4_000,
-            memo_ttl_secs: 3600,
+            memo_ttl_secs: 300,
             log_retention_days: 30,
             op_timeout: Duration::from_millis(1500),
             poll: Duration::from_millis(500),
