@@ -9,9 +9,9 @@ pub struct Scripts {
     pub claim: Script,
     pub settle: Script,
     pub enqueue: Script,
-    /// Deletes KEYS[1] only while it holds ARGV[1].
+    /// Deletes `KEYS[1]` only while it holds `ARGV[1]`.
     pub delete_if: Script,
-    /// Deletes KEYS[1] only while its JSON's `media_id` is ARGV[1].
+    /// Deletes `KEYS[1]` only while its JSON's `media_id` is `ARGV[1]`.
     pub forget_media: Script,
 }
 
