@@ -221,25 +221,31 @@ run_redis_row() {
   local pid_b=$SERVER_PID
   PORT=$saved_port
   ticks() {
-    local sid p s=0 t
-    for sid in "$pid_a" "$pid_b" "$redis_pid"; do
+    local sid p s=0 t sids=("$@")
+    [ ${#sids[@]} -eq 0 ] && sids=("$pid_a" "$pid_b" "$redis_pid")
+    for sid in "${sids[@]}"; do
       for p in $(ps -o pid= --sid "$sid" 2>/dev/null); do t=$(awk '{print $14+$15}' "/proc/$p/stat" 2>/dev/null) && s=$((s + t)); done
     done
     echo "$s"
   }
   local check_before; check_before=$(reply_check "$dir/pushes.txt" success)
-  export BENCH_LINES="$dir/pushes.txt" BENCH_THREADS=1 BENCH_CTYPE=$CTYPE
-  local half=$(( (CONNS + 1) / 2 ))
+  # Each instance gets its own pushes (different MsgIds), as a load balancer would spread them.
+  awk 'NR % 2 == 1' "$dir/pushes.txt" >"$dir/pushes-a.txt"
+  awk 'NR % 2 == 0' "$dir/pushes.txt" >"$dir/pushes-b.txt"
+  export BENCH_THREADS=1 BENCH_CTYPE=$CTYPE
+  local half=$(( (CONNS + 1) / 2 )) wa
   if [ "$WARMUP" != 0 ]; then
-    wrk -t1 -c"$half" -d"$WARMUP" -s bench/wrk/lines.lua "http://127.0.0.1:$PORT" >/dev/null 2>&1 &
-    wrk -t1 -c"$half" -d"$WARMUP" -s bench/wrk/lines.lua "http://127.0.0.1:$port_b" >/dev/null 2>&1
-    wait
+    BENCH_LINES="$dir/pushes-a.txt" wrk -t1 -c"$half" -d"$WARMUP" -s bench/wrk/lines.lua "http://127.0.0.1:$PORT" >/dev/null 2>&1 &
+    wa=$!
+    BENCH_LINES="$dir/pushes-b.txt" wrk -t1 -c"$half" -d"$WARMUP" -s bench/wrk/lines.lua "http://127.0.0.1:$port_b" >/dev/null 2>&1
+    wait "$wa"
   fi
-  local t0; t0=$(ticks)
-  wrk -t1 -c"$half" -d"$DURATION" --latency -s bench/wrk/lines.lua "http://127.0.0.1:$PORT" >"$dir/wrk-a.txt" 2>&1 &
-  wrk -t1 -c"$half" -d"$DURATION" --latency -s bench/wrk/lines.lua "http://127.0.0.1:$port_b" >"$dir/wrk-b.txt" 2>&1
-  wait
-  local t1; t1=$(ticks)
+  local t0 r0; t0=$(ticks); r0=$(ticks "$redis_pid")
+  BENCH_LINES="$dir/pushes-a.txt" wrk -t1 -c"$half" -d"$DURATION" --latency -s bench/wrk/lines.lua "http://127.0.0.1:$PORT" >"$dir/wrk-a.txt" 2>&1 &
+  wa=$!
+  BENCH_LINES="$dir/pushes-b.txt" wrk -t1 -c"$half" -d"$DURATION" --latency -s bench/wrk/lines.lua "http://127.0.0.1:$port_b" >"$dir/wrk-b.txt" 2>&1
+  wait "$wa"
+  local t1 r1; t1=$(ticks); r1=$(ticks "$redis_pid")
   local rss_a rss_b
   rss_a=$(ps -o rss= --sid "$pid_a" | awk '{s+=$1} END{print s+0}')
   rss_b=$(ps -o rss= --sid "$pid_b" | awk '{s+=$1} END{print s+0}')
@@ -255,7 +261,9 @@ run_redis_row() {
   non2xx=$(cat "$dir"/wrk-?.txt | awk '/Non-2xx/ {s+=$NF} END{print s+0}')
   sockerr=$(cat "$dir"/wrk-?.txt | awk '/Socket errors/ {gsub(",",""); s+=$4+$6+$8+$10} END{print s+0}')
   cpu=$(awk -v a="$t0" -v b="$t1" -v r="${reqs:-0}" -v hz="$CLK_TCK" 'BEGIN{ if (r>0) printf "%.1f", (b-a)/hz*1e6/r; else print "-" }')
-  rm -f "$dir/pushes.txt"
+  local rcpu; rcpu=$(awk -v a="$r0" -v b="$r1" -v r="${reqs:-0}" -v hz="$CLK_TCK" 'BEGIN{ if (r>0) printf "%.1f", (b-a)/hz*1e6/r; else print "-" }')
+  cpu="$cpu, of which redis-server $rcpu"
+  rm -f "$dir/pushes.txt" "$dir/pushes-a.txt" "$dir/pushes-b.txt"
   printf '| %s | %s | %s | %s | %s | %s | %s | — | %.1f | %s (incl. redis-server; outbox left: %s) | %s |\n' "$row" "$n" "${rps:-0}" "$p50" "$p99" "$non2xx" "$sockerr" \
     "$(echo "($rss_a+$rss_b)/1024" | bc -l)" "$cpu" "$depth" "$check_before" | tee -a "$RESULTS/table.md"
 }
