@@ -15,7 +15,7 @@ use chrono_tz::Tz;
 use serde::Serialize;
 
 use crate::faq::{Candidate, FaqEntry, FaqOutcome};
-use crate::outbound::OutboundMessage;
+use crate::outbound::{FetchReply, OutboundMessage};
 use crate::protocol::{InboundMessage, MsgKind};
 use crate::rules::{Captures, MatchInput, Rule, RuleSet, render_template};
 use crate::text::normalize;
@@ -146,6 +146,26 @@ pub fn message_text(kind: &MsgKind) -> Option<&str> {
             recognition: Some(r),
             ..
         } if !r.trim().is_empty() => Some(r),
+        _ => None,
+    }
+}
+
+/// The `EventKey` an `event_key:` rule compares: a subscribe event's without its `qrscene_`
+/// prefix (a follow through a QR code with a scene), the others' as sent.
+pub fn event_key(kind: &MsgKind) -> Option<&str> {
+    match kind {
+        MsgKind::Event {
+            event,
+            event_key: Some(key),
+            ..
+        } => {
+            let key = key.trim();
+            if event.trim().eq_ignore_ascii_case("subscribe") {
+                Some(key.strip_prefix("qrscene_").unwrap_or(key))
+            } else {
+                Some(key)
+            }
+        }
         _ => None,
     }
 }
@@ -288,6 +308,7 @@ fn decide_inner(
     let input = MatchInput {
         msg_type: msg.kind.type_name(),
         event,
+        event_key: event_key(&msg.kind),
         text,
         now: ctx.now,
     };
@@ -311,6 +332,7 @@ fn decide_inner(
         return from_rule(
             set,
             hit.rule,
+            message_text(&msg.kind).unwrap_or(""),
             &hit.captures,
             hit.why,
             is_event,
@@ -401,6 +423,7 @@ fn decide_inner(
         let mut d = from_rule(
             set,
             rule,
+            message_text(&msg.kind).unwrap_or(""),
             &Captures::new(),
             String::new(),
             false,
@@ -486,9 +509,11 @@ fn menu_choice(text: &str, options: usize) -> Option<usize> {
 }
 
 /// The decision a rule makes.
+#[allow(clippy::too_many_arguments)]
 fn from_rule(
     set: &RuleSet,
     rule: &Rule,
+    text: &str,
     captures: &Captures,
     why: String,
     is_event: bool,
@@ -497,7 +522,18 @@ fn from_rule(
 ) -> Decision {
     let action = &rule.action;
     let mut replies = Vec::new();
-    if action.reply_all {
+    if let Some(fetch) = &action.fetch {
+        // The reply is composed from the backend's answer by whoever makes the call.
+        let pick = usize::try_from(pick % action.replies.len().max(1) as u64).unwrap_or(0);
+        if let Some(template) = action.replies.get(pick) {
+            replies.push(OutboundMessage::Fetch(Box::new(FetchReply {
+                rule: rule.id.clone(),
+                request: fetch.request(captures, text),
+                template: template.clone(),
+                fallback: fetch.fallback.clone(),
+            })));
+        }
+    } else if action.reply_all {
         replies.extend(
             action
                 .replies
