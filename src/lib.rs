@@ -34,6 +34,7 @@ pub mod delivery;
 pub mod diag;
 pub mod dispatch;
 pub mod faq;
+pub mod fetch;
 pub mod http;
 pub mod metrics;
 pub mod outbound;
