@@ -197,9 +197,12 @@ mod tests {
         assert!(parts.len() >= 3, "{}", parts.len());
         for part in &parts {
             assert!(part.len() <= 2048);
-            assert!(part.split('\n').all(|l| l.chars().count() == 100), "cut inside a line");
+            assert!(
+                part.lines().all(|l| l.chars().count() == 100),
+                "cut inside a line"
+            );
         }
-        assert_eq!(parts.join("\n"), text.trim_end());
+        assert_eq!(parts.join("\n").trim_end(), text.trim_end());
     }
 
     #[test]

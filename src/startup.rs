@@ -22,13 +22,13 @@ use crate::config::Settings;
 use crate::delivery::prepare::{PrepareOptions, Preparing};
 use crate::delivery::{ResendHook, WorkerOptions, spawn_outbox_worker};
 use crate::fetch::Fetcher;
-use crate::rules::fetch::EnvLookup;
-use crate::rules::LoadOptions;
 use crate::http::health::StoreHealth;
 use crate::http::{self, AppRuntime, State};
 use crate::metrics::AppOutcomeLabels;
 use crate::metrics::Metrics;
+use crate::rules::LoadOptions;
 use crate::rules::RuleSet;
+use crate::rules::fetch::EnvLookup;
 use crate::rules::reload::{ReloadOutcome, RulesHandle, spawn_watcher};
 use crate::store::{Operations, RecordedHook, SqliteReader, SqliteStore, Store, StoreOptions};
 use crate::wechat::{ClientOptions, MeteredDeliver, TokenFetchHook, WechatClient};
@@ -296,7 +296,11 @@ fn load_rules(
     let mut handles = HashMap::new();
     for dir in settings.all_rules_dirs() {
         let loaded = if dir.exists() {
-            RulesHandle::load_with(dir.clone(), settings.faq.clone(), rule_load_options(settings))
+            RulesHandle::load_with(
+                dir.clone(),
+                settings.faq.clone(),
+                rule_load_options(settings),
+            )
         } else {
             // No folder yet: serve with no rules (every push is answered `success`) and pick
             // the folder up when it is created; a folder with broken rules still refuses.

@@ -7,9 +7,9 @@ use std::process::ExitCode;
 
 use super::{ToolConfig, load_trial, parse_at};
 use crate::dispatch::Context;
+use crate::dispatch::trial::{TryOutput, event_message, text_message, try_message, typed_message};
 use crate::fetch::{Caller, Fetcher};
 use crate::outbound::OutboundMessage;
-use crate::dispatch::trial::{TryOutput, event_message, text_message, try_message, typed_message};
 use crate::store::Session;
 
 /// What to try: a text (or stdin lines), an event or another message type, at a time.

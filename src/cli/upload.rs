@@ -77,12 +77,8 @@ pub fn run(args: &UploadArgs) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let uploaded = runtime.block_on(client.upload_image(
-        &app.id,
-        &file_name,
-        kind.content_type(),
-        bytes,
-    ));
+    let uploaded =
+        runtime.block_on(client.upload_image(&app.id, &file_name, kind.content_type(), bytes));
     match uploaded {
         Ok(uploaded) => {
             println!("{}", uploaded.media_id);

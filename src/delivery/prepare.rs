@@ -122,8 +122,8 @@ impl Preparing {
     async fn send(&self, app: &str, openid: &str, message: &OutboundMessage) -> SendOutcome {
         match message {
             OutboundMessage::ImageFile { name, path } => {
-                self.send_file(app, openid, name, path, |media_id| {
-                    OutboundMessage::Image { media_id }
+                self.send_file(app, openid, name, path, |media_id| OutboundMessage::Image {
+                    media_id,
                 })
                 .await
             }
@@ -216,11 +216,18 @@ impl Preparing {
                 }
             }
         };
-        let outcome = self.inner.deliver(app, openid, &build(media_id.clone())).await;
+        let outcome = self
+            .inner
+            .deliver(app, openid, &build(media_id.clone()))
+            .await;
         if !matches!(outcome, SendOutcome::Failed { errcode, .. } if errcode == INVALID_MEDIA_ID) {
             return outcome;
         }
-        tracing::info!(app, file = name, "WeChat forgot the media (40007): uploading it again");
+        tracing::info!(
+            app,
+            file = name,
+            "WeChat forgot the media (40007): uploading it again"
+        );
         if let Err(e) = self.media.forget_media(app, &sha256, &media_id).await {
             tracing::warn!(app, error = %e, "cannot forget the refused media_id");
         }

@@ -274,8 +274,8 @@ impl Fetcher {
         let env = &*self.inner.env;
         let url = expand_env(&request.url, env)
             .map_err(|name| Outcome::Error(format!("environment variable {name} is not set")))?;
-        let parsed = reqwest::Url::parse(&url)
-            .map_err(|e| Outcome::Error(format!("invalid URL: {e}")))?;
+        let parsed =
+            reqwest::Url::parse(&url).map_err(|e| Outcome::Error(format!("invalid URL: {e}")))?;
         let client = if is_loopback(&parsed) {
             &self.inner.direct
         } else {
@@ -379,7 +379,12 @@ mod tests {
         let captures = BTreeMap::from([("order".to_string(), "{fetch.secret}".to_string())]);
         let answer = json!({"status": "ok", "secret": "s"});
         assert_eq!(
-            compose("订单 {order}：{fetch.status} {other}", &captures, Some(&answer)).unwrap(),
+            compose(
+                "订单 {order}：{fetch.status} {other}",
+                &captures,
+                Some(&answer)
+            )
+            .unwrap(),
             "订单 {fetch.secret}：ok {other}"
         );
         assert_eq!(

@@ -534,7 +534,8 @@ fn fetch(
     };
     let location = at.span(fetch.span());
     let before = diagnostics.len();
-    let mut error = |at: Location, message: String| diagnostics.push(Diagnostic::error(at, message));
+    let mut error =
+        |at: Location, message: String| diagnostics.push(Diagnostic::error(at, message));
     let method = match &fetch.method {
         None => "GET".to_string(),
         Some(m) => {
@@ -636,7 +637,10 @@ fn fetch(
 
 /// The message for `expand_env`'s error: a missing variable's name, or the problem.
 fn env_message(message: &str) -> String {
-    if message.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+    if message
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '_')
+    {
         format!(
             "environment variable `{message}` is not set (`${{{message}}}` is filled from kefu's \
              environment when the rules load)"
@@ -657,14 +661,15 @@ fn media(
     let spec = &rule.spec;
     let mut out: Vec<(Location, OutboundMessage)> = Vec::new();
     let mut problems: Vec<Diagnostic> = Vec::new();
-    let require = |problems: &mut Vec<Diagnostic>, location: &Location, field: &str, value: &str| {
-        if value.trim().is_empty() {
-            problems.push(Diagnostic::error(
-                location.clone(),
-                format!("`{field}` is empty"),
-            ));
-        }
-    };
+    let require =
+        |problems: &mut Vec<Diagnostic>, location: &Location, field: &str, value: &str| {
+            if value.trim().is_empty() {
+                problems.push(Diagnostic::error(
+                    location.clone(),
+                    format!("`{field}` is empty"),
+                ));
+            }
+        };
     let image_file = |problems: &mut Vec<Diagnostic>,
                       location: &Location,
                       key: &str,
@@ -728,8 +733,18 @@ fn media(
     }
     if let Some(page) = &spec.miniprogrampage {
         let location = at.span(page.span());
-        require(&mut problems, &location, "miniprogrampage.title", &page.title);
-        require(&mut problems, &location, "miniprogrampage.pagepath", &page.pagepath);
+        require(
+            &mut problems,
+            &location,
+            "miniprogrampage.title",
+            &page.title,
+        );
+        require(
+            &mut problems,
+            &location,
+            "miniprogrampage.pagepath",
+            &page.pagepath,
+        );
         match (&page.thumb_media_id, &page.thumb_file) {
             (Some(thumb_media_id), None) => {
                 require(
@@ -748,7 +763,9 @@ fn media(
                 ));
             }
             (None, Some(file)) => {
-                if let Some(path) = image_file(&mut problems, &location, "miniprogrampage.thumb_file", file) {
+                if let Some(path) =
+                    image_file(&mut problems, &location, "miniprogrampage.thumb_file", file)
+                {
                     out.push((
                         location,
                         OutboundMessage::MiniProgramPageFile {

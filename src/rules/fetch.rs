@@ -60,7 +60,10 @@ impl Default for LoadOptions {
 impl LoadOptions {
     /// These options with `fetch_hosts`.
     pub fn with_fetch_hosts(mut self, hosts: &[String]) -> Self {
-        self.fetch_hosts = hosts.iter().map(|h| h.trim().to_ascii_lowercase()).collect();
+        self.fetch_hosts = hosts
+            .iter()
+            .map(|h| h.trim().to_ascii_lowercase())
+            .collect();
         self
     }
 
@@ -182,15 +185,12 @@ pub fn check_url(expanded: &str, options: &LoadOptions) -> Result<(), String> {
         .ok_or_else(|| format!("`fetch.url` {expanded:?} is not an http(s) URL"))?;
     let scheme = scheme.to_ascii_lowercase();
     if scheme != "http" && scheme != "https" {
-        return Err(format!(
-            "`fetch.url` must be http or https, not {scheme:?}"
-        ));
+        return Err(format!("`fetch.url` must be http or https, not {scheme:?}"));
     }
     let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
     if authority.contains('{') || authority.contains('}') {
         return Err(
-            "`fetch.url`: a capture cannot be part of the host (only of the path or query)"
-                .into(),
+            "`fetch.url`: a capture cannot be part of the host (only of the path or query)".into(),
         );
     }
     if authority.contains('@') {
@@ -265,7 +265,10 @@ mod tests {
     fn captures_cannot_change_path_or_host() {
         let captures = Captures::from([("order".to_string(), "1/../admin?x=1#${A}".to_string())]);
         assert_eq!(
-            fill_url("https://shop.example.com/api/orders/{order}?k=${KEY}", &captures),
+            fill_url(
+                "https://shop.example.com/api/orders/{order}?k=${KEY}",
+                &captures
+            ),
             "https://shop.example.com/api/orders/1%2F..%2Fadmin%3Fx%3D1%23%24%7BA%7D?k=${KEY}"
         );
         assert_eq!(url_encode("订单 1"), "%E8%AE%A2%E5%8D%95%201");

@@ -67,8 +67,8 @@ pub fn resolve(dir: &Path, name: &str) -> Result<PathBuf, String> {
 /// Checks the image file `name` (relative to `dir`) and returns its full path.
 pub fn check_image(dir: &Path, name: &str, max_bytes: u64) -> Result<PathBuf, String> {
     let path = resolve(dir, name)?;
-    let meta = std::fs::metadata(&path)
-        .map_err(|e| format!("image file {name:?} cannot be read: {e}"))?;
+    let meta =
+        std::fs::metadata(&path).map_err(|e| format!("image file {name:?} cannot be read: {e}"))?;
     if !meta.is_file() {
         return Err(format!("image file {name:?} is not a file"));
     }

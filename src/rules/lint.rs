@@ -384,8 +384,8 @@ pub fn placeholder_errors(draft: &Draft, diagnostics: &mut Vec<Diagnostic>) {
     match &draft.action.fetch {
         Some(fetch) => {
             // `${VAR}` is the environment's, not a capture.
-            let url = super::fetch::expand_env(&fetch.url, &|_| Some(String::new()))
-                .unwrap_or_default();
+            let url =
+                super::fetch::expand_env(&fetch.url, &|_| Some(String::new())).unwrap_or_default();
             templates.push((url, &draft.location));
             templates.push((fetch.fallback.clone(), &draft.location));
         }

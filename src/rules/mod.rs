@@ -26,6 +26,8 @@ pub mod load;
 pub mod matcher;
 pub mod model;
 pub mod reload;
+#[cfg(test)]
+mod replies_tests;
 pub mod schedule;
 #[cfg(test)]
 mod tests;

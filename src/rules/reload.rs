@@ -268,7 +268,8 @@ impl RulesHandle {
                 state.status.last_error = None;
                 ReloadOutcome::Unchanged
             } else {
-                let report = super::compile_files(&self.dir, &files, io_problems, &self.faq, &self.options);
+                let report =
+                    super::compile_files(&self.dir, &files, io_problems, &self.faq, &self.options);
                 match report.set {
                     Some(set) => {
                         let status = &mut state.status;

@@ -947,7 +947,11 @@ fn check_dirs_reports_every_folder_sorted() {
     std::fs::write(a.path().join("x.yaml"), "rules:\n  - id: x\n    reply: r\n").unwrap();
     std::fs::write(b.path().join("y.yaml"), "bogus: 1\n").unwrap();
     let dirs = vec![a.path().to_path_buf(), b.path().to_path_buf()];
-    let got = check_dirs(&dirs, &FaqSettings::default(), &crate::rules::LoadOptions::default());
+    let got = check_dirs(
+        &dirs,
+        &FaqSettings::default(),
+        &crate::rules::LoadOptions::default(),
+    );
     assert_eq!(got.len(), 2, "{got:#?}");
     assert!(got.windows(2).all(|w| w[0].location <= w[1].location));
     assert!(got.iter().all(Diagnostic::is_error));

@@ -11,10 +11,10 @@ use rusqlite::{OptionalExtension, Transaction, params};
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
+use super::StoreError;
 use super::schema::backend;
 use super::sqlite::SqliteStore;
 use super::writer::Cmd;
-use super::StoreError;
 
 /// One uploaded file of one app.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -192,11 +192,17 @@ mod tests {
         let store = SqliteStore::open(dir.path(), StoreOptions::default()).unwrap();
         assert_eq!(store.media("a", "h", 150).await.unwrap(), None);
         store.put_media("a", "h", entry("m1", 200)).await.unwrap();
-        assert_eq!(store.media("a", "h", 150).await.unwrap(), Some(entry("m1", 200)));
+        assert_eq!(
+            store.media("a", "h", 150).await.unwrap(),
+            Some(entry("m1", 200))
+        );
         assert_eq!(store.media("b", "h", 150).await.unwrap(), None);
         assert_eq!(store.media("a", "h", 200).await.unwrap(), None, "expired");
         store.put_media("a", "h", entry("m2", 300)).await.unwrap();
-        assert_eq!(store.media("a", "h", 150).await.unwrap(), Some(entry("m2", 300)));
+        assert_eq!(
+            store.media("a", "h", 150).await.unwrap(),
+            Some(entry("m2", 300))
+        );
         store.close();
     }
 
@@ -206,7 +212,10 @@ mod tests {
         let store = SqliteStore::open(dir.path(), StoreOptions::default()).unwrap();
         store.put_media("a", "h", entry("new", 300)).await.unwrap();
         store.forget_media("a", "h", "old").await.unwrap();
-        assert_eq!(store.media("a", "h", 150).await.unwrap(), Some(entry("new", 300)));
+        assert_eq!(
+            store.media("a", "h", 150).await.unwrap(),
+            Some(entry("new", 300))
+        );
         store.forget_media("a", "h", "new").await.unwrap();
         assert_eq!(store.media("a", "h", 150).await.unwrap(), None);
         store.close();
@@ -215,7 +224,10 @@ mod tests {
         store.put_media("a", "h", entry("m", 300)).await.unwrap();
         store.close();
         let store = SqliteStore::open(dir.path(), StoreOptions::default()).unwrap();
-        assert_eq!(store.media("a", "h", 150).await.unwrap(), Some(entry("m", 300)));
+        assert_eq!(
+            store.media("a", "h", 150).await.unwrap(),
+            Some(entry("m", 300))
+        );
         store.close();
     }
 }
