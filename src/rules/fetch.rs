@@ -107,7 +107,8 @@ impl FetchAction {
     }
 }
 
-/// Fills `${VAR}` from `env`; the name of the first missing variable is the error.
+/// Fills `${VAR}` and `${VAR:-default}` from `env`; the name of the first missing variable
+/// (without a default) is the error.
 pub fn expand_env(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
@@ -117,13 +118,18 @@ pub fn expand_env(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<St
         let Some(close) = after.find('}') else {
             return Err(format!("`${{` without a closing `}}` in {text:?}"));
         };
-        let name = after.get(..close).unwrap_or("");
+        let inside = after.get(..close).unwrap_or("");
+        let (name, default) = match inside.split_once(":-") {
+            Some((name, default)) => (name, Some(default)),
+            None => (inside, None),
+        };
         if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            return Err(format!("`${{{name}}}` is not a variable name"));
+            return Err(format!("`${{{inside}}}` is not a variable name"));
         }
-        match env(name) {
-            Some(value) => out.push_str(&value),
-            None => return Err(name.to_string()),
+        match (env(name), default) {
+            (Some(value), _) => out.push_str(&value),
+            (None, Some(default)) => out.push_str(default),
+            (None, None) => return Err(name.to_string()),
         }
         rest = after.get(close + 1..).unwrap_or("");
     }
@@ -281,6 +287,8 @@ mod tests {
             "Bearer s3cret"
         );
         assert_eq!(expand_env("${NOPE}", &env).unwrap_err(), "NOPE");
+        assert_eq!(expand_env("${NOPE:-x y}", &env).unwrap(), "x y");
+        assert_eq!(expand_env("${SHOP_TOKEN:-x}", &env).unwrap(), "s3cret");
         assert_eq!(expand_env("{order}", &env).unwrap(), "{order}");
     }
 
