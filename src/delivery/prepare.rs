@@ -301,3 +301,233 @@ impl Deliver for Preparing {
         Box::pin(self.send(app_id, openid, message))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, HashMap, VecDeque};
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::outbound::{FetchReply, FetchRequest};
+    use crate::store::StoreError;
+
+    const PNG: &[u8] = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR";
+
+    #[derive(Default)]
+    struct MemCache(Mutex<HashMap<(String, String), MediaEntry>>);
+
+    impl MediaCache for MemCache {
+        fn media(
+            &self,
+            app: &str,
+            sha256: &str,
+            now: i64,
+        ) -> BoxFuture<'_, Result<Option<MediaEntry>, StoreError>> {
+            let got = self
+                .0
+                .lock()
+                .unwrap()
+                .get(&(app.to_string(), sha256.to_string()))
+                .filter(|e| e.expires_at > now)
+                .cloned();
+            Box::pin(async move { Ok(got) })
+        }
+        fn put_media(
+            &self,
+            app: &str,
+            sha256: &str,
+            entry: MediaEntry,
+        ) -> BoxFuture<'_, Result<(), StoreError>> {
+            self.0
+                .lock()
+                .unwrap()
+                .insert((app.to_string(), sha256.to_string()), entry);
+            Box::pin(async { Ok(()) })
+        }
+        fn forget_media(
+            &self,
+            app: &str,
+            sha256: &str,
+            media_id: &str,
+        ) -> BoxFuture<'_, Result<(), StoreError>> {
+            let mut map = self.0.lock().unwrap();
+            let key = (app.to_string(), sha256.to_string());
+            if map.get(&key).is_some_and(|e| e.media_id == media_id) {
+                map.remove(&key);
+            }
+            Box::pin(async { Ok(()) })
+        }
+    }
+
+    #[derive(Default)]
+    struct FakeUpload(Mutex<Vec<String>>);
+
+    impl Upload for FakeUpload {
+        fn upload_image<'a>(
+            &'a self,
+            _app: &'a str,
+            file_name: &'a str,
+            content_type: &'a str,
+            _bytes: Vec<u8>,
+        ) -> BoxFuture<'a, Result<Uploaded, SendOutcome>> {
+            assert_eq!(content_type, "image/png");
+            let mut uploads = self.0.lock().unwrap();
+            uploads.push(file_name.to_string());
+            let id = format!("m{}", uploads.len());
+            Box::pin(async move {
+                Ok(Uploaded {
+                    media_id: id,
+                    created_at: None,
+                })
+            })
+        }
+    }
+
+    /// Records what is sent; answers from a script, then `Accepted`.
+    #[derive(Default)]
+    struct FakeDeliver {
+        sent: Mutex<Vec<OutboundMessage>>,
+        script: Mutex<VecDeque<SendOutcome>>,
+    }
+
+    impl Deliver for FakeDeliver {
+        fn deliver<'a>(
+            &'a self,
+            _app: &'a str,
+            _openid: &'a str,
+            message: &'a OutboundMessage,
+        ) -> BoxFuture<'a, SendOutcome> {
+            self.sent.lock().unwrap().push(message.clone());
+            let outcome = self
+                .script
+                .lock()
+                .unwrap()
+                .pop_front()
+                .unwrap_or(SendOutcome::Accepted);
+            Box::pin(async move { outcome })
+        }
+    }
+
+    fn forgotten() -> SendOutcome {
+        SendOutcome::Failed {
+            errcode: INVALID_MEDIA_ID,
+            reason: "invalid media_id".into(),
+        }
+    }
+
+    struct Rig {
+        deliver: Arc<FakeDeliver>,
+        upload: Arc<FakeUpload>,
+        preparing: Preparing,
+        file: OutboundMessage,
+        _dir: tempfile::TempDir,
+    }
+
+    fn rig() -> Rig {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("poster.png");
+        std::fs::write(&path, PNG).unwrap();
+        let deliver = Arc::new(FakeDeliver::default());
+        let upload = Arc::new(FakeUpload::default());
+        let preparing = Preparing::new(
+            deliver.clone(),
+            Arc::new(MemCache::default()),
+            upload.clone(),
+            Fetcher::new(Arc::new(|_| None), None).unwrap(),
+            PrepareOptions::default(),
+            None,
+        );
+        Rig {
+            deliver,
+            upload,
+            preparing,
+            file: OutboundMessage::ImageFile {
+                name: "poster.png".into(),
+                path: path.display().to_string(),
+            },
+            _dir: dir,
+        }
+    }
+
+    fn image(id: &str) -> OutboundMessage {
+        OutboundMessage::Image {
+            media_id: id.into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_file_is_uploaded_once_and_then_served_from_the_cache() {
+        let r = rig();
+        for _ in 0..2 {
+            let outcome = r.preparing.deliver("a", "u", &r.file).await;
+            assert_eq!(outcome, SendOutcome::Accepted);
+        }
+        assert_eq!(*r.upload.0.lock().unwrap(), ["poster.png"]);
+        assert_eq!(*r.deliver.sent.lock().unwrap(), [image("m1"), image("m1")]);
+    }
+
+    #[tokio::test]
+    async fn a_40007_uploads_again_and_resends_once_only() {
+        let r = rig();
+        r.deliver
+            .script
+            .lock()
+            .unwrap()
+            .extend([forgotten(), SendOutcome::Accepted]);
+        assert_eq!(
+            r.preparing.deliver("a", "u", &r.file).await,
+            SendOutcome::Accepted
+        );
+        assert_eq!(*r.deliver.sent.lock().unwrap(), [image("m1"), image("m2")]);
+        // Refused again after the new upload: failed, no loop.
+        r.deliver
+            .script
+            .lock()
+            .unwrap()
+            .extend([forgotten(), forgotten()]);
+        let outcome = r.preparing.deliver("a", "u", &r.file).await;
+        assert_eq!(outcome, forgotten());
+        assert_eq!(r.upload.0.lock().unwrap().len(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_missing_file_fails_without_an_upload() {
+        let r = rig();
+        let gone = OutboundMessage::ImageFile {
+            name: "gone.png".into(),
+            path: "/nonexistent/gone.png".into(),
+        };
+        let outcome = r.preparing.deliver("a", "u", &gone).await;
+        assert!(
+            matches!(&outcome, SendOutcome::Failed { reason, .. } if reason.contains("gone.png")),
+            "{outcome:?}"
+        );
+        assert!(r.upload.0.lock().unwrap().is_empty());
+        assert!(r.deliver.sent.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_fetch_that_cannot_connect_sends_the_fallback_in_parts() {
+        let r = rig();
+        let fetch = OutboundMessage::Fetch(Box::new(FetchReply {
+            rule: "r".into(),
+            request: FetchRequest {
+                method: "GET".into(),
+                url: "http://127.0.0.1:9/x".into(),
+                headers: BTreeMap::new(),
+                timeout_ms: 1000,
+                text: String::new(),
+                captures: BTreeMap::from([("n".to_string(), "7".to_string())]),
+            },
+            template: "{fetch.a}".into(),
+            fallback: format!("{{n}}\n{}", "字".repeat(700)),
+        }));
+        assert_eq!(
+            r.preparing.deliver("a", "u", &fetch).await,
+            SendOutcome::Accepted
+        );
+        let sent = r.deliver.sent.lock().unwrap().clone();
+        assert_eq!(sent.first(), Some(&OutboundMessage::text("7")));
+        assert_eq!(sent.len(), 3, "a line end, then a char boundary: {sent:?}");
+    }
+}

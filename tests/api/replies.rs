@@ -640,3 +640,43 @@ async fn a_5000_byte_answer_arrives_as_ordered_parts() {
         "in order, cut at line ends"
     );
 }
+
+#[tokio::test]
+async fn kefu_try_shows_the_request_and_makes_it_with_fetch() {
+    let backend = Backend::start().await;
+    let dir = DaemonDir::new(&fetch_rules(&backend, 1000));
+    dir.write_config(
+        "http://127.0.0.1:9",
+        &format!("fetch_hosts: [\"{}\"]\n", backend.host()),
+    );
+    let run = |fetch: bool| {
+        let config = dir.config();
+        async move {
+            tokio::task::spawn_blocking(move || {
+                let mut cmd = std::process::Command::new(KEFU);
+                cmd.args(["try", "--config"]).arg(&config);
+                if fetch {
+                    cmd.arg("--fetch");
+                }
+                cmd.arg("orders 订单 77").output().unwrap()
+            })
+            .await
+            .unwrap()
+        }
+    };
+    let out = run(false).await;
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        text.contains(&format!("request: GET http://{}/orders/77", backend.host()))
+            && text.contains("X-Shop: ${CARGO_PKG_NAME}"),
+        "the request, variables unexpanded: {text}"
+    );
+    assert!(backend.requests().is_empty(), "not made without --fetch");
+    let out = run(true).await;
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        text.contains("reply: 订单 77：已发货，预计 12-03 送达。"),
+        "{text}"
+    );
+    assert_eq!(backend.requests().len(), 1);
+}
