@@ -14,6 +14,7 @@ use chrono::DateTime;
 use chrono_tz::Tz;
 use serde::Serialize;
 
+pub use crate::faq::Detail;
 use crate::faq::{Candidate, FaqEntry, FaqOutcome};
 use crate::outbound::{FetchReply, OutboundMessage};
 use crate::protocol::{InboundMessage, MsgKind};
@@ -63,9 +64,10 @@ pub struct Decision {
     pub replies: Vec<OutboundMessage>,
     /// Transfer the conversation to the human tool.
     pub handoff: bool,
-    /// The FAQ matcher's best entries (empty when a rule decided).
+    /// The FAQ matcher's best entries (empty when a rule decided, and unless the context asked
+    /// for [`Detail::Explained`]).
     pub candidates: Vec<Candidate>,
-    /// One line for an operator.
+    /// One line for an operator (empty unless the context asked for [`Detail::Explained`]).
     pub why: String,
     /// The user's session after this message; `None` when unchanged.
     #[serde(skip)]
@@ -84,6 +86,9 @@ pub struct Context {
     /// Picks the reply of a rule with several: the `pick % n`-th. The caller draws it (at
     /// random for a push), so that `decide` itself is a pure function and tests can fix it.
     pub pick: u64,
+    /// Whether the decision explains itself (`why`, `candidates`): tools and the console ask
+    /// for it; a push does not, and pays nothing for it.
+    pub detail: Detail,
 }
 
 impl Context {
@@ -96,6 +101,15 @@ impl Context {
             handoff_minutes,
             menu_ttl_secs,
             pick: 0,
+            detail: Detail::Outcome,
+        }
+    }
+
+    /// This context with explanations (see [`Context::detail`]).
+    pub fn explained(self) -> Self {
+        Self {
+            detail: Detail::Explained,
+            ..self
         }
     }
 
@@ -114,8 +128,9 @@ impl Context {
             handoff_minutes,
             settings.faq.menu_ttl_secs,
         )
-        // A tool shows one of a rule's replies at random, as a push would get.
+        // A tool shows one of a rule's replies at random, as a push would get, and says why.
         .with_pick(rand::random())
+        .explained()
     }
 
     fn unix(&self) -> i64 {
@@ -207,6 +222,7 @@ pub fn decide(set: &RuleSet, msg: &InboundMessage, session: &Session, ctx: &Cont
     if let (Some(name), MsgKind::Event { kf_account, .. }) =
         (event.and_then(agent_event), &msg.kind)
         && decision.rule.is_none()
+        && ctx.detail == Detail::Explained
     {
         let agent = kf_account.as_deref().unwrap_or("?");
         decision.why = match name {
@@ -272,6 +288,7 @@ fn decide_inner(
     ctx: &Context,
 ) -> Decision {
     let now = ctx.unix();
+    let explain = ctx.detail == Detail::Explained;
     let is_text = message_text(&msg.kind).is_some();
     let is_event = matches!(msg.kind, MsgKind::Event { .. });
     // A message type kefu does not know (device messages, new types): answered `success` and
@@ -286,7 +303,11 @@ fn decide_inner(
         && let Some(id) = menu.options.get(choice)
         && let Some(entry) = set.faq().get(id)
     {
-        let why = format!("clarify menu choice {} → faq {}", choice + 1, entry.id);
+        let why = if explain {
+            format!("clarify menu choice {} → faq {}", choice + 1, entry.id)
+        } else {
+            String::new()
+        };
         return faq_answer(entry, Vec::new(), why);
     }
 
@@ -299,7 +320,11 @@ fn decide_inner(
             replies: Vec::new(),
             handoff: true,
             candidates: Vec::new(),
-            why: "user is in a handoff: transferred again".into(),
+            why: if explain {
+                "user is in a handoff: transferred again".into()
+            } else {
+                String::new()
+            },
             session: None,
         };
     }
@@ -329,15 +354,21 @@ fn decide_inner(
         hit => hit,
     };
     if let Some(hit) = hit {
+        let why = if explain {
+            set.explain(&hit, &input)
+        } else {
+            String::new()
+        };
+        let text = message_text(&msg.kind).unwrap_or("");
         return from_rule(
             set,
             hit.rule,
-            message_text(&msg.kind).unwrap_or(""),
+            text,
             &hit.captures,
-            hit.why,
+            why,
             is_event,
             false,
-            ctx.pick,
+            ctx,
         );
     }
 
@@ -345,7 +376,8 @@ fn decide_inner(
     let mut candidates = Vec::new();
     let mut faq_why = String::new();
     if is_text && !text.is_empty() && !set.faq().is_empty() {
-        let mut verdict = set.faq().ask(text);
+        let faq = set.faq();
+        let mut verdict = faq.ask(text, ctx.detail);
         // A menu answered in words ("公众号", "个体户的") rather than by number: read the reply
         // together with the question that asked for the menu, and answer if that settles it.
         if !matches!(verdict.outcome, FaqOutcome::Answer { .. })
@@ -353,13 +385,15 @@ fn decide_inner(
                 .filter(|m| m.expires_at > now)
                 .and_then(|m| m.question.as_deref())
         {
-            let combined = set.faq().ask(&format!("{question} {text}"));
+            let combined = faq.ask(&format!("{question} {text}"), ctx.detail);
             if matches!(combined.outcome, FaqOutcome::Answer { .. }) {
                 verdict = combined;
-                verdict.why = format!(
-                    "read with the menu's question {question:?}: {}",
-                    verdict.why
-                );
+                if explain {
+                    verdict.why = format!(
+                        "read with the menu's question {question:?}: {}",
+                        verdict.why
+                    );
+                }
             }
         }
         // A follow-up to the user's last FAQ answer ("个体户的呢" after a Mini Program answer):
@@ -367,7 +401,7 @@ fn decide_inner(
         // message alone does.
         if !matches!(verdict.outcome, FaqOutcome::Answer { .. })
             && let Some(last) = session.last_faq.as_ref().filter(|l| l.expires_at > now)
-            && let Some(follow) = set.faq().ask_follow_up(text, &last.faq)
+            && let Some(follow) = faq.ask_follow_up(text, &last.faq, ctx.detail)
         {
             let better = matches!(
                 (&follow.outcome, &verdict.outcome),
@@ -380,18 +414,18 @@ fn decide_inner(
         candidates = verdict.candidates;
         faq_why = verdict.why;
         match verdict.outcome {
-            FaqOutcome::Answer { faq, .. } => {
-                if let Some(entry) = set.faq().get(&faq) {
+            FaqOutcome::Answer { entry, .. } => {
+                if let Some(entry) = faq.entry(entry) {
                     return faq_answer(entry, candidates, faq_why);
                 }
             }
             FaqOutcome::Clarify { options } if !options.is_empty() => {
-                let options: Vec<String> = options.into_iter().take(3).collect();
+                let options = faq.ids(options.get(..3).unwrap_or(&options));
                 return Decision {
                     rule: None,
                     faq: None,
                     action: Action::Clarify,
-                    replies: vec![OutboundMessage::text(set.faq().menu_text(&options))],
+                    replies: vec![OutboundMessage::text(faq.menu_text(&options))],
                     handoff: false,
                     candidates,
                     why: faq_why,
@@ -420,17 +454,21 @@ fn decide_inner(
         && !is_unknown
         && let Some(rule) = set.pick_default(&ctx.now, misses)
     {
+        let text = message_text(&msg.kind).unwrap_or("");
         let mut d = from_rule(
             set,
             rule,
-            message_text(&msg.kind).unwrap_or(""),
+            text,
             &Captures::new(),
             String::new(),
             false,
             true,
-            ctx.pick,
+            ctx,
         );
         d.candidates = candidates;
+        if !explain {
+            return d;
+        }
         let counted = if rule.misses > 0 {
             format!(" (miss {misses} in a row)")
         } else {
@@ -455,6 +493,7 @@ fn decide_inner(
             handoff: false,
             candidates,
             why: match event {
+                _ if !explain => String::new(),
                 Some(e) => format!("event {e}: no rule for it, answered success"),
                 None => format!(
                     "message type {} is not one kefu answers: logged, answered success",
@@ -473,7 +512,9 @@ fn decide_inner(
         replies: Vec::new(),
         handoff: false,
         candidates,
-        why: if faq_why.is_empty() {
+        why: if !explain {
+            String::new()
+        } else if faq_why.is_empty() {
             "no rule matched and there is no default rule".into()
         } else {
             format!("no rule matched, {faq_why}, and there is no default rule")
@@ -518,8 +559,9 @@ fn from_rule(
     why: String,
     is_event: bool,
     is_default: bool,
-    pick: u64,
+    ctx: &Context,
 ) -> Decision {
+    let pick = ctx.pick;
     let action = &rule.action;
     let mut replies = Vec::new();
     if let Some(fetch) = &action.fetch {
@@ -572,7 +614,7 @@ fn from_rule(
         replies,
         handoff,
         candidates: Vec::new(),
-        why: if why.is_empty() {
+        why: if why.is_empty() && ctx.detail == Detail::Explained {
             format!("rule {}", rule.id)
         } else {
             why
@@ -624,7 +666,7 @@ mod tests {
 
     fn ctx() -> Context {
         // 2026-12-01 10:00 in Shanghai, a Tuesday.
-        Context::at_unix(1_796_090_400, chrono_tz::Asia::Shanghai, 30, 600)
+        Context::at_unix(1_796_090_400, chrono_tz::Asia::Shanghai, 30, 600).explained()
     }
 
     const SET: &str = "rules:
@@ -868,6 +910,24 @@ faq:
                 "{step}: {}",
                 d.why
             );
+            assert!(!d.why.is_empty(), "{step}: a tool's decision says why");
+            // A push asks for the outcome alone: the same decision, nothing explained.
+            let quiet = Context {
+                detail: Detail::Outcome,
+                ..ctx()
+            };
+            let push = decide(&set, &text(text_in), &session, &quiet);
+            assert_eq!(
+                (&push.action, &push.rule, &push.faq, &push.replies),
+                (&d.action, &d.rule, &d.faq, &d.replies),
+                "{step}"
+            );
+            assert_eq!(
+                (push.handoff, &push.session),
+                (d.handoff, &d.session),
+                "{step}"
+            );
+            assert!(push.why.is_empty() && push.candidates.is_empty(), "{step}");
         }
         // And with no default rule: nothing.
         let bare = rules("rules:\n  - id: low\n    keywords: [注销]\n    reply: r\n");

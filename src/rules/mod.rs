@@ -47,7 +47,7 @@ pub use load::SourceFile;
 pub use reload::{ReloadOutcome, RulesHandle, RulesStatus, spawn_watcher};
 
 use compile::Draft;
-use matcher::{Matcher, Schedules};
+use matcher::{Found, Matcher, Schedules};
 pub use schedule::{Calendar, Schedule};
 
 /// What a message offers to the conditions of a rule.
@@ -111,9 +111,8 @@ pub struct RuleHit<'a> {
     pub rule: &'a Rule,
     /// Captures of its first matching regex, for [`render_template`].
     pub captures: Captures,
-    /// One line for an operator: which condition matched where, in character offsets of the
-    /// normalized text, e.g. `keyword 人工 at chars 2..4 (rule human)`.
-    pub why: String,
+    /// What the matcher found, for [`RuleSet::explain`].
+    found: Found,
 }
 
 /// The compiled, immutable rules and FAQ of one rules folder. `Send + Sync`; shared behind an
@@ -199,13 +198,24 @@ impl RuleSet {
 
     /// The highest-priority matching rule (ties: load order), never the default rule.
     pub fn match_message(&self, input: &MatchInput<'_>) -> Option<RuleHit<'_>> {
-        let found = self.matcher.find(input, Schedules::Respect)?;
+        let mut found = self.matcher.find(input, Schedules::Respect)?;
         let rule = self.rules.get(found.index)?;
         Some(RuleHit {
             rule,
-            captures: found.captures,
-            why: format!("{} (rule {})", found.why, rule.id),
+            captures: std::mem::take(&mut found.captures),
+            found,
         })
+    }
+
+    /// One line for an operator on why `hit` won `input`: which condition matched where, in
+    /// character offsets of the normalized text, e.g. `keyword 人工 at chars 2..4 (rule human)`.
+    /// Rendered on request only (`kefu try`, `kefu eval`, the console), never for a push.
+    pub fn explain(&self, hit: &RuleHit<'_>, input: &MatchInput<'_>) -> String {
+        format!(
+            "{} (rule {})",
+            self.matcher.explain(&hit.found, input),
+            hit.rule.id
+        )
     }
 
     /// The first `default: true` rule, if any (the one without conditions when there is one).

@@ -228,12 +228,9 @@ rules:
         render_template(&hit.rule.action.replies[0], &hit.captures),
         "已收到订单 20261127000123（20261127000123），我们会尽快为您查询。"
     );
-    assert!(hit.why.starts_with("regex 订单号?"), "{}", hit.why);
-    assert!(
-        hit.why.ends_with("at chars 2..20 (rule order-query)"),
-        "{}",
-        hit.why
-    );
+    let why = set.explain(&hit, &input);
+    assert!(why.starts_with("regex 订单号?"), "{why}");
+    assert!(why.ends_with("at chars 2..20 (rule order-query)"), "{why}");
 
     for (message, capture) in [("退货", "货"), ("REFUND please", "please")] {
         let text = normalize(message);
@@ -300,7 +297,7 @@ rules:
             now: monday_morning(),
         };
         set.match_message(&input)
-            .map(|h| (h.rule.id.clone(), h.why))
+            .map(|h| (h.rule.id.clone(), set.explain(&h, &input)))
     };
     let (id, why) = decide("event", Some("user_enter_tempsession"), "").unwrap();
     assert_eq!(id, "welcome");
@@ -402,7 +399,8 @@ rules:
             text,
             now: monday_morning(),
         };
-        set.match_message(&input).unwrap().why
+        let hit = set.match_message(&input).unwrap();
+        set.explain(&hit, &input)
     };
     assert_eq!(
         why("我要注销小程序"),
