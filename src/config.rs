@@ -701,6 +701,22 @@ mod tests {
     }
 
     #[test]
+    fn fetch_hosts_and_media_settings_are_read_and_unknown_media_keys_refused() {
+        let s = parse(MINIMAL, Path::new("k.yaml"), &env_none).unwrap();
+        assert!(s.fetch_hosts.is_empty());
+        assert_eq!(s.media.reupload_after_secs, 3 * 24 * 3600 - 3600);
+        let text = format!(
+            "fetch_hosts: [shop.example.com, \"127.0.0.1:8000\"]\nmedia: {{reupload_after_secs: 60}}\n{MINIMAL}"
+        );
+        let s = parse(&text, Path::new("k.yaml"), &env_none).unwrap();
+        assert_eq!(s.fetch_hosts, ["shop.example.com", "127.0.0.1:8000"]);
+        assert_eq!(s.media.reupload_after_secs, 60);
+        let text = format!("media: {{reupload_after: 60}}\n{MINIMAL}");
+        let err = parse(&text, Path::new("k.yaml"), &env_none).unwrap_err();
+        assert!(err.to_string().contains("reupload_after"), "{err}");
+    }
+
+    #[test]
     fn env_expansion_with_default_and_value() {
         let text = "apps:\n  - id: demo\n    appid: wx1\n    token: \"${TOK:-fallback}\"\n    secret: \"${SEC}\"\n";
         let env = |name: &str| (name == "SEC").then(|| "s3cret".to_string());
