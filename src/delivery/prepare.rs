@@ -13,7 +13,9 @@
 //!   composed (or the fallback), split into parts of at most 2,048 bytes and sent in order. The
 //!   entry is settled only after that, so a crash before the call finishes neither loses the
 //!   reply nor sends it twice; the parts of one fetched text count as one message against the
-//!   quota, which was spent when the push was recorded.
+//!   quota, which was spent when the push was recorded. A retry after a failure in the middle of
+//!   the parts calls the backend again and sends every part again (the parts already accepted
+//!   arrive twice): rare, since a fetched text rarely needs more than one part.
 //!
 //! Depends on the store's [`MediaCache`], the API client (through [`Upload`] and [`Deliver`])
 //! and [`crate::fetch`]; never on SQLite or the config file.

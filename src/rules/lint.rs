@@ -388,6 +388,15 @@ pub fn placeholder_errors(draft: &Draft, diagnostics: &mut Vec<Diagnostic>) {
                 super::fetch::expand_env(&fetch.url, &|_| Some(String::new())).unwrap_or_default();
             templates.push((url, &draft.location));
             templates.push((fetch.fallback.clone(), &draft.location));
+            if let Some(field) = super::fetch::fetch_fields(&fetch.fallback).first() {
+                diagnostics.push(Diagnostic::error(
+                    draft.location.clone(),
+                    format!(
+                        "`{{fetch.{field}}}` in `fallback` can never be filled: the fallback is \
+                         sent when the backend did not answer"
+                    ),
+                ));
+            }
         }
         None => {
             for (reply, location) in draft.action.replies.iter().zip(&draft.reply_locations) {

@@ -177,6 +177,10 @@ fn bad_fetch_rules_are_refused() {
     );
     assert_refused(&with("https://shop", "ftp://shop"), "http or https");
     assert_refused(
+        &with("查询暂时不可用", "{fetch.status}"),
+        "in `fallback` can never be filled",
+    );
+    assert_refused(
         "rules:\n  - id: a\n    keywords: [x]\n    reply: \"{fetch.status}\"\n",
         "has no `fetch`",
     );
