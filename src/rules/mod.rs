@@ -15,8 +15,12 @@
 //! - [`reload`]: the [`reload::RulesHandle`] that serves one set and swaps in the next, and the
 //!   folder watcher.
 //!
-//! Everything but `load::read_folder` and `reload` is pure: no I/O, no clock, no actix or
-//! reqwest. Nothing here depends on dispatch, http or the store.
+//! - [`fetch`]: a rule's `fetch` action, checked against `fetch_hosts` and the environment
+//!   ([`LoadOptions`]); [`files`]: the image files rules name, checked on disk.
+//!
+//! Everything but `load::read_folder`, `files` (which looks at the image files) and `reload` is
+//! pure: no I/O, no clock, no actix or reqwest; the environment reaches `fetch` only through
+//! [`LoadOptions`]. Nothing here depends on dispatch, http or the store.
 
 pub mod compile;
 pub mod fetch;
