@@ -128,6 +128,14 @@ async fn backend(
             "status": "x".repeat(100 * 1024), "eta": {"date": "1"}
         })),
         "missing" => HttpResponse::Ok().json(json!({"status": "已发货"})),
+        // Chunked, without a Content-Length: the cap must hold while reading.
+        "stream" => {
+            let chunk = web::Bytes::from(vec![b' '; 8 * 1024]);
+            let chunks = (0..20).map(move |_| Ok::<_, actix_web::Error>(chunk.clone()));
+            HttpResponse::Ok()
+                .content_type("application/json")
+                .streaming(futures_util::stream::iter(chunks))
+        }
         "redirect" => HttpResponse::Found()
             .insert_header(("Location", "/orders/1"))
             .finish(),
@@ -160,7 +168,9 @@ rules:
     )
 }
 
-const FAILURES: [&str; 6] = ["slow", "error", "badjson", "huge", "missing", "redirect"];
+const FAILURES: [&str; 7] = [
+    "slow", "error", "badjson", "huge", "stream", "missing", "redirect",
+];
 
 // ---- fetch ------------------------------------------------------------------------------------
 
@@ -230,7 +240,7 @@ async fn a_mini_program_fetch_reply_is_composed_in_the_worker_and_falls_back_on_
                 &m,
                 &format!(r#"kefu_fetch_total{{rule="order-status",outcome="{outcome}"}}"#)
             ),
-            Some(1.0),
+            Some(if outcome == "too_large" { 2.0 } else { 1.0 }),
             "{outcome}"
         );
     }
