@@ -274,6 +274,12 @@ impl Fetcher {
         let env = &*self.inner.env;
         let url = expand_env(&request.url, env)
             .map_err(|name| Outcome::Error(format!("environment variable {name} is not set")))?;
+        if has_dot_segment(&url) {
+            // A capture of `.` or `..` would be read as a path step: refused, not normalized.
+            return Err(Outcome::Error(
+                "a capture forms a `.` or `..` path segment".into(),
+            ));
+        }
         let parsed =
             reqwest::Url::parse(&url).map_err(|e| Outcome::Error(format!("invalid URL: {e}")))?;
         let client = if is_loopback(&parsed) {
@@ -335,6 +341,24 @@ impl Fetcher {
     }
 }
 
+/// Whether the URL's path has a segment a URL parser reads as `.` or `..` (also
+/// percent-encoded): a capture made only of dots would otherwise move the request up the path.
+pub fn has_dot_segment(url: &str) -> bool {
+    let after_scheme = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let path = after_scheme
+        .split(['?', '#'])
+        .next()
+        .unwrap_or("")
+        .split_once('/')
+        .map_or("", |(_, path)| path);
+    path.split('/').any(|segment| {
+        matches!(
+            segment.to_ascii_lowercase().as_str(),
+            "." | ".." | "%2e" | "%2e%2e" | ".%2e" | "%2e."
+        )
+    })
+}
+
 /// `{app, openid, text, captures}`.
 fn post_body(caller: Caller<'_>, request: &FetchRequest) -> Value {
     serde_json::json!({
@@ -391,6 +415,23 @@ mod tests {
             compose("{fetch.eta}", &captures, Some(&answer)).unwrap_err(),
             "eta"
         );
+    }
+
+    #[test]
+    fn dot_segments_made_by_captures_are_found() {
+        use crate::rules::fetch::fill_url;
+        let url = |v: &str| {
+            let captures = BTreeMap::from([("o".to_string(), v.to_string())]);
+            fill_url("https://h.example/api/orders/{o}?q={o}", &captures)
+        };
+        assert!(has_dot_segment(&url("..")));
+        assert!(has_dot_segment(&url(".")));
+        assert!(!has_dot_segment(&url("1..2")));
+        assert!(
+            !has_dot_segment(&url("../x")),
+            "the slash is encoded: one segment"
+        );
+        assert!(!has_dot_segment("https://h.example/a/b?x=/../"));
     }
 
     #[test]
