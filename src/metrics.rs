@@ -74,6 +74,18 @@ pub struct Metrics {
     /// stopped (WeChat may have accepted the first one: the duplicate an API without
     /// idempotency keys allows).
     pub resent_after_restart: Counter,
+    /// Calls to operators' backends (`fetch` rules), by rule and outcome (ok, timeout, status,
+    /// too_large, bad_json, redirect, missing_field, error).
+    pub fetches: Family<RuleOutcomeLabels, Counter>,
+    /// Image files prepared for a send, by app and outcome (cached, uploaded, reuploaded,
+    /// missing_file, upload_failed).
+    pub media: Family<AppOutcomeLabels, Counter>,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RuleOutcomeLabels {
+    pub rule: String,
+    pub outcome: String,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -107,6 +119,8 @@ impl Default for Metrics {
             token_fetches: Family::default(),
             store_errors: Family::default(),
             resent_after_restart: Counter::default(),
+            fetches: Family::default(),
+            media: Family::default(),
         }
     }
 }
@@ -174,6 +188,16 @@ impl Metrics {
             "Outbox entries sent again after a restart cut their first send off in flight",
             self.resent_after_restart.clone(),
         );
+        r.register(
+            "fetch",
+            "Calls to operators' backends by fetch rules, by rule and outcome",
+            self.fetches.clone(),
+        );
+        r.register(
+            "media",
+            "Image files prepared for a send (upload or cache), by app and outcome",
+            self.media.clone(),
+        );
         r
     }
 
@@ -215,6 +239,26 @@ impl Metrics {
     }
 
     /// Counts a failed store operation.
+    /// Counts one call of a `fetch` rule.
+    pub fn fetch_outcome(&self, rule: &str, outcome: &str) {
+        self.fetches
+            .get_or_create(&RuleOutcomeLabels {
+                rule: rule.to_string(),
+                outcome: outcome.to_string(),
+            })
+            .inc();
+    }
+
+    /// Counts one image file prepared for a send.
+    pub fn media_outcome(&self, app: &str, outcome: &str) {
+        self.media
+            .get_or_create(&AppOutcomeLabels {
+                app: app.to_string(),
+                outcome: outcome.to_string(),
+            })
+            .inc();
+    }
+
     pub fn store_error(&self, op: &str) {
         self.store_errors
             .get_or_create(&OpLabels { op: op.to_string() })

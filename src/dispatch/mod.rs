@@ -16,7 +16,7 @@ use serde::Serialize;
 
 pub use crate::faq::Detail;
 use crate::faq::{Candidate, FaqEntry, FaqOutcome};
-use crate::outbound::OutboundMessage;
+use crate::outbound::{FetchReply, OutboundMessage};
 use crate::protocol::{InboundMessage, MsgKind};
 use crate::rules::{Captures, MatchInput, Rule, RuleSet, render_template};
 use crate::text::normalize;
@@ -161,6 +161,26 @@ pub fn message_text(kind: &MsgKind) -> Option<&str> {
             recognition: Some(r),
             ..
         } if !r.trim().is_empty() => Some(r),
+        _ => None,
+    }
+}
+
+/// The `EventKey` an `event_key:` rule compares: a subscribe event's without its `qrscene_`
+/// prefix (a follow through a QR code with a scene), the others' as sent.
+pub fn event_key(kind: &MsgKind) -> Option<&str> {
+    match kind {
+        MsgKind::Event {
+            event,
+            event_key: Some(key),
+            ..
+        } => {
+            let key = key.trim();
+            if event.trim().eq_ignore_ascii_case("subscribe") {
+                Some(key.strip_prefix("qrscene_").unwrap_or(key))
+            } else {
+                Some(key)
+            }
+        }
         _ => None,
     }
 }
@@ -313,6 +333,7 @@ fn decide_inner(
     let input = MatchInput {
         msg_type: msg.kind.type_name(),
         event,
+        event_key: event_key(&msg.kind),
         text,
         now: ctx.now,
     };
@@ -338,7 +359,17 @@ fn decide_inner(
         } else {
             String::new()
         };
-        return from_rule(set, hit.rule, &hit.captures, why, is_event, false, ctx);
+        let text = message_text(&msg.kind).unwrap_or("");
+        return from_rule(
+            set,
+            hit.rule,
+            text,
+            &hit.captures,
+            why,
+            is_event,
+            false,
+            ctx,
+        );
     }
 
     // 4. The FAQ matcher, for text.
@@ -423,7 +454,17 @@ fn decide_inner(
         && !is_unknown
         && let Some(rule) = set.pick_default(&ctx.now, misses)
     {
-        let mut d = from_rule(set, rule, &Captures::new(), String::new(), false, true, ctx);
+        let text = message_text(&msg.kind).unwrap_or("");
+        let mut d = from_rule(
+            set,
+            rule,
+            text,
+            &Captures::new(),
+            String::new(),
+            false,
+            true,
+            ctx,
+        );
         d.candidates = candidates;
         if !explain {
             return d;
@@ -509,9 +550,11 @@ fn menu_choice(text: &str, options: usize) -> Option<usize> {
 }
 
 /// The decision a rule makes.
+#[allow(clippy::too_many_arguments)]
 fn from_rule(
     set: &RuleSet,
     rule: &Rule,
+    text: &str,
     captures: &Captures,
     why: String,
     is_event: bool,
@@ -521,7 +564,18 @@ fn from_rule(
     let pick = ctx.pick;
     let action = &rule.action;
     let mut replies = Vec::new();
-    if action.reply_all {
+    if let Some(fetch) = &action.fetch {
+        // The reply is composed from the backend's answer by whoever makes the call.
+        let pick = usize::try_from(pick % action.replies.len().max(1) as u64).unwrap_or(0);
+        if let Some(template) = action.replies.get(pick) {
+            replies.push(OutboundMessage::Fetch(Box::new(FetchReply {
+                rule: rule.id.clone(),
+                request: fetch.request(captures, text),
+                template: template.clone(),
+                fallback: fetch.fallback.clone(),
+            })));
+        }
+    } else if action.reply_all {
         replies.extend(
             action
                 .replies

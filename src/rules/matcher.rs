@@ -51,6 +51,8 @@ struct CompiledRule {
     msg_type: Box<str>,
     /// Lower case, for `event` rules.
     event: Option<Box<str>>,
+    /// `event_key`: any one equals the event's key (empty: no such condition).
+    event_keys: Box<[Box<str>]>,
     /// When the rule applies.
     schedule: Option<Schedule>,
 }
@@ -321,6 +323,7 @@ impl Matcher {
                     regexes: regex_ids.into_boxed_slice(),
                     msg_type: Box::from(c.msg_type.as_str()),
                     event: c.event.as_deref().map(Box::from),
+                    event_keys: c.event_keys.iter().map(|k| Box::from(k.as_str())).collect(),
                     schedule: c.schedule,
                 });
             }
@@ -489,6 +492,13 @@ impl Matcher {
                 _ => return false,
             }
         }
+        if !rule.event_keys.is_empty()
+            && !input
+                .event_key
+                .is_some_and(|key| rule.event_keys.iter().any(|k| **k == *key.trim()))
+        {
+            return false;
+        }
         if schedules == Schedules::Respect
             && let Some(schedule) = &rule.schedule
             && !schedule.holds_in(&input.now, &self.calendar)
@@ -572,6 +582,11 @@ impl Matcher {
         }
         if let Some(event) = &rule.event {
             parts.push(format!("event {event}"));
+        }
+        if !rule.event_keys.is_empty()
+            && let Some(key) = input.event_key
+        {
+            parts.push(format!("event_key {}", key.trim()));
         }
         for (label, ids, only_hits) in [("keyword", &rule.any, true), ("all", &rule.all, false)] {
             let matched: Vec<(u32, Hit)> = ids

@@ -66,6 +66,7 @@ fn text_at(set: &RuleSet, text: &str, now: DateTime<Tz>) -> Option<String> {
     let input = MatchInput {
         msg_type: "text",
         event: None,
+        event_key: None,
         text: &normalized,
         now,
     };
@@ -215,6 +216,7 @@ rules:
     let input = MatchInput {
         msg_type: "text",
         event: None,
+        event_key: None,
         text: &text,
         now: monday_morning(),
     };
@@ -235,6 +237,7 @@ rules:
         let input = MatchInput {
             msg_type: "text",
             event: None,
+            event_key: None,
             text: &text,
             now: monday_morning(),
         };
@@ -289,6 +292,7 @@ rules:
         let input = MatchInput {
             msg_type,
             event,
+            event_key: None,
             text,
             now: monday_morning(),
         };
@@ -391,6 +395,7 @@ rules:
         let input = MatchInput {
             msg_type: "text",
             event: None,
+            event_key: None,
             text,
             now: monday_morning(),
         };
@@ -475,6 +480,7 @@ fn the_shipped_rules_load_without_any_problem() {
     let welcome = MatchInput {
         msg_type: "event",
         event: Some("user_enter_tempsession"),
+        event_key: None,
         text: "",
         now: monday_morning(),
     };
@@ -939,7 +945,11 @@ fn check_dirs_reports_every_folder_sorted() {
     std::fs::write(a.path().join("x.yaml"), "rules:\n  - id: x\n    reply: r\n").unwrap();
     std::fs::write(b.path().join("y.yaml"), "bogus: 1\n").unwrap();
     let dirs = vec![a.path().to_path_buf(), b.path().to_path_buf()];
-    let got = check_dirs(&dirs, &FaqSettings::default());
+    let got = check_dirs(
+        &dirs,
+        &FaqSettings::default(),
+        &crate::rules::LoadOptions::default(),
+    );
     assert_eq!(got.len(), 2, "{got:#?}");
     assert!(got.windows(2).all(|w| w[0].location <= w[1].location));
     assert!(got.iter().all(Diagnostic::is_error));

@@ -20,7 +20,7 @@ pub mod dry_run;
 pub mod errcode;
 pub mod token;
 
-pub use client::{ClientError, ClientOptions, TokenFetchHook, WechatClient};
+pub use client::{ClientError, ClientOptions, TokenFetchHook, Uploaded, WechatClient};
 pub use clock::{Clock, ManualClock};
 pub use dry_run::DryRunSend;
 
