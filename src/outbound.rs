@@ -119,10 +119,17 @@ impl OutboundMessage {
             Self::MiniProgramPageFile {
                 title, pagepath, ..
             } => format!("[miniprogrampage {title} {pagepath}]"),
-            Self::Fetch(f) => format!(
-                "[fetch {} {}] {}",
-                f.request.method, f.request.url, f.template
-            ),
+            Self::Fetch(f) => {
+                // The captures shown filled in; `{fetch.…}` waits for the backend's answer.
+                let shown = f
+                    .request
+                    .captures
+                    .iter()
+                    .fold(f.template.clone(), |t, (k, v)| {
+                        t.replace(&format!("{{{k}}}"), v)
+                    });
+                format!("[fetch {} {}] {shown}", f.request.method, f.request.url)
+            }
         }
     }
 }
@@ -246,6 +253,27 @@ mod tests {
         }));
         let json = serde_json::to_string(&m).unwrap();
         assert_eq!(serde_json::from_str::<OutboundMessage>(&json).unwrap(), m);
+    }
+
+    #[test]
+    fn a_fetch_reply_is_previewed_with_its_captures_filled_in() {
+        let m = OutboundMessage::Fetch(Box::new(FetchReply {
+            rule: "r".into(),
+            request: FetchRequest {
+                method: "GET".into(),
+                url: "http://127.0.0.1:8000/api/orders/42".into(),
+                headers: BTreeMap::new(),
+                timeout_ms: 100,
+                text: String::new(),
+                captures: BTreeMap::from([("order".into(), "42".into())]),
+            },
+            template: "订单 {order}：{fetch.status}".into(),
+            fallback: "f".into(),
+        }));
+        assert_eq!(
+            m.preview(),
+            "[fetch GET http://127.0.0.1:8000/api/orders/42] 订单 42：{fetch.status}"
+        );
     }
 
     proptest! {
