@@ -360,16 +360,11 @@ fn decide_inner(
             String::new()
         };
         let text = message_text(&msg.kind).unwrap_or("");
-        return from_rule(
-            set,
-            hit.rule,
-            text,
-            &hit.captures,
-            why,
+        let chosen = Chosen::Matched {
+            captures: &hit.captures,
             is_event,
-            false,
-            ctx,
-        );
+        };
+        return from_rule(set, hit.rule, text, chosen, why, ctx);
     }
 
     // 4. The FAQ matcher, for text.
@@ -455,16 +450,7 @@ fn decide_inner(
         && let Some(rule) = set.pick_default(&ctx.now, misses)
     {
         let text = message_text(&msg.kind).unwrap_or("");
-        let mut d = from_rule(
-            set,
-            rule,
-            text,
-            &Captures::new(),
-            String::new(),
-            false,
-            true,
-            ctx,
-        );
+        let mut d = from_rule(set, rule, text, Chosen::Default, String::new(), ctx);
         d.candidates = candidates;
         if !explain {
             return d;
@@ -549,18 +535,31 @@ fn menu_choice(text: &str, options: usize) -> Option<usize> {
     (1..=options).contains(&n).then(|| n - 1)
 }
 
+/// How a rule came to decide.
+enum Chosen<'a> {
+    /// It matched the message: its captures fill the replies; an event is never handed off.
+    Matched {
+        captures: &'a Captures,
+        is_event: bool,
+    },
+    /// It is the default rule, applied because nothing else answered.
+    Default,
+}
+
 /// The decision a rule makes.
-#[allow(clippy::too_many_arguments)]
 fn from_rule(
     set: &RuleSet,
     rule: &Rule,
     text: &str,
-    captures: &Captures,
+    chosen: Chosen<'_>,
     why: String,
-    is_event: bool,
-    is_default: bool,
     ctx: &Context,
 ) -> Decision {
+    let no_captures = Captures::new();
+    let (captures, is_event, is_default) = match chosen {
+        Chosen::Matched { captures, is_event } => (captures, is_event, false),
+        Chosen::Default => (&no_captures, false, true),
+    };
     let pick = ctx.pick;
     let action = &rule.action;
     let mut replies = Vec::new();
