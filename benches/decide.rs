@@ -1,5 +1,6 @@
 //! The whole decision for one text message (normalize, rules, FAQ, default) with the shipped
-//! rules, as the message grows: 12, 120 and 1,200 characters.
+//! rules, as the message grows: 12, 120 and 1,200 characters; as a push asks for it (the outcome
+//! alone) and as a tool does (explained).
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use std::hint::black_box;
@@ -28,8 +29,21 @@ fn bench(c: &mut Criterion) {
         let text = base.repeat(repeat);
         let chars = text.chars().count();
         let msg = text_message("o_bench", &text, 1_795_000_000);
+        // A push: the outcome alone.
         group.bench_with_input(BenchmarkId::new("chars", chars), &msg, |b, msg| {
             b.iter(|| black_box(decide(&set, black_box(msg), &Session::default(), &ctx)))
+        });
+        // A tool (`kefu try`, the console): the outcome with why and the candidates.
+        let explained = ctx.explained();
+        group.bench_with_input(BenchmarkId::new("explained", chars), &msg, |b, msg| {
+            b.iter(|| {
+                black_box(decide(
+                    &set,
+                    black_box(msg),
+                    &Session::default(),
+                    &explained,
+                ))
+            })
         });
     }
     group.finish();

@@ -8,7 +8,7 @@ use std::hint::black_box;
 use criterion::{Criterion, criterion_group, criterion_main};
 use kefu::diag::{Located, Location};
 use kefu::faq::model::{ClarifySpec, FaqEntrySpec, SynonymGroupSpec};
-use kefu::faq::{FaqIndex, FaqSettings, FaqSource};
+use kefu::faq::{Detail, FaqIndex, FaqSettings, FaqSource};
 use kefu::text::normalize;
 
 /// The FAQ keys of a rules file.
@@ -64,7 +64,9 @@ fn bench_ask(c: &mut Criterion) {
     let mut group = c.benchmark_group("faq_ask");
     for (name, message) in messages {
         let normalized = normalize(message);
-        group.bench_function(name, |b| b.iter(|| index.ask(black_box(&normalized))));
+        group.bench_function(name, |b| {
+            b.iter(|| index.ask(black_box(&normalized), Detail::Outcome))
+        });
     }
     group.finish();
     c.bench_function("faq_build", |b| b.iter(shipped));

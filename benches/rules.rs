@@ -130,6 +130,7 @@ fn decide(c: &mut Criterion) {
             MatchInput {
                 msg_type: "text",
                 event: None,
+                event_key: None,
                 text,
                 now,
             }

@@ -198,6 +198,28 @@ fn default_handoff_minutes() -> u64 {
     30
 }
 
+/// `media:` in kefu.yaml.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MediaSettings {
+    /// A cached media_id older than this is uploaded again before use. WeChat forgets
+    /// temporary media after 3 days (259,200 s); the default leaves an hour's margin.
+    #[serde(default = "default_reupload_after")]
+    pub reupload_after_secs: u64,
+}
+
+impl Default for MediaSettings {
+    fn default() -> Self {
+        Self {
+            reupload_after_secs: default_reupload_after(),
+        }
+    }
+}
+
+fn default_reupload_after() -> u64 {
+    3 * 24 * 3600 - 3600
+}
+
 /// The whole of `kefu.yaml`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -252,6 +274,12 @@ pub struct Settings {
     /// name an operator's browser uses); any other Host header gets 421 (no DNS rebinding).
     #[serde(default)]
     pub admin_hosts: Vec<String>,
+    /// Hosts (`host` or `host:port`) that `fetch` rules may call (SPEC §10); none by default.
+    #[serde(default)]
+    pub fetch_hosts: Vec<String>,
+    /// Image files uploaded as temporary media (SPEC §10).
+    #[serde(default)]
+    pub media: MediaSettings,
     pub apps: Vec<AppConfig>,
 
     /// The parsed `timezone`. Filled by [`load`].
@@ -710,6 +738,22 @@ mod tests {
         assert_eq!(s.apps[0].format, Format::Xml);
         assert!(s.apps[0].effective_dry_run(), "no secret means dry-run");
         assert_eq!(s.tz, chrono_tz::Asia::Shanghai);
+    }
+
+    #[test]
+    fn fetch_hosts_and_media_settings_are_read_and_unknown_media_keys_refused() {
+        let s = parse(MINIMAL, Path::new("k.yaml"), &env_none).unwrap();
+        assert!(s.fetch_hosts.is_empty());
+        assert_eq!(s.media.reupload_after_secs, 3 * 24 * 3600 - 3600);
+        let text = format!(
+            "fetch_hosts: [shop.example.com, \"127.0.0.1:8000\"]\nmedia: {{reupload_after_secs: 60}}\n{MINIMAL}"
+        );
+        let s = parse(&text, Path::new("k.yaml"), &env_none).unwrap();
+        assert_eq!(s.fetch_hosts, ["shop.example.com", "127.0.0.1:8000"]);
+        assert_eq!(s.media.reupload_after_secs, 60);
+        let text = format!("media: {{reupload_after: 60}}\n{MINIMAL}");
+        let err = parse(&text, Path::new("k.yaml"), &env_none).unwrap_err();
+        assert!(err.to_string().contains("reupload_after"), "{err}");
     }
 
     #[test]

@@ -18,6 +18,11 @@
 //! 5. The outbox worker in [`store`] sends the entries through the [`wechat`] API client after the
 //!    push has been answered, retrying what can succeed and recording what cannot.
 //!
+//! Messages that need work before the send — an image file to upload (cached per app and file
+//! content in the store's media cache), a reply composed from the operator's backend ([`fetch`])
+//! — are prepared by the outbox worker ([`delivery::prepare`]); an Official Account's fetch is
+//! made on the request path, within the answer budget, for its passive reply.
+//!
 //! [`config`] turns `kefu.yaml` into typed settings; [`startup`] builds the application, binds the
 //! listeners and supervises the background tasks; [`metrics`] and the admin side of [`http`]
 //! (`/metrics`, the console) show operators what happens; [`cli`] holds one small function per
@@ -34,6 +39,7 @@ pub mod delivery;
 pub mod diag;
 pub mod dispatch;
 pub mod faq;
+pub mod fetch;
 pub mod http;
 pub mod metrics;
 pub mod outbound;

@@ -77,6 +77,18 @@ pub struct Metrics {
     /// With a shared store: outcomes of sends refused because a peer had taken the entry over
     /// after this instance's lease ended (the peer sends it again: a possible duplicate).
     pub stale_fences: Counter,
+    /// Calls to operators' backends (`fetch` rules), by rule and outcome (ok, timeout, status,
+    /// too_large, bad_json, redirect, missing_field, error).
+    pub fetches: Family<RuleOutcomeLabels, Counter>,
+    /// Image files prepared for a send, by app and outcome (cached, uploaded, reuploaded,
+    /// missing_file, upload_failed).
+    pub media: Family<AppOutcomeLabels, Counter>,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RuleOutcomeLabels {
+    pub rule: String,
+    pub outcome: String,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -111,6 +123,8 @@ impl Default for Metrics {
             store_errors: Family::default(),
             resent_after_restart: Counter::default(),
             stale_fences: Counter::default(),
+            fetches: Family::default(),
+            media: Family::default(),
         }
     }
 }
@@ -183,6 +197,16 @@ impl Metrics {
             "Send outcomes refused because another instance had taken the entry over (shared store)",
             self.stale_fences.clone(),
         );
+        r.register(
+            "fetch",
+            "Calls to operators' backends by fetch rules, by rule and outcome",
+            self.fetches.clone(),
+        );
+        r.register(
+            "media",
+            "Image files prepared for a send (upload or cache), by app and outcome",
+            self.media.clone(),
+        );
         r
     }
 
@@ -224,6 +248,26 @@ impl Metrics {
     }
 
     /// Counts a failed store operation.
+    /// Counts one call of a `fetch` rule.
+    pub fn fetch_outcome(&self, rule: &str, outcome: &str) {
+        self.fetches
+            .get_or_create(&RuleOutcomeLabels {
+                rule: rule.to_string(),
+                outcome: outcome.to_string(),
+            })
+            .inc();
+    }
+
+    /// Counts one image file prepared for a send.
+    pub fn media_outcome(&self, app: &str, outcome: &str) {
+        self.media
+            .get_or_create(&AppOutcomeLabels {
+                app: app.to_string(),
+                outcome: outcome.to_string(),
+            })
+            .inc();
+    }
+
     pub fn store_error(&self, op: &str) {
         self.store_errors
             .get_or_create(&OpLabels { op: op.to_string() })

@@ -19,18 +19,22 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use crate::config::Settings;
+use crate::delivery::prepare::{PrepareOptions, Preparing};
 use crate::delivery::{ResendHook, WorkerOptions, spawn_outbox_worker};
+use crate::fetch::Fetcher;
 use crate::http::health::StoreHealth;
 use crate::http::{self, AppRuntime, State};
 use crate::metrics::AppOutcomeLabels;
 use crate::metrics::Metrics;
+use crate::rules::LoadOptions;
 use crate::rules::RuleSet;
+use crate::rules::fetch::EnvLookup;
 use crate::rules::reload::{ReloadOutcome, RulesHandle, spawn_watcher};
 use crate::store::redis::StaleFenceHook;
 use crate::store::redis::ops::RedisReader;
 use crate::store::{
-    Operations, Outbox, RecordedHook, RedisOptions, RedisStore, SharedValues, SqliteReader,
-    SqliteStore, Store, StoreOptions,
+    MediaCache, Operations, Outbox, RecordedHook, RedisOptions, RedisStore, SharedValues,
+    SqliteReader, SqliteStore, Store, StoreOptions,
 };
 use crate::wechat::{ClientOptions, MeteredDeliver, TokenFetchHook, TokenShare, WechatClient};
 use futures_util::future::BoxFuture;
@@ -48,8 +52,9 @@ pub struct Application {
     rule_handles: HashMap<PathBuf, Arc<RulesHandle>>,
     /// The store, closed last on shutdown.
     store: Backend,
-    /// What the outbox worker sends through.
-    deliver: Arc<MeteredDeliver>,
+    /// What the outbox worker sends through: image files and fetch replies prepared, then
+    /// the API client.
+    deliver: Arc<Preparing>,
     /// The outbox worker's pacing and hooks.
     worker_options: WorkerOptions,
 }
@@ -115,6 +120,13 @@ impl Backend {
         match self {
             Self::Sqlite(_) => None,
             Self::Redis(r) => Some(Arc::new(StoreTokenShare(Arc::new(r.clone())))),
+        }
+    }
+
+    fn media(&self) -> Arc<dyn MediaCache> {
+        match self {
+            Self::Sqlite(s) => Arc::new(s.clone()),
+            Self::Redis(r) => Arc::new(r.clone()),
         }
     }
 
@@ -228,15 +240,19 @@ impl Application {
 
         let backend = Backend::open(&settings, &metrics).await?;
         let client = api_client(&settings, &metrics, backend.token_share())?;
+        let fetcher = Fetcher::new(std_env(), Some(metrics.clone()))
+            .context("building the HTTP client of fetch rules")?;
+        let store: Arc<dyn Store> = layer(backend.store());
         let state = web::Data::new(State {
             settings: settings.clone(),
             apps,
             rules: global,
-            store: layer(backend.store()),
+            store,
             ops: backend.ops(),
             client: client.clone(),
             metrics: metrics.clone(),
             store_health: Arc::new(StoreHealth::new(metrics.clone())),
+            fetcher: fetcher.clone(),
         });
 
         let (server, port) = public_server(&settings, state.clone())?;
@@ -262,8 +278,19 @@ impl Application {
             admin,
             state,
             rule_handles,
-            store: backend,
-            deliver: Arc::new(MeteredDeliver::new(client, metrics)),
+            store: backend.clone(),
+            deliver: Arc::new(Preparing::new(
+                Arc::new(MeteredDeliver::new(client.clone(), metrics.clone())),
+                backend.media(),
+                Arc::new(client),
+                fetcher,
+                PrepareOptions {
+                    reupload_after: std::time::Duration::from_secs(
+                        settings.media.reupload_after_secs,
+                    ),
+                },
+                Some(metrics),
+            )),
             worker_options,
         })
     }
@@ -395,6 +422,33 @@ impl Application {
     }
 }
 
+/// The process environment, for `${VAR}` in fetch rules.
+pub fn std_env() -> EnvLookup {
+    Arc::new(|name| std::env::var(name).ok())
+}
+
+/// What rules folders are loaded with, from kefu.yaml: `fetch_hosts`, the environment, and the
+/// image size limit of the strictest account kind configured.
+pub fn rule_load_options(settings: &Settings) -> LoadOptions {
+    use crate::config::AppKind;
+    use crate::rules::files::{MAX_IMAGE_BYTES_MINIPROGRAM, MAX_IMAGE_BYTES_OFFICIAL_ACCOUNT};
+    let max_image_bytes = settings
+        .apps
+        .iter()
+        .map(|a| match a.kind {
+            AppKind::OfficialAccount => MAX_IMAGE_BYTES_OFFICIAL_ACCOUNT,
+            _ => MAX_IMAGE_BYTES_MINIPROGRAM,
+        })
+        .min()
+        .unwrap_or(MAX_IMAGE_BYTES_MINIPROGRAM);
+    LoadOptions {
+        fetch_hosts: Vec::new(),
+        env: std_env(),
+        max_image_bytes,
+    }
+    .with_fetch_hosts(&settings.fetch_hosts)
+}
+
 /// Loads every distinct rules folder once; a folder with broken rules refuses the start.
 fn load_rules(
     settings: &Settings,
@@ -403,13 +457,18 @@ fn load_rules(
     let mut handles = HashMap::new();
     for dir in settings.all_rules_dirs() {
         let loaded = if dir.exists() {
-            RulesHandle::load(dir.clone(), settings.faq.clone())
+            RulesHandle::load_with(
+                dir.clone(),
+                settings.faq.clone(),
+                rule_load_options(settings),
+            )
         } else {
             // No folder yet: serve with no rules (every push is answered `success`) and pick
             // the folder up when it is created; a folder with broken rules still refuses.
             tracing::warn!(dir = %dir.display(), "the rules folder does not exist: serving without rules until it is created");
             Ok((
-                RulesHandle::with_set(dir.clone(), settings.faq.clone(), RuleSet::default()),
+                RulesHandle::with_set(dir.clone(), settings.faq.clone(), RuleSet::default())
+                    .with_options(rule_load_options(settings)),
                 Vec::new(),
             ))
         };

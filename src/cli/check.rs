@@ -10,7 +10,11 @@ use crate::rules::RuleSet;
 
 /// Loads one folder for a tool, printing its diagnostics to stderr; `None` when it has errors.
 pub fn load_rules(dir: &Path, settings: &Settings) -> Option<RuleSet> {
-    let report = RuleSet::load_dir(dir, &settings.faq);
+    let report = RuleSet::load_dir_with(
+        dir,
+        &settings.faq,
+        &crate::startup::rule_load_options(settings),
+    );
     for d in &report.diagnostics {
         eprintln!("{d}");
     }
@@ -25,7 +29,11 @@ pub fn run(config: Option<&Path>, rules: Option<&Path>) -> anyhow::Result<ExitCo
     };
     let mut ok = true;
     for dir in &dirs {
-        let report = RuleSet::load_dir(dir, &settings.faq);
+        let report = RuleSet::load_dir_with(
+            dir,
+            &settings.faq,
+            &crate::startup::rule_load_options(&settings),
+        );
         for d in &report.diagnostics {
             println!("{d}");
         }

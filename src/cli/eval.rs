@@ -79,8 +79,10 @@ pub fn run_cases_at(
         } else {
             last.saturating_add(60)
         });
-        let case_ctx =
-            Context::at_unix(now, tz, ctx.handoff_minutes, ctx.menu_ttl_secs).with_pick(ctx.pick);
+        let case_ctx = Context {
+            detail: ctx.detail,
+            ..Context::at_unix(now, tz, ctx.handoff_minutes, ctx.menu_ttl_secs).with_pick(ctx.pick)
+        };
         let openid = case.user.as_deref().unwrap_or("o_kefu_eval");
         let msg = match &case.event {
             Some(event) => event_message(openid, event, None, now),

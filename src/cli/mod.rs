@@ -8,6 +8,7 @@ pub mod send;
 pub mod serve;
 pub mod stats;
 pub mod try_cmd;
+pub mod upload;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -51,6 +52,8 @@ pub enum Command {
     },
     /// Summarize the conversation log.
     Stats(stats::StatsArgs),
+    /// Uploads an image as an app's temporary media and prints its media_id.
+    Upload(upload::UploadArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -103,6 +106,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             command: SessionCommand::End(args),
         } => log::run_session_end(&args),
         Command::Stats(args) => stats::run(&args),
+        Command::Upload(args) => upload::run(&args),
     }
 }
 

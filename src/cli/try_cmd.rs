@@ -8,6 +8,8 @@ use std::process::ExitCode;
 use super::{ToolConfig, load_trial, parse_at};
 use crate::dispatch::Context;
 use crate::dispatch::trial::{TryOutput, event_message, text_message, try_message, typed_message};
+use crate::fetch::{Caller, Fetcher};
+use crate::outbound::OutboundMessage;
 use crate::store::Session;
 
 /// What to try: a text (or stdin lines), an event or another message type, at a time.
@@ -48,6 +50,10 @@ pub struct TryArgs {
     /// Try a message of this type instead of a text (image, miniprogrampage, voice, …).
     #[arg(long)]
     pub msg_type: Option<String>,
+    /// Make the backend calls of `fetch` rules for real and show the composed reply (without
+    /// it, the request that would be made is shown).
+    #[arg(long)]
+    pub fetch: bool,
     /// The message's text; without it, one message per stdin line.
     pub message: Option<String>,
 }
@@ -72,6 +78,15 @@ pub fn run(args: &TryArgs) -> anyhow::Result<ExitCode> {
         Some(at) => Some(parse_at(at, settings.tz)?),
         None => None,
     };
+    // `--fetch`: one small runtime and client for the backend calls.
+    let fetching = if args.fetch {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        Some((runtime, Fetcher::from_env()?))
+    } else {
+        None
+    };
     let mut lines_seen = 0i64;
     let mut session = Session::default();
     let stdout = std::io::stdout();
@@ -88,7 +103,25 @@ pub fn run(args: &TryArgs) -> anyhow::Result<ExitCode> {
             (None, Some(t)) => typed_message(user, t, Some(text).filter(|t| !t.is_empty()), now),
             (None, None) => text_message(user, text, now),
         };
-        let decision = try_message(&set, &msg, session, &ctx);
+        let mut decision = try_message(&set, &msg, session, &ctx);
+        let mut fetch_lines = Vec::new();
+        for reply in &mut decision.replies {
+            if let OutboundMessage::Fetch(fetch) = reply {
+                let caller = Caller {
+                    app: settings.apps.first().map_or("try", |a| a.id.as_str()),
+                    openid: user,
+                };
+                fetch_lines.push(format!(
+                    "request: {}",
+                    Fetcher::describe(&fetch.request, caller)
+                ));
+                if let Some((runtime, fetcher)) = &fetching {
+                    let composed = runtime.block_on(fetcher.compose(caller, fetch, None));
+                    fetch_lines.push(format!("fetch: {}", composed.outcome.describe()));
+                    *reply = OutboundMessage::text(composed.text);
+                }
+            }
+        }
         let label = match (input.event, input.msg_type) {
             (Some(event), _) => format!("[event {event}]"),
             (None, Some(t)) if text.is_empty() => format!("[{t}]"),
@@ -111,6 +144,9 @@ pub fn run(args: &TryArgs) -> anyhow::Result<ExitCode> {
                 if view.handoff { "  (handoff)" } else { "" }
             )?;
             writeln!(out, "  why: {}", view.why)?;
+            for line in &fetch_lines {
+                writeln!(out, "  {}", line.replace('\n', "\n  "))?;
+            }
             for c in view.candidates.iter().take(3) {
                 writeln!(out, "  candidate: {} {:.2}", c.faq, c.score)?;
             }

@@ -26,6 +26,8 @@ use rand::Rng;
 use tokio::task::{JoinError, JoinSet};
 use tokio::time::Instant;
 
+pub mod prepare;
+
 use crate::store::{Outbox, OutboxEntry, Settlement, StoreError};
 use crate::wechat::{Deliver, SendOutcome};
 

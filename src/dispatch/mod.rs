@@ -14,8 +14,9 @@ use chrono::DateTime;
 use chrono_tz::Tz;
 use serde::Serialize;
 
+pub use crate::faq::Detail;
 use crate::faq::{Candidate, FaqEntry, FaqOutcome};
-use crate::outbound::OutboundMessage;
+use crate::outbound::{FetchReply, OutboundMessage};
 use crate::protocol::{InboundMessage, MsgKind};
 use crate::rules::{Captures, MatchInput, Rule, RuleSet, render_template};
 use crate::text::normalize;
@@ -63,9 +64,10 @@ pub struct Decision {
     pub replies: Vec<OutboundMessage>,
     /// Transfer the conversation to the human tool.
     pub handoff: bool,
-    /// The FAQ matcher's best entries (empty when a rule decided).
+    /// The FAQ matcher's best entries (empty when a rule decided, and unless the context asked
+    /// for [`Detail::Explained`]).
     pub candidates: Vec<Candidate>,
-    /// One line for an operator.
+    /// One line for an operator (empty unless the context asked for [`Detail::Explained`]).
     pub why: String,
     /// The user's session after this message; `None` when unchanged.
     #[serde(skip)]
@@ -84,6 +86,9 @@ pub struct Context {
     /// Picks the reply of a rule with several: the `pick % n`-th. The caller draws it (at
     /// random for a push), so that `decide` itself is a pure function and tests can fix it.
     pub pick: u64,
+    /// Whether the decision explains itself (`why`, `candidates`): tools and the console ask
+    /// for it; a push does not, and pays nothing for it.
+    pub detail: Detail,
 }
 
 impl Context {
@@ -96,6 +101,15 @@ impl Context {
             handoff_minutes,
             menu_ttl_secs,
             pick: 0,
+            detail: Detail::Outcome,
+        }
+    }
+
+    /// This context with explanations (see [`Context::detail`]).
+    pub fn explained(self) -> Self {
+        Self {
+            detail: Detail::Explained,
+            ..self
         }
     }
 
@@ -114,8 +128,9 @@ impl Context {
             handoff_minutes,
             settings.faq.menu_ttl_secs,
         )
-        // A tool shows one of a rule's replies at random, as a push would get.
+        // A tool shows one of a rule's replies at random, as a push would get, and says why.
         .with_pick(rand::random())
+        .explained()
     }
 
     fn unix(&self) -> i64 {
@@ -146,6 +161,26 @@ pub fn message_text(kind: &MsgKind) -> Option<&str> {
             recognition: Some(r),
             ..
         } if !r.trim().is_empty() => Some(r),
+        _ => None,
+    }
+}
+
+/// The `EventKey` an `event_key:` rule compares: a subscribe event's without its `qrscene_`
+/// prefix (a follow through a QR code with a scene), the others' as sent.
+pub fn event_key(kind: &MsgKind) -> Option<&str> {
+    match kind {
+        MsgKind::Event {
+            event,
+            event_key: Some(key),
+            ..
+        } => {
+            let key = key.trim();
+            if event.trim().eq_ignore_ascii_case("subscribe") {
+                Some(key.strip_prefix("qrscene_").unwrap_or(key))
+            } else {
+                Some(key)
+            }
+        }
         _ => None,
     }
 }
@@ -187,6 +222,7 @@ pub fn decide(set: &RuleSet, msg: &InboundMessage, session: &Session, ctx: &Cont
     if let (Some(name), MsgKind::Event { kf_account, .. }) =
         (event.and_then(agent_event), &msg.kind)
         && decision.rule.is_none()
+        && ctx.detail == Detail::Explained
     {
         let agent = kf_account.as_deref().unwrap_or("?");
         decision.why = match name {
@@ -252,6 +288,7 @@ fn decide_inner(
     ctx: &Context,
 ) -> Decision {
     let now = ctx.unix();
+    let explain = ctx.detail == Detail::Explained;
     let is_text = message_text(&msg.kind).is_some();
     let is_event = matches!(msg.kind, MsgKind::Event { .. });
     // A message type kefu does not know (device messages, new types): answered `success` and
@@ -266,7 +303,11 @@ fn decide_inner(
         && let Some(id) = menu.options.get(choice)
         && let Some(entry) = set.faq().get(id)
     {
-        let why = format!("clarify menu choice {} → faq {}", choice + 1, entry.id);
+        let why = if explain {
+            format!("clarify menu choice {} → faq {}", choice + 1, entry.id)
+        } else {
+            String::new()
+        };
         return faq_answer(entry, Vec::new(), why);
     }
 
@@ -279,7 +320,11 @@ fn decide_inner(
             replies: Vec::new(),
             handoff: true,
             candidates: Vec::new(),
-            why: "user is in a handoff: transferred again".into(),
+            why: if explain {
+                "user is in a handoff: transferred again".into()
+            } else {
+                String::new()
+            },
             session: None,
         };
     }
@@ -288,6 +333,7 @@ fn decide_inner(
     let input = MatchInput {
         msg_type: msg.kind.type_name(),
         event,
+        event_key: event_key(&msg.kind),
         text,
         now: ctx.now,
     };
@@ -308,22 +354,25 @@ fn decide_inner(
         hit => hit,
     };
     if let Some(hit) = hit {
-        return from_rule(
-            set,
-            hit.rule,
-            &hit.captures,
-            hit.why,
+        let why = if explain {
+            set.explain(&hit, &input)
+        } else {
+            String::new()
+        };
+        let text = message_text(&msg.kind).unwrap_or("");
+        let chosen = Chosen::Matched {
+            captures: &hit.captures,
             is_event,
-            false,
-            ctx.pick,
-        );
+        };
+        return from_rule(set, hit.rule, text, chosen, why, ctx);
     }
 
     // 4. The FAQ matcher, for text.
     let mut candidates = Vec::new();
     let mut faq_why = String::new();
     if is_text && !text.is_empty() && !set.faq().is_empty() {
-        let mut verdict = set.faq().ask(text);
+        let faq = set.faq();
+        let mut verdict = faq.ask(text, ctx.detail);
         // A menu answered in words ("公众号", "个体户的") rather than by number: read the reply
         // together with the question that asked for the menu, and answer if that settles it.
         if !matches!(verdict.outcome, FaqOutcome::Answer { .. })
@@ -331,13 +380,15 @@ fn decide_inner(
                 .filter(|m| m.expires_at > now)
                 .and_then(|m| m.question.as_deref())
         {
-            let combined = set.faq().ask(&format!("{question} {text}"));
+            let combined = faq.ask(&format!("{question} {text}"), ctx.detail);
             if matches!(combined.outcome, FaqOutcome::Answer { .. }) {
                 verdict = combined;
-                verdict.why = format!(
-                    "read with the menu's question {question:?}: {}",
-                    verdict.why
-                );
+                if explain {
+                    verdict.why = format!(
+                        "read with the menu's question {question:?}: {}",
+                        verdict.why
+                    );
+                }
             }
         }
         // A follow-up to the user's last FAQ answer ("个体户的呢" after a Mini Program answer):
@@ -345,7 +396,7 @@ fn decide_inner(
         // message alone does.
         if !matches!(verdict.outcome, FaqOutcome::Answer { .. })
             && let Some(last) = session.last_faq.as_ref().filter(|l| l.expires_at > now)
-            && let Some(follow) = set.faq().ask_follow_up(text, &last.faq)
+            && let Some(follow) = faq.ask_follow_up(text, &last.faq, ctx.detail)
         {
             let better = matches!(
                 (&follow.outcome, &verdict.outcome),
@@ -358,18 +409,18 @@ fn decide_inner(
         candidates = verdict.candidates;
         faq_why = verdict.why;
         match verdict.outcome {
-            FaqOutcome::Answer { faq, .. } => {
-                if let Some(entry) = set.faq().get(&faq) {
+            FaqOutcome::Answer { entry, .. } => {
+                if let Some(entry) = faq.entry(entry) {
                     return faq_answer(entry, candidates, faq_why);
                 }
             }
             FaqOutcome::Clarify { options } if !options.is_empty() => {
-                let options: Vec<String> = options.into_iter().take(3).collect();
+                let options = faq.ids(options.get(..3).unwrap_or(&options));
                 return Decision {
                     rule: None,
                     faq: None,
                     action: Action::Clarify,
-                    replies: vec![OutboundMessage::text(set.faq().menu_text(&options))],
+                    replies: vec![OutboundMessage::text(faq.menu_text(&options))],
                     handoff: false,
                     candidates,
                     why: faq_why,
@@ -398,16 +449,12 @@ fn decide_inner(
         && !is_unknown
         && let Some(rule) = set.pick_default(&ctx.now, misses)
     {
-        let mut d = from_rule(
-            set,
-            rule,
-            &Captures::new(),
-            String::new(),
-            false,
-            true,
-            ctx.pick,
-        );
+        let text = message_text(&msg.kind).unwrap_or("");
+        let mut d = from_rule(set, rule, text, Chosen::Default, String::new(), ctx);
         d.candidates = candidates;
+        if !explain {
+            return d;
+        }
         let counted = if rule.misses > 0 {
             format!(" (miss {misses} in a row)")
         } else {
@@ -432,6 +479,7 @@ fn decide_inner(
             handoff: false,
             candidates,
             why: match event {
+                _ if !explain => String::new(),
                 Some(e) => format!("event {e}: no rule for it, answered success"),
                 None => format!(
                     "message type {} is not one kefu answers: logged, answered success",
@@ -450,7 +498,9 @@ fn decide_inner(
         replies: Vec::new(),
         handoff: false,
         candidates,
-        why: if faq_why.is_empty() {
+        why: if !explain {
+            String::new()
+        } else if faq_why.is_empty() {
             "no rule matched and there is no default rule".into()
         } else {
             format!("no rule matched, {faq_why}, and there is no default rule")
@@ -485,19 +535,46 @@ fn menu_choice(text: &str, options: usize) -> Option<usize> {
     (1..=options).contains(&n).then(|| n - 1)
 }
 
+/// How a rule came to decide.
+enum Chosen<'a> {
+    /// It matched the message: its captures fill the replies; an event is never handed off.
+    Matched {
+        captures: &'a Captures,
+        is_event: bool,
+    },
+    /// It is the default rule, applied because nothing else answered.
+    Default,
+}
+
 /// The decision a rule makes.
 fn from_rule(
     set: &RuleSet,
     rule: &Rule,
-    captures: &Captures,
+    text: &str,
+    chosen: Chosen<'_>,
     why: String,
-    is_event: bool,
-    is_default: bool,
-    pick: u64,
+    ctx: &Context,
 ) -> Decision {
+    let no_captures = Captures::new();
+    let (captures, is_event, is_default) = match chosen {
+        Chosen::Matched { captures, is_event } => (captures, is_event, false),
+        Chosen::Default => (&no_captures, false, true),
+    };
+    let pick = ctx.pick;
     let action = &rule.action;
     let mut replies = Vec::new();
-    if action.reply_all {
+    if let Some(fetch) = &action.fetch {
+        // The reply is composed from the backend's answer by whoever makes the call.
+        let pick = usize::try_from(pick % action.replies.len().max(1) as u64).unwrap_or(0);
+        if let Some(template) = action.replies.get(pick) {
+            replies.push(OutboundMessage::Fetch(Box::new(FetchReply {
+                rule: rule.id.clone(),
+                request: fetch.request(captures, text),
+                template: template.clone(),
+                fallback: fetch.fallback.clone(),
+            })));
+        }
+    } else if action.reply_all {
         replies.extend(
             action
                 .replies
@@ -536,7 +613,7 @@ fn from_rule(
         replies,
         handoff,
         candidates: Vec::new(),
-        why: if why.is_empty() {
+        why: if why.is_empty() && ctx.detail == Detail::Explained {
             format!("rule {}", rule.id)
         } else {
             why
@@ -588,7 +665,7 @@ mod tests {
 
     fn ctx() -> Context {
         // 2026-12-01 10:00 in Shanghai, a Tuesday.
-        Context::at_unix(1_796_090_400, chrono_tz::Asia::Shanghai, 30, 600)
+        Context::at_unix(1_796_090_400, chrono_tz::Asia::Shanghai, 30, 600).explained()
     }
 
     const SET: &str = "rules:
@@ -832,6 +909,24 @@ faq:
                 "{step}: {}",
                 d.why
             );
+            assert!(!d.why.is_empty(), "{step}: a tool's decision says why");
+            // A push asks for the outcome alone: the same decision, nothing explained.
+            let quiet = Context {
+                detail: Detail::Outcome,
+                ..ctx()
+            };
+            let push = decide(&set, &text(text_in), &session, &quiet);
+            assert_eq!(
+                (&push.action, &push.rule, &push.faq, &push.replies),
+                (&d.action, &d.rule, &d.faq, &d.replies),
+                "{step}"
+            );
+            assert_eq!(
+                (push.handoff, &push.session),
+                (d.handoff, &d.session),
+                "{step}"
+            );
+            assert!(push.why.is_empty() && push.candidates.is_empty(), "{step}");
         }
         // And with no default rule: nothing.
         let bare = rules("rules:\n  - id: low\n    keywords: [注销]\n    reply: r\n");

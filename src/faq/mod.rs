@@ -97,13 +97,14 @@ pub struct Candidate {
     pub score: f32,
 }
 
-/// What the matcher makes of a message.
+/// What the matcher makes of a message. Entries are named by their index in
+/// [`FaqIndex::entries`] (see [`FaqIndex::entry`]).
 #[derive(Debug, Clone, PartialEq)]
 pub enum FaqOutcome {
     /// Good enough and clearly ahead.
-    Answer { faq: String, score: f32 },
+    Answer { entry: usize, score: f32 },
     /// Ask the user to choose among these entries (at most 3).
-    Clarify { options: Vec<String> },
+    Clarify { options: Vec<usize> },
     /// Nothing good enough: the default rule applies.
     NoMatch,
 }
@@ -125,14 +126,26 @@ struct FollowUp {
     topics: Vec<usize>,
 }
 
+/// How much a caller wants to know of a verdict: a push needs only the outcome; `kefu try`,
+/// `kefu eval` and the console also show why, and the best candidates. The caller pays only for
+/// what it asks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Detail {
+    /// The outcome alone: `candidates` and `why` stay empty.
+    #[default]
+    Outcome,
+    /// The outcome, the best candidates and one line on why.
+    Explained,
+}
+
 /// The matcher's verdict with the scores behind it.
 #[derive(Debug, Clone)]
 pub struct FaqVerdict {
     /// What to do.
     pub outcome: FaqOutcome,
-    /// Best entries, best first (for `kefu try` and the log).
+    /// Best entries, best first (with [`Detail::Explained`] only).
     pub candidates: Vec<Candidate>,
-    /// One line for an operator.
+    /// One line for an operator (with [`Detail::Explained`] only).
     pub why: String,
 }
 
@@ -205,6 +218,11 @@ impl FaqIndex {
         self.entries.iter().find(|e| e.id == id)
     }
 
+    /// The entry at `index` (as a [`FaqOutcome`] names it).
+    pub fn entry(&self, index: usize) -> Option<&FaqEntry> {
+        self.entries.get(index)
+    }
+
     /// Every entry, in load order.
     pub fn entries(&self) -> &[FaqEntry] {
         &self.entries
@@ -233,8 +251,8 @@ impl FaqIndex {
     /// 5. otherwise the eligible entries within `min_margin` of the best and above
     ///    `clarify_min_score` are offered as a menu (up to 3);
     /// 6. otherwise no match.
-    pub fn ask(&self, normalized: &str) -> FaqVerdict {
-        self.decide(normalized, None)
+    pub fn ask(&self, normalized: &str, detail: Detail) -> FaqVerdict {
+        self.decide(normalized, None, detail)
     }
 
     /// Reads a follow-up to the answer `last` (an entry id), on `last`'s topic:
@@ -246,7 +264,12 @@ impl FaqIndex {
     ///   kind taken out ("个体工商户的如何注销").
     ///
     /// `None` when the message is no such follow-up: it is then read alone ([`Self::ask`]).
-    pub fn ask_follow_up(&self, normalized: &str, last: &str) -> Option<FaqVerdict> {
+    pub fn ask_follow_up(
+        &self,
+        normalized: &str,
+        last: &str,
+        detail: Detail,
+    ) -> Option<FaqVerdict> {
         let e = self.entries.iter().position(|x| x.id == last)?;
         let topics = self.matcher.entry_topics.get(e)?.clone();
         if topics.is_empty() {
@@ -294,21 +317,26 @@ impl FaqIndex {
             return None;
         };
         let context = FollowUp { topics };
-        let mut verdict = self.decide(&text, Some(&context));
-        verdict.why = format!(
-            "follow-up to {last}, read on its topic{with}: {}",
-            verdict.why
-        );
+        let mut verdict = self.decide(&text, Some(&context), detail);
+        if detail == Detail::Explained {
+            verdict.why = format!(
+                "follow-up to {last}, read on its topic{with}: {}",
+                verdict.why
+            );
+        }
         Some(verdict)
     }
 
-    fn decide(&self, normalized: &str, follow_up: Option<&FollowUp>) -> FaqVerdict {
+    fn decide(&self, normalized: &str, follow_up: Option<&FollowUp>, detail: Detail) -> FaqVerdict {
+        let explain = detail == Detail::Explained;
         let scored = self.matcher.score(normalized);
-        let read_as = if scored.canonical == normalized {
+        let read_as = if !explain || scored.canonical == normalized {
             String::new()
         } else {
             format!("; read as \"{}\"", scored.canonical)
         };
+        // The explanation, rendered only when asked for.
+        let why = |render: &dyn Fn() -> String| if explain { render() } else { String::new() };
 
         // 2. which topics the message is on; which entries may answer
         let on_topic: Vec<bool> = self
@@ -344,34 +372,40 @@ impl FaqIndex {
             .collect();
         // best first; ties keep load order
         ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-        let candidates: Vec<Candidate> = ranked
-            .iter()
-            .take(self.settings.max_candidates)
-            .map(|&(e, score)| Candidate {
-                faq: self.id_of(e),
-                score,
-            })
-            .collect();
+        let candidates: Vec<Candidate> = if explain {
+            ranked
+                .iter()
+                .take(self.settings.max_candidates)
+                .map(|&(e, score)| Candidate {
+                    faq: self.id_of(e),
+                    score,
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
 
         // 1. an entry's own phrasing: no topic, kind or margin overrides it
         if let Some(e) = scored.exact {
             let score = scored.scores.get(e).copied().unwrap_or(0.0);
-            let id = self.id_of(e);
             return FaqVerdict {
-                outcome: FaqOutcome::Answer {
-                    faq: id.clone(),
-                    score,
-                },
+                outcome: FaqOutcome::Answer { entry: e, score },
                 candidates,
-                why: format!("faq {id}: the message is one of its own phrasings{read_as}"),
+                why: why(&|| {
+                    format!(
+                        "faq {}: the message is one of its own phrasings{read_as}",
+                        self.id_of(e)
+                    )
+                }),
             };
         }
 
         let s = &self.settings;
-        let (next_id, next_score) = match ranked.get(1) {
-            Some(&(e, score)) => (self.id_of(e), score),
-            None => ("none".to_string(), 0.0),
+        let (next, next_score) = match ranked.get(1) {
+            Some(&(e, score)) => (Some(e), score),
+            None => (None, 0.0),
         };
+        let next_id = || next.map_or_else(|| "none".to_string(), |e| self.id_of(e));
         let confident = ranked.first().is_some_and(|&(_, best)| {
             best >= s.confident_score.max(s.min_score) && best - next_score >= s.min_margin - 1e-6
         });
@@ -382,70 +416,47 @@ impl FaqIndex {
                 && on_topic.get(t).copied().unwrap_or(false)
                 && !scored.has_any(&topic.specific)
             {
-                let options: Vec<String> = topic.options.iter().map(|&e| self.id_of(e)).collect();
-                let why = format!(
-                    "on topic {} ({}) without a word saying which case: menu{read_as}",
-                    topic.id,
-                    self.words_present(&scored, &topic.when)
-                );
                 return FaqVerdict {
-                    outcome: FaqOutcome::Clarify { options },
+                    outcome: FaqOutcome::Clarify {
+                        options: topic.options.clone(),
+                    },
                     candidates,
-                    why,
+                    why: why(&|| {
+                        format!(
+                            "on topic {} ({}) without a word saying which case: menu{read_as}",
+                            topic.id,
+                            self.words_present(&scored, &topic.when)
+                        )
+                    }),
                 };
             }
         }
 
         let Some(&(best, best_score)) = ranked.first() else {
-            let vetoed: Vec<String> = self
-                .matcher
-                .topics
-                .iter()
-                .filter(|t| scored.has_any(&t.when) && !scored.on_topic(&t.when, &t.not))
-                .map(|t| {
-                    format!(
-                        "{} ({}) but also {}",
-                        t.id,
-                        self.words_present(&scored, &t.when),
-                        self.words_present(&scored, &t.not)
-                    )
-                })
-                .collect();
-            let why = if !vetoed.is_empty() {
-                format!("off topic: {}{read_as}", vetoed.join("; "))
-            } else if self.matcher.topics.is_empty() || on_topic.iter().any(|&t| t) {
-                format!("no FAQ entry shares a word with the message{read_as}")
-            } else {
-                let words: Vec<&str> = self
-                    .matcher
-                    .topics
-                    .iter()
-                    .flat_map(|t| t.when.iter().map(|&w| self.matcher.word(w)))
-                    .collect();
-                format!("off topic: none of {}{read_as}", words.join("/"))
-            };
             return FaqVerdict {
                 outcome: FaqOutcome::NoMatch,
                 candidates,
-                why,
+                why: why(&|| self.why_no_candidate(&scored, &on_topic, &read_as)),
             };
         };
-        let best_id = self.id_of(best);
 
         // 4. clear winner
         let margin = best_score - next_score;
         if best_score >= s.min_score && margin >= s.min_margin - 1e-6 {
-            let why = format!(
-                "faq {best_id} {best_score:.3} (next {next_id} {next_score:.3}, margin {margin:.3} >= {:.2}){read_as}",
-                s.min_margin
-            );
             return FaqVerdict {
                 outcome: FaqOutcome::Answer {
-                    faq: best_id,
+                    entry: best,
                     score: best_score,
                 },
                 candidates,
-                why,
+                why: why(&|| {
+                    format!(
+                        "faq {} {best_score:.3} (next {} {next_score:.3}, margin {margin:.3} >= {:.2}){read_as}",
+                        self.id_of(best),
+                        next_id(),
+                        s.min_margin
+                    )
+                }),
             };
         }
 
@@ -459,33 +470,67 @@ impl FaqIndex {
             .take(MAX_OPTIONS)
             .collect();
         if close.len() >= 2 {
-            let listed: Vec<String> = close
-                .iter()
-                .map(|&(e, score)| format!("{} {score:.3}", self.id_of(e)))
-                .collect();
-            let why = format!(
-                "close call, margin {margin:.3} < {:.2}: {}{read_as}",
-                s.min_margin,
-                listed.join(", ")
-            );
             return FaqVerdict {
                 outcome: FaqOutcome::Clarify {
-                    options: close.iter().map(|&(e, _)| self.id_of(e)).collect(),
+                    options: close.iter().map(|&(e, _)| e).collect(),
                 },
                 candidates,
-                why,
+                why: why(&|| {
+                    let listed: Vec<String> = close
+                        .iter()
+                        .map(|&(e, score)| format!("{} {score:.3}", self.id_of(e)))
+                        .collect();
+                    format!(
+                        "close call, margin {margin:.3} < {:.2}: {}{read_as}",
+                        s.min_margin,
+                        listed.join(", ")
+                    )
+                }),
             };
         }
 
         // 6. nothing good enough
-        let why = format!(
-            "best {best_id} {best_score:.3} below min_score {:.2}{read_as}",
-            s.min_score
-        );
         FaqVerdict {
             outcome: FaqOutcome::NoMatch,
             candidates,
-            why,
+            why: why(&|| {
+                format!(
+                    "best {} {best_score:.3} below min_score {:.2}{read_as}",
+                    self.id_of(best),
+                    s.min_score
+                )
+            }),
+        }
+    }
+
+    /// Why no entry was eligible at all: off topic, or no shared word.
+    fn why_no_candidate(&self, scored: &Scored, on_topic: &[bool], read_as: &str) -> String {
+        let vetoed: Vec<String> = self
+            .matcher
+            .topics
+            .iter()
+            .filter(|t| scored.has_any(&t.when) && !scored.on_topic(&t.when, &t.not))
+            .map(|t| {
+                format!(
+                    "{} ({}) but also {}",
+                    t.id,
+                    self.words_present(scored, &t.when),
+                    self.words_present(scored, &t.not)
+                )
+            })
+            .collect();
+        if !vetoed.is_empty() {
+            format!("off topic: {}{read_as}", vetoed.join("; "))
+        } else if self.matcher.topics.is_empty() || on_topic.iter().any(|&t| t) {
+            format!("no FAQ entry shares a word with the message{read_as}")
+        } else {
+            let words: Vec<&str> = self
+                .matcher
+                .topics
+                .iter()
+                .flat_map(|t| t.when.iter().map(|&w| self.matcher.word(w)))
+                .collect();
+            format!("off topic: none of {}{read_as}", words.join("/"))
         }
     }
 
@@ -503,6 +548,11 @@ impl FaqIndex {
             .map(|&w| self.matcher.word(w))
             .collect();
         found.join(", ")
+    }
+
+    /// The ids of entries named by index (a clarify menu's options, as a session keeps them).
+    pub fn ids(&self, entries: &[usize]) -> Vec<String> {
+        entries.iter().map(|&e| self.id_of(e)).collect()
     }
 
     /// The text of a clarify menu listing these entries as 1., 2., 3.

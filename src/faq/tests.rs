@@ -70,14 +70,59 @@ fn shipped() -> FaqIndex {
     shipped_tuned(Tuning::default(), &FaqSettings::default())
 }
 
+/// A verdict with its entries named by id, as the tests write them.
+#[derive(Debug)]
+struct Verdict {
+    outcome: Said,
+    candidates: Vec<Candidate>,
+    why: String,
+}
+
+/// [`FaqOutcome`] with entries named by id.
+#[derive(Debug, Clone, PartialEq)]
+enum Said {
+    Answer { faq: String, score: f32 },
+    Clarify { options: Vec<String> },
+    NoMatch,
+}
+
+fn view(index: &FaqIndex, verdict: FaqVerdict) -> Verdict {
+    let outcome = match verdict.outcome {
+        FaqOutcome::Answer { entry, score } => Said::Answer {
+            faq: index.ids(&[entry]).concat(),
+            score,
+        },
+        FaqOutcome::Clarify { options } => Said::Clarify {
+            options: index.ids(&options),
+        },
+        FaqOutcome::NoMatch => Said::NoMatch,
+    };
+    Verdict {
+        outcome,
+        candidates: verdict.candidates,
+        why: verdict.why,
+    }
+}
+
+/// The explained verdict, as `kefu try` shows it.
+fn ask(index: &FaqIndex, normalized: &str) -> Verdict {
+    view(index, index.ask(normalized, Detail::Explained))
+}
+
+fn follow_up(index: &FaqIndex, normalized: &str, last: &str) -> Option<Verdict> {
+    index
+        .ask_follow_up(normalized, last, Detail::Explained)
+        .map(|v| view(index, v))
+}
+
 /// What `kefu eval` would record for the FAQ matcher alone.
 pub(crate) fn decision(index: &FaqIndex, q: &str) -> EvalDecision {
-    let verdict = index.ask(&normalize(q));
+    let verdict = ask(index, &normalize(q));
     let score = verdict.candidates.first().map(|c| c.score);
     let action = match verdict.outcome {
-        FaqOutcome::Answer { faq, .. } => EvalAction::Faq { faq },
-        FaqOutcome::Clarify { options } => EvalAction::Clarify { options },
-        FaqOutcome::NoMatch => EvalAction::Other {
+        Said::Answer { faq, .. } => EvalAction::Faq { faq },
+        Said::Clarify { options } => EvalAction::Clarify { options },
+        Said::NoMatch => EvalAction::Other {
             label: "no match".into(),
         },
     };
@@ -385,7 +430,7 @@ fn explain() {
     };
     for set in sets {
         for case in eval::load_cases(Path::new(&set)).unwrap() {
-            let v = index.ask(&normalize(&case.q));
+            let v = ask(&index, &normalize(&case.q));
             let c: Vec<String> = v
                 .candidates
                 .iter()
@@ -444,13 +489,13 @@ fn tune() {
 
 // --- behaviour, table-driven ---------------------------------------------------------------------
 
-fn outcome(index: &FaqIndex, q: &str) -> FaqOutcome {
-    index.ask(&normalize(q)).outcome
+fn outcome(index: &FaqIndex, q: &str) -> Said {
+    ask(index, &normalize(q)).outcome
 }
 
 fn answered(index: &FaqIndex, q: &str) -> Option<String> {
     match outcome(index, q) {
-        FaqOutcome::Answer { faq, .. } => Some(faq),
+        Said::Answer { faq, .. } => Some(faq),
         _ => None,
     }
 }
@@ -478,14 +523,14 @@ fn off_topic_messages_never_get_an_answer_or_a_menu() {
         "怎么删除公众号里的文章",
     ];
     for q in off_topic {
-        assert_eq!(outcome(&index, q), FaqOutcome::NoMatch, "{q}");
+        assert_eq!(outcome(&index, q), Said::NoMatch, "{q}");
     }
 }
 
 #[test]
 fn deregistration_without_account_type_offers_the_topic_menu() {
     let index = shipped();
-    let menu = FaqOutcome::Clarify {
+    let menu = Said::Clarify {
         options: vec![
             "mp-dereg-general".into(),
             "oa-dereg-general".into(),
@@ -520,7 +565,7 @@ fn a_case_named_without_account_type_offers_both_accounts() {
     ];
     for (q, expected) in cases {
         match outcome(&index, q) {
-            FaqOutcome::Clarify { options } => {
+            Said::Clarify { options } => {
                 for id in expected {
                     assert!(options.iter().any(|o| o == id), "{q}: {options:?}");
                 }
@@ -553,7 +598,7 @@ fn synonyms_users_write_reach_the_same_entry() {
 #[test]
 fn verdicts_explain_themselves_and_list_scores_in_range() {
     let index = shipped();
-    let v = index.ask(&normalize("个体工商户小程序注销流程"));
+    let v = ask(&index, &normalize("个体工商户小程序注销流程"));
     assert!(v.why.starts_with("faq mp-dereg-individual "), "{}", v.why);
     assert!(
         v.why.contains("read as \"个体户小程序注销流程\""),
@@ -570,8 +615,8 @@ fn verdicts_explain_themselves_and_list_scores_in_range() {
     }
     assert!(v.candidates.windows(2).all(|w| w[0].score >= w[1].score));
 
-    let v = index.ask(&normalize("公众号怎么关闭评论"));
-    assert_eq!(v.outcome, FaqOutcome::NoMatch);
+    let v = ask(&index, &normalize("公众号怎么关闭评论"));
+    assert_eq!(v.outcome, Said::NoMatch);
     assert!(
         v.why
             .contains("off topic: deregistration (注销) but also 评论"),
@@ -580,10 +625,10 @@ fn verdicts_explain_themselves_and_list_scores_in_range() {
     );
     assert!(v.candidates.is_empty());
 
-    let v = index.ask(&normalize("小程序怎么上线"));
+    let v = ask(&index, &normalize("小程序怎么上线"));
     assert!(v.why.starts_with("off topic: none of 注销"), "{}", v.why);
 
-    let v = index.ask(&normalize("注销需要什么"));
+    let v = ask(&index, &normalize("注销需要什么"));
     assert!(
         v.why.contains("without a word saying which case"),
         "{}",
@@ -599,10 +644,7 @@ fn thresholds_come_from_the_settings() {
         ..FaqSettings::default()
     };
     let index = shipped_tuned(Tuning::default(), &strict);
-    assert_eq!(
-        outcome(&index, "个体户小程序注销要什么东西"),
-        FaqOutcome::NoMatch
-    );
+    assert_eq!(outcome(&index, "个体户小程序注销要什么东西"), Said::NoMatch);
     let lax_margin = FaqSettings {
         min_margin: 0.0,
         ..FaqSettings::default()
@@ -610,7 +652,7 @@ fn thresholds_come_from_the_settings() {
     let index = shipped_tuned(Tuning::default(), &lax_margin);
     assert!(matches!(
         outcome(&index, "个体户怎么注销"),
-        FaqOutcome::Answer { .. }
+        Said::Answer { .. }
     ));
 }
 
@@ -644,7 +686,7 @@ fn an_empty_source_builds_an_index_that_matches_nothing() {
     assert!(diagnostics.is_empty());
     let index = index.unwrap();
     assert!(index.is_empty());
-    assert_eq!(outcome(&index, "怎么注销小程序"), FaqOutcome::NoMatch);
+    assert_eq!(outcome(&index, "怎么注销小程序"), Said::NoMatch);
 }
 
 #[test]
@@ -665,11 +707,11 @@ proptest::proptest! {
     #[test]
     fn ask_never_panics_and_scores_stay_in_range(text in "\\PC{0,60}") {
         let index = shipped_index_cached();
-        let v = index.ask(&normalize(&text));
+        let v = ask(index, &normalize(&text));
         for c in &v.candidates {
             proptest::prop_assert!((0.0..=1.0).contains(&c.score));
         }
-        if let FaqOutcome::Clarify { options } = &v.outcome {
+        if let Said::Clarify { options } = &v.outcome {
             proptest::prop_assert!(!options.is_empty() && options.len() <= MAX_OPTIONS);
         }
     }
@@ -731,12 +773,12 @@ fn an_account_kind_is_never_crossed() {
         "公众号主体已经注销了",
         "订阅号个体户怎么注销",
     ] {
-        if let FaqOutcome::Answer { faq, .. } = outcome(&index, q) {
+        if let Said::Answer { faq, .. } = outcome(&index, q) {
             assert!(!faq.starts_with("mp-"), "{q}: {faq}");
         }
     }
     for q in ["小程序认证失败了管理员会释放吗", "个体户小程序注销"] {
-        if let FaqOutcome::Answer { faq, .. } = outcome(&index, q) {
+        if let Said::Answer { faq, .. } = outcome(&index, q) {
             assert!(!faq.starts_with("oa-"), "{q}: {faq}");
         }
     }
@@ -807,23 +849,21 @@ fn a_long_story_before_the_question_is_read_by_its_question() {
     // story, the account is what is closed.
     let q = "我之前开了个订阅号写写文章，后来工作忙就没更新了，现在想把这个号注销掉";
     assert_eq!(answered(&index, q).as_deref(), Some("oa-dereg-general"));
-    assert_eq!(outcome(&index, "公众号的文章怎么关闭"), FaqOutcome::NoMatch);
+    assert_eq!(outcome(&index, "公众号的文章怎么关闭"), Said::NoMatch);
 }
 
 #[test]
 fn a_follow_up_naming_only_a_situation_takes_the_kind_of_the_last_answer() {
     let index = shipped();
-    let follow = |q: &str, last: &str| index.ask_follow_up(&normalize(q), last).map(|v| v.outcome);
+    let follow = |q: &str, last: &str| follow_up(&index, &normalize(q), last).map(|v| v.outcome);
     let answer = |id: &str| {
-        Some(FaqOutcome::Answer {
+        Some(Said::Answer {
             faq: id.into(),
             score: 0.0,
         })
     };
-    let same = |got: Option<FaqOutcome>, want: Option<FaqOutcome>| match (got, want) {
-        (Some(FaqOutcome::Answer { faq: a, .. }), Some(FaqOutcome::Answer { faq: b, .. })) => {
-            a == b
-        }
+    let same = |got: Option<Said>, want: Option<Said>| match (got, want) {
+        (Some(Said::Answer { faq: a, .. }), Some(Said::Answer { faq: b, .. })) => a == b,
         (a, b) => a == b,
     };
     assert!(same(
@@ -844,7 +884,7 @@ fn a_follow_up_naming_only_a_situation_takes_the_kind_of_the_last_answer() {
     ));
     // No kind to carry (the confirmation period is about both): both entries are offered.
     match follow("个体户的呢", "dereg-confirm-period") {
-        Some(FaqOutcome::Clarify { options }) => {
+        Some(Said::Clarify { options }) => {
             assert!(
                 options.contains(&"mp-dereg-individual".to_string()),
                 "{options:?}"
@@ -920,9 +960,9 @@ fn a_topic_never_overrides_a_confident_match_on_an_entrys_own_phrasing() {
     );
     assert_eq!(answered(&index, "VIP怎么开？").as_deref(), Some("vip-open"));
     // close to an entry's phrasing and clearly ahead (at least `confident_score`)
-    let v = index.ask(&normalize("我不想再续会员了"));
+    let v = ask(&index, &normalize("我不想再续会员了"));
     assert!(
-        matches!(&v.outcome, FaqOutcome::Answer { faq, score } if faq == "vip-cancel" && *score >= 0.8),
+        matches!(&v.outcome, Said::Answer { faq, score } if faq == "vip-cancel" && *score >= 0.8),
         "{v:?}"
     );
     // …which is what decides: with a higher bar, the same message gets the menu
@@ -933,16 +973,13 @@ fn a_topic_never_overrides_a_confident_match_on_an_entrys_own_phrasing() {
     let (index_strict, _) = FaqIndex::build(source_from_yaml("shop.yaml", MEMBERSHIP), &strict);
     assert!(matches!(
         outcome(&index_strict.unwrap(), "我不想再续会员了"),
-        FaqOutcome::Clarify { .. }
+        Said::Clarify { .. }
     ));
     // the topic still asks when nothing is confident
-    assert!(matches!(
-        outcome(&index, "会员"),
-        FaqOutcome::Clarify { .. }
-    ));
+    assert!(matches!(outcome(&index, "会员"), Said::Clarify { .. }));
     assert!(matches!(
         outcome(&index, "会员的事想问一下"),
-        FaqOutcome::Clarify { .. }
+        Said::Clarify { .. }
     ));
 }
 

@@ -35,6 +35,8 @@ pub struct State {
     pub metrics: Metrics,
     /// Whether the store works (`/healthz`, `kefu_store_errors_total`).
     pub store_health: Arc<health::StoreHealth>,
+    /// Calls operators' backends for `fetch` rules (an Official Account's passive reply).
+    pub fetcher: crate::fetch::Fetcher,
 }
 
 /// Routes of the public listener.

@@ -20,7 +20,7 @@ use crate::clock::unix_now;
 use crate::config::{AppConfig, AppKind, Mode};
 use crate::dispatch::{self, Context, Decision};
 use crate::metrics::AppLabels;
-use crate::outbound::OutboundMessage;
+use crate::outbound::{MAX_TEXT_BYTES, OutboundMessage, split_long_texts};
 use crate::protocol::message::{parse_envelope, parse_message};
 use crate::protocol::{Format, InboundMessage, MsgKind, crypto, reply, signature};
 use crate::rules::reload::RulesHandle;
@@ -32,6 +32,8 @@ use crate::store::{
 const ANSWER_DEADLINE: Duration = Duration::from_millis(4500);
 /// How much of an oversized body is drained before the connection is given up.
 const DRAIN_CAP: usize = 8 * 1024 * 1024;
+/// What an Official Account's fetch leaves of the answer budget for the commit and the answer.
+const FETCH_RESERVE: Duration = Duration::from_millis(700);
 
 /// One configured app with its live rules.
 pub struct AppRuntime {
@@ -368,6 +370,11 @@ async fn process(
     )
     .with_pick(rand::random());
     let mut decision = dispatch::decide(&rules, &msg, &session, &ctx);
+    if app.config.kind == AppKind::OfficialAccount {
+        // The passive reply carries the fetched text: the call waits, within the answer budget.
+        let budget_end = deadline - FETCH_RESERVE;
+        fetch_inline(app_id, &msg, &mut decision.replies, state, budget_end).await;
+    }
     // The bot's side of the conversation log, before `answer` takes the replies.
     let bot_side: Vec<String> = decision.replies.iter().map(|r| r.preview()).collect();
     let (memo, outbox) = answer(app, &envelope, &msg, &mut decision, now);
@@ -442,6 +449,28 @@ async fn process(
 }
 
 /// The one log line of an answered push.
+/// An Official Account's fetch replies, made now (each within its `timeout_ms` and what is left
+/// of the answer budget) and replaced by their text, so that the first can be the passive reply.
+async fn fetch_inline(
+    app: &str,
+    msg: &InboundMessage,
+    replies: &mut [OutboundMessage],
+    state: &State,
+    budget_end: tokio::time::Instant,
+) {
+    for reply in replies.iter_mut() {
+        if let OutboundMessage::Fetch(fetch) = reply {
+            let budget = budget_end.saturating_duration_since(tokio::time::Instant::now());
+            let caller = crate::fetch::Caller {
+                app,
+                openid: &msg.from_user_name,
+            };
+            let composed = state.fetcher.compose(caller, fetch, Some(budget)).await;
+            *reply = OutboundMessage::text(composed.text);
+        }
+    }
+}
+
 fn log_push(app: &str, msg: &InboundMessage, decision: &Decision, started: Instant) {
     tracing::info!(
         app,
@@ -472,8 +501,10 @@ fn answer(
             envelope.format,
         ))
     } else if app.config.kind == AppKind::OfficialAccount
-        && matches!(outbox.first(), Some(OutboundMessage::Text { .. }))
+        && matches!(outbox.first(), Some(OutboundMessage::Text { content }) if content.len() <= MAX_TEXT_BYTES)
     {
+        // A text too long for one message goes whole through the send API, in parts, so that
+        // its parts cannot arrive out of order around a passive reply.
         // An official account answers its first text passively, in the response (XML).
         match outbox.remove(0) {
             OutboundMessage::Text { content } => {
@@ -484,6 +515,7 @@ fn answer(
     } else {
         None
     };
+    let outbox = split_long_texts(outbox);
     let memo = match plain {
         None => Memo {
             content_type: None,

@@ -17,6 +17,8 @@ use crate::outbound::OutboundMessage;
 use crate::text::normalize;
 
 use super::RuleAction;
+use super::fetch::{self as fetch_spec, FetchAction, LoadOptions};
+use super::files;
 use super::load::{ParsedRule, locate};
 use super::model::{Texts, texts};
 use super::schedule::{Schedule, parse_day, parse_time};
@@ -48,6 +50,8 @@ pub struct Conditions {
     pub msg_type: String,
     /// Lower case; only for `event` rules.
     pub event: Option<String>,
+    /// `event_key`: any one equals the event's key (as written, trimmed).
+    pub event_keys: Vec<String>,
     /// When the rule applies.
     pub schedule: Option<Schedule>,
     /// Whether the rule wrote any condition at all (a rule without one is an error).
@@ -161,8 +165,14 @@ impl At<'_> {
 }
 
 /// Checks one rule on its own; every problem goes to `diagnostics`. The draft is returned even
-/// when something is wrong, so that later checks still run on what is valid.
-pub fn draft(rule: &ParsedRule, diagnostics: &mut Vec<Diagnostic>) -> Draft {
+/// when something is wrong, so that later checks still run on what is valid. `dir` is the rules
+/// folder (image files are relative to it).
+pub fn draft(
+    rule: &ParsedRule,
+    dir: &Path,
+    options: &LoadOptions,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> Draft {
     let at = At {
         path: &rule.path,
         rule: &rule.location,
@@ -270,6 +280,35 @@ pub fn draft(rule: &ParsedRule, diagnostics: &mut Vec<Diagnostic>) -> Draft {
             conditions.event = Some(value);
         }
     }
+    if let Some(keys) = &spec.event_key {
+        written.push("event_key");
+        let items = at.items(keys);
+        if items.is_empty() {
+            diagnostics.push(Diagnostic::error(
+                at.span(keys.span()),
+                "`event_key` is an empty list: the rule could never match",
+            ));
+        }
+        for item in items {
+            let key = item.value.trim().to_string();
+            if key.is_empty() {
+                diagnostics.push(Diagnostic::error(item.location, "empty `event_key`"));
+            } else {
+                conditions.event_keys.push(key);
+            }
+        }
+        if spec.msg_type.is_some() && conditions.msg_type != "event" {
+            diagnostics.push(Diagnostic::error(
+                at.span(keys.span()),
+                format!(
+                    "`event_key` applies only to `msg_type: event`, not `{}`",
+                    conditions.msg_type
+                ),
+            ));
+        } else {
+            conditions.msg_type = "event".into();
+        }
+    }
     if let Some(schedule) = &spec.schedule {
         written.push("schedule");
         conditions.schedule = parse_schedule(&at, schedule, diagnostics);
@@ -329,7 +368,8 @@ pub fn draft(rule: &ParsedRule, diagnostics: &mut Vec<Diagnostic>) -> Draft {
         }
     });
     action.faq = faq.as_ref().map(|f| f.value.clone());
-    action.media = media(&at, rule, diagnostics);
+    action.media = media(&at, rule, dir, options, diagnostics);
+    action.fetch = fetch(&at, rule, options, diagnostics);
 
     let has_action = !action.replies.is_empty()
         || action.faq.is_some()
@@ -474,36 +514,213 @@ fn parse_schedule(
     }
 }
 
+/// `fetch` and `fallback`, checked: method, timeout, `${VAR}` (a missing one is an error),
+/// the host against `fetch_hosts`, and that there is a reply template and a fallback.
+fn fetch(
+    at: &At<'_>,
+    rule: &ParsedRule,
+    options: &LoadOptions,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> Option<FetchAction> {
+    let spec = &rule.spec;
+    let Some(fetch) = &spec.fetch else {
+        if let Some(fallback) = &spec.fallback {
+            diagnostics.push(Diagnostic::error(
+                at.span(fallback.span()),
+                "`fallback` applies only to a rule with `fetch`",
+            ));
+        }
+        return None;
+    };
+    let location = at.span(fetch.span());
+    let before = diagnostics.len();
+    let mut error =
+        |at: Location, message: String| diagnostics.push(Diagnostic::error(at, message));
+    let method = match &fetch.method {
+        None => "GET".to_string(),
+        Some(m) => {
+            let value = m.trim().to_ascii_uppercase();
+            if value != "GET" && value != "POST" {
+                error(
+                    at.span(m.span()),
+                    format!("`fetch.method` must be GET or POST, not {:?}", m.as_str()),
+                );
+            }
+            value
+        }
+    };
+    let timeout_ms = match &fetch.timeout_ms {
+        None => fetch_spec::DEFAULT_TIMEOUT_MS,
+        Some(t) => {
+            if **t == 0 || **t > fetch_spec::MAX_TIMEOUT_MS {
+                error(
+                    at.span(t.span()),
+                    format!(
+                        "`fetch.timeout_ms` must be between 1 and {} (an Official Account's \
+                         answer must leave within WeChat's 5 seconds)",
+                        fetch_spec::MAX_TIMEOUT_MS
+                    ),
+                );
+            }
+            **t
+        }
+    };
+    let url_at = at.span(fetch.url.span());
+    match fetch_spec::expand_env(&fetch.url, &*options.env) {
+        Ok(expanded) => {
+            if let Err(message) = fetch_spec::check_url(&expanded, options) {
+                error(url_at, message);
+            }
+        }
+        Err(message) => error(url_at, env_message(&message)),
+    }
+    let mut headers = std::collections::BTreeMap::new();
+    if let Some(written) = &fetch.headers {
+        let headers_at = at.span(written.span());
+        for (name, value) in written.iter() {
+            let valid_name = !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+            if !valid_name {
+                error(
+                    headers_at.clone(),
+                    format!("`fetch.headers`: {name:?} is not a header name"),
+                );
+            }
+            match fetch_spec::expand_env(value, &*options.env) {
+                Ok(expanded) if expanded.contains(['\r', '\n']) => error(
+                    headers_at.clone(),
+                    format!("`fetch.headers.{name}` must be one line"),
+                ),
+                Ok(_) => {}
+                Err(message) => error(headers_at.clone(), env_message(&message)),
+            }
+            headers.insert(name.clone(), value.clone());
+        }
+    }
+    if spec.reply.is_none() {
+        error(
+            location.clone(),
+            "a rule with `fetch` needs a `reply` template (with `{fetch.field}`)".into(),
+        );
+    }
+    let fallback = match &spec.fallback {
+        Some(f) if !f.trim().is_empty() => f.to_string(),
+        Some(f) => {
+            error(at.span(f.span()), "empty `fallback`".into());
+            String::new()
+        }
+        None => {
+            error(
+                location,
+                "a rule with `fetch` needs a `fallback` (sent when the call or a field fails)"
+                    .into(),
+            );
+            String::new()
+        }
+    };
+    if spec.faq.is_some() {
+        error(
+            at.span(fetch.span()),
+            "`fetch` and `faq` cannot be combined: the fetched reply is the answer".into(),
+        );
+    }
+    (diagnostics.len() == before).then_some(FetchAction {
+        method,
+        url: fetch.url.to_string(),
+        headers,
+        timeout_ms,
+        fallback,
+    })
+}
+
+/// The message for `expand_env`'s error: a missing variable's name, or the problem.
+fn env_message(message: &str) -> String {
+    if message
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '_')
+    {
+        format!(
+            "environment variable `{message}` is not set (`${{{message}}}` is filled from kefu's \
+             environment when the rules load)"
+        )
+    } else {
+        message.to_string()
+    }
+}
+
 /// Image, link and Mini Program card messages, in the order they are written in the rule.
 fn media(
     at: &At<'_>,
     rule: &ParsedRule,
+    dir: &Path,
+    options: &LoadOptions,
     diagnostics: &mut Vec<Diagnostic>,
 ) -> Vec<OutboundMessage> {
     let spec = &rule.spec;
     let mut out: Vec<(Location, OutboundMessage)> = Vec::new();
-    let mut require = |location: &Location, field: &str, value: &str| {
-        if value.trim().is_empty() {
-            diagnostics.push(Diagnostic::error(
-                location.clone(),
-                format!("`{field}` is empty"),
-            ));
+    let mut problems: Vec<Diagnostic> = Vec::new();
+    let require =
+        |problems: &mut Vec<Diagnostic>, location: &Location, field: &str, value: &str| {
+            if value.trim().is_empty() {
+                problems.push(Diagnostic::error(
+                    location.clone(),
+                    format!("`{field}` is empty"),
+                ));
+            }
+        };
+    let image_file = |problems: &mut Vec<Diagnostic>,
+                      location: &Location,
+                      key: &str,
+                      file: &marked_yaml::Spanned<String>| {
+        let file_at = at.span(file.span());
+        let file_at = if file_at.line == 0 {
+            location.clone()
+        } else {
+            file_at
+        };
+        match files::check_image(dir, file, options.max_image_bytes) {
+            Ok(path) => Some(path.display().to_string()),
+            Err(message) => {
+                problems.push(Diagnostic::error(file_at, format!("`{key}`: {message}")));
+                None
+            }
         }
     };
     if let Some(image) = &spec.image {
         let location = at.span(image.span());
-        require(&location, "image.media_id", &image.media_id);
-        out.push((
-            location,
-            OutboundMessage::Image {
-                media_id: image.media_id.clone(),
-            },
-        ));
+        match (&image.media_id, &image.file) {
+            (Some(media_id), None) => {
+                require(&mut problems, &location, "image.media_id", media_id);
+                out.push((
+                    location,
+                    OutboundMessage::Image {
+                        media_id: media_id.clone(),
+                    },
+                ));
+            }
+            (None, Some(file)) => {
+                if let Some(path) = image_file(&mut problems, &location, "image.file", file) {
+                    out.push((
+                        location,
+                        OutboundMessage::ImageFile {
+                            name: file.to_string(),
+                            path,
+                        },
+                    ));
+                }
+            }
+            _ => problems.push(Diagnostic::error(
+                location,
+                "`image` takes exactly one of `media_id` and `file`",
+            )),
+        }
     }
     if let Some(link) = &spec.link {
         let location = at.span(link.span());
-        require(&location, "link.title", &link.title);
-        require(&location, "link.url", &link.url);
+        require(&mut problems, &location, "link.title", &link.title);
+        require(&mut problems, &location, "link.url", &link.url);
         out.push((
             location,
             OutboundMessage::Link {
@@ -516,22 +733,57 @@ fn media(
     }
     if let Some(page) = &spec.miniprogrampage {
         let location = at.span(page.span());
-        require(&location, "miniprogrampage.title", &page.title);
-        require(&location, "miniprogrampage.pagepath", &page.pagepath);
         require(
+            &mut problems,
             &location,
-            "miniprogrampage.thumb_media_id",
-            &page.thumb_media_id,
+            "miniprogrampage.title",
+            &page.title,
         );
-        out.push((
-            location,
-            OutboundMessage::MiniProgramPage {
-                title: page.title.clone(),
-                pagepath: page.pagepath.clone(),
-                thumb_media_id: page.thumb_media_id.clone(),
-            },
-        ));
+        require(
+            &mut problems,
+            &location,
+            "miniprogrampage.pagepath",
+            &page.pagepath,
+        );
+        match (&page.thumb_media_id, &page.thumb_file) {
+            (Some(thumb_media_id), None) => {
+                require(
+                    &mut problems,
+                    &location,
+                    "miniprogrampage.thumb_media_id",
+                    thumb_media_id,
+                );
+                out.push((
+                    location,
+                    OutboundMessage::MiniProgramPage {
+                        title: page.title.clone(),
+                        pagepath: page.pagepath.clone(),
+                        thumb_media_id: thumb_media_id.clone(),
+                    },
+                ));
+            }
+            (None, Some(file)) => {
+                if let Some(path) =
+                    image_file(&mut problems, &location, "miniprogrampage.thumb_file", file)
+                {
+                    out.push((
+                        location,
+                        OutboundMessage::MiniProgramPageFile {
+                            title: page.title.clone(),
+                            pagepath: page.pagepath.clone(),
+                            thumb_name: file.to_string(),
+                            thumb_path: path,
+                        },
+                    ));
+                }
+            }
+            _ => problems.push(Diagnostic::error(
+                location,
+                "`miniprogrampage` takes exactly one of `thumb_media_id` and `thumb_file`",
+            )),
+        }
     }
+    diagnostics.append(&mut problems);
     out.sort_by_key(|(at, _)| (at.line, at.column));
     out.into_iter().map(|(_, message)| message).collect()
 }

@@ -144,6 +144,7 @@ fn winner_of(
     let input = MatchInput {
         msg_type: &draft.conditions.msg_type,
         event: draft.conditions.event.as_deref(),
+        event_key: draft.conditions.event_keys.first().map(String::as_str),
         text,
         now,
     };
@@ -211,8 +212,10 @@ fn shared_keywords(drafts: &[Draft], diagnostics: &mut Vec<Diagnostic>) {
 
 /// Can `a` match every message of `b`'s type? (Same type; `a` names no event or the same one.)
 fn covers_type(a: &Draft, b: &Draft) -> bool {
+    let (ka, kb) = (&a.conditions.event_keys, &b.conditions.event_keys);
     a.conditions.msg_type == b.conditions.msg_type
         && (a.conditions.event.is_none() || a.conditions.event == b.conditions.event)
+        && (ka.is_empty() || (!kb.is_empty() && kb.iter().all(|k| ka.contains(k))))
 }
 
 /// A sound, cheap shadowing check. Rule A (ranked above B, no schedule, no `not`) shadows B when
@@ -371,7 +374,46 @@ pub fn placeholder_errors(draft: &Draft, diagnostics: &mut Vec<Diagnostic>) {
             (source.value.as_str(), names)
         })
         .collect();
-    for (reply, location) in draft.action.replies.iter().zip(&draft.reply_locations) {
+    let mut templates: Vec<(String, &crate::diag::Location)> = draft
+        .action
+        .replies
+        .iter()
+        .cloned()
+        .zip(&draft.reply_locations)
+        .collect();
+    match &draft.action.fetch {
+        Some(fetch) => {
+            // `${VAR}` is the environment's, not a capture.
+            let url =
+                super::fetch::expand_env(&fetch.url, &|_| Some(String::new())).unwrap_or_default();
+            templates.push((url, &draft.location));
+            templates.push((fetch.fallback.clone(), &draft.location));
+            if let Some(field) = super::fetch::fetch_fields(&fetch.fallback).first() {
+                diagnostics.push(Diagnostic::error(
+                    draft.location.clone(),
+                    format!(
+                        "`{{fetch.{field}}}` in `fallback` can never be filled: the fallback is \
+                         sent when the backend did not answer"
+                    ),
+                ));
+            }
+        }
+        None => {
+            for (reply, location) in draft.action.replies.iter().zip(&draft.reply_locations) {
+                if let Some(field) = super::fetch::fetch_fields(reply).first() {
+                    diagnostics.push(Diagnostic::error(
+                        location.clone(),
+                        format!(
+                            "`{{fetch.{field}}}` cannot be filled: rule `{}` has no `fetch`",
+                            draft.id
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    for (reply, location) in &templates {
+        let reply = reply.as_str();
         for name in placeholders(reply) {
             let message = if groups.is_empty() {
                 Some(format!(
@@ -392,7 +434,7 @@ pub fn placeholder_errors(draft: &Draft, diagnostics: &mut Vec<Diagnostic>) {
                     })
             };
             if let Some(message) = message {
-                diagnostics.push(Diagnostic::error(location.clone(), message));
+                diagnostics.push(Diagnostic::error((*location).clone(), message));
             }
         }
     }

@@ -51,6 +51,8 @@ struct CompiledRule {
     msg_type: Box<str>,
     /// Lower case, for `event` rules.
     event: Option<Box<str>>,
+    /// `event_key`: any one equals the event's key (empty: no such condition).
+    event_keys: Box<[Box<str>]>,
     /// When the rule applies.
     schedule: Option<Schedule>,
 }
@@ -63,15 +65,17 @@ struct Hit {
     end: usize,
 }
 
-/// The winner of a message.
-#[derive(Debug)]
+/// The winner of a message. Cheap: the explanation of why it won is rendered only on request
+/// ([`Matcher::explain`]), from the keyword hits kept here.
+#[derive(Debug, Clone)]
 pub struct Found {
     /// Index of the rule, in load order.
     pub index: usize,
-    /// Captures of the rule's first matching regex, by number and by name.
+    /// Captures of the rule's first matching regex, by number and by name (empty when the rule
+    /// has no regex).
     pub captures: Captures,
-    /// Which conditions matched where (character offsets), without the rule id.
-    pub why: String,
+    /// Every keyword found in the text, by pattern id (sorted, one per pattern).
+    hits: Vec<Hit>,
 }
 
 /// The compiled index of all rules. Immutable once built; `Send + Sync`.
@@ -319,6 +323,7 @@ impl Matcher {
                     regexes: regex_ids.into_boxed_slice(),
                     msg_type: Box::from(c.msg_type.as_str()),
                     event: c.event.as_deref().map(Box::from),
+                    event_keys: c.event_keys.iter().map(|k| Box::from(k.as_str())).collect(),
                     schedule: c.schedule,
                 });
             }
@@ -457,7 +462,12 @@ impl Matcher {
                 regex_hits.as_ref(),
                 schedules,
             ) {
-                return Some(self.found(index, rule, input, &hits, regex_hits.as_ref()));
+                let captures = self.captures(rule, text, regex_hits.as_ref());
+                return Some(Found {
+                    index,
+                    captures,
+                    hits,
+                });
             }
         }
         None
@@ -481,6 +491,13 @@ impl Matcher {
                 Some(e) if e.trim().eq_ignore_ascii_case(event) => {}
                 _ => return false,
             }
+        }
+        if !rule.event_keys.is_empty()
+            && !input
+                .event_key
+                .is_some_and(|key| rule.event_keys.iter().any(|k| **k == *key.trim()))
+        {
+            return false;
         }
         if schedules == Schedules::Respect
             && let Some(schedule) = &rule.schedule
@@ -519,15 +536,40 @@ impl Matcher {
         }
     }
 
-    fn found(
+    /// The captures of the rule's first matching regex, by number and by name.
+    fn captures(
         &self,
-        index: usize,
         rule: &CompiledRule,
-        input: &MatchInput<'_>,
-        hits: &[Hit],
+        text: &str,
         regex_hits: Option<&SetMatches>,
-    ) -> Found {
+    ) -> Captures {
+        let mut captures = Captures::new();
+        let winner = rule
+            .regexes
+            .iter()
+            .find(|&&id| self.regex_matches(id, text, regex_hits));
+        if let Some(regex) = winner.and_then(|&id| self.regexes.get(id as usize))
+            && let Some(caps) = regex.captures(text)
+        {
+            for (i, name) in regex.capture_names().enumerate() {
+                let value = caps.get(i).map_or("", |m| m.as_str()).to_string();
+                if let Some(name) = name {
+                    captures.insert(name.to_string(), value.clone());
+                }
+                captures.insert(i.to_string(), value);
+            }
+        }
+        captures
+    }
+
+    /// Which conditions of the winner matched where (character offsets), without the rule id:
+    /// for `kefu try`, `kefu eval` and the console, never on the request path.
+    pub fn explain(&self, found: &Found, input: &MatchInput<'_>) -> String {
+        let Some(Some(rule)) = self.rules.get(found.index) else {
+            return String::new();
+        };
         let text = input.text;
+        let hits = &found.hits;
         let hit = |id: &u32| {
             hits.binary_search_by_key(id, |h| h.pattern)
                 .ok()
@@ -540,6 +582,11 @@ impl Matcher {
         }
         if let Some(event) = &rule.event {
             parts.push(format!("event {event}"));
+        }
+        if !rule.event_keys.is_empty()
+            && let Some(key) = input.event_key
+        {
+            parts.push(format!("event_key {}", key.trim()));
         }
         for (label, ids, only_hits) in [("keyword", &rule.any, true), ("all", &rule.all, false)] {
             let matched: Vec<(u32, Hit)> = ids
@@ -563,25 +610,15 @@ impl Matcher {
         if !rule.exact.is_empty() {
             parts.push(format!("exact {text}"));
         }
-        let mut captures = Captures::new();
         let winner = rule
             .regexes
             .iter()
-            .find(|&&id| self.regex_matches(id, text, regex_hits));
-        if let Some(regex) = winner.and_then(|&id| self.regexes.get(id as usize))
-            && let Some(caps) = regex.captures(text)
+            .filter_map(|&id| self.regexes.get(id as usize))
+            .find(|r| r.is_match(text));
+        if let Some(regex) = winner
+            && let Some(m) = regex.find(text)
         {
-            for (i, name) in regex.capture_names().enumerate() {
-                let value = caps.get(i).map_or("", |m| m.as_str()).to_string();
-                if let Some(name) = name {
-                    captures.insert(name.to_string(), value.clone());
-                }
-                captures.insert(i.to_string(), value);
-            }
-            let span = caps
-                .get(0)
-                .map(|m| char_span(text, m.start(), m.end()))
-                .unwrap_or_default();
+            let span = char_span(text, m.start(), m.end());
             parts.push(format!("regex {} at chars {span}", shorten(regex.as_str())));
         }
         if let Some(schedule) = &rule.schedule {
@@ -595,11 +632,7 @@ impl Matcher {
                 parts.push(format!("any {} message", rule.msg_type));
             }
         }
-        Found {
-            index,
-            captures,
-            why: parts.join(", "),
-        }
+        parts.join(", ")
     }
 }
 

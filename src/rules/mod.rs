@@ -15,15 +15,23 @@
 //! - [`reload`]: the [`reload::RulesHandle`] that serves one set and swaps in the next, and the
 //!   folder watcher.
 //!
-//! Everything but `load::read_folder` and `reload` is pure: no I/O, no clock, no actix or
-//! reqwest. Nothing here depends on dispatch, http or the store.
+//! - [`fetch`]: a rule's `fetch` action, checked against `fetch_hosts` and the environment
+//!   ([`LoadOptions`]); [`files`]: the image files rules name, checked on disk.
+//!
+//! Everything but `load::read_folder`, `files` (which looks at the image files) and `reload` is
+//! pure: no I/O, no clock, no actix or reqwest; the environment reaches `fetch` only through
+//! [`LoadOptions`]. Nothing here depends on dispatch, http or the store.
 
 pub mod compile;
+pub mod fetch;
+pub mod files;
 pub mod lint;
 pub mod load;
 pub mod matcher;
 pub mod model;
 pub mod reload;
+#[cfg(test)]
+mod replies_tests;
 pub mod schedule;
 #[cfg(test)]
 mod tests;
@@ -38,11 +46,12 @@ use crate::diag::{Diagnostic, Location};
 use crate::faq::{FaqIndex, FaqSettings};
 use crate::outbound::OutboundMessage;
 
+pub use fetch::{FetchAction, LoadOptions};
 pub use load::SourceFile;
 pub use reload::{ReloadOutcome, RulesHandle, RulesStatus, spawn_watcher};
 
 use compile::Draft;
-use matcher::{Matcher, Schedules};
+use matcher::{Found, Matcher, Schedules};
 pub use schedule::{Calendar, Schedule};
 
 /// What a message offers to the conditions of a rule.
@@ -52,6 +61,8 @@ pub struct MatchInput<'a> {
     pub msg_type: &'a str,
     /// The event name for `event` messages.
     pub event: Option<&'a str>,
+    /// The event's `EventKey` (a subscribe event's without its `qrscene_` prefix).
+    pub event_key: Option<&'a str>,
     /// The message text, normalized with [`crate::text::normalize`]; empty for non-text.
     pub text: &'a str,
     /// Now, in the config's time zone (for schedules).
@@ -74,6 +85,8 @@ pub struct RuleAction {
     pub handoff: bool,
     /// Image, link and Mini Program card messages, sent after the text replies.
     pub media: Vec<OutboundMessage>,
+    /// Ask the operator's backend first: the reply is composed from its answer.
+    pub fetch: Option<FetchAction>,
 }
 
 /// A compiled rule.
@@ -102,9 +115,8 @@ pub struct RuleHit<'a> {
     pub rule: &'a Rule,
     /// Captures of its first matching regex, for [`render_template`].
     pub captures: Captures,
-    /// One line for an operator: which condition matched where, in character offsets of the
-    /// normalized text, e.g. `keyword 人工 at chars 2..4 (rule human)`.
-    pub why: String,
+    /// What the matcher found, for [`RuleSet::explain`].
+    found: Found,
 }
 
 /// The compiled, immutable rules and FAQ of one rules folder. `Send + Sync`; shared behind an
@@ -143,15 +155,31 @@ impl LoadReport {
 
 impl RuleSet {
     /// Loads and compiles every `*.yaml`/`*.yml` file under `dir`, recursively, in path order.
+    /// With the default [`LoadOptions`] (no `fetch_hosts`).
     pub fn load_dir(dir: &Path, faq: &FaqSettings) -> LoadReport {
+        Self::load_dir_with(dir, faq, &LoadOptions::default())
+    }
+
+    /// [`RuleSet::load_dir`] with the settings of `kefu.yaml` (`fetch_hosts`, …).
+    pub fn load_dir_with(dir: &Path, faq: &FaqSettings, options: &LoadOptions) -> LoadReport {
         let (files, diagnostics) = load::read_folder(dir);
-        compile_files(dir, &files, diagnostics, faq)
+        compile_files(dir, &files, diagnostics, faq, options)
     }
 
     /// Compiles files already read (what [`RuleSet::load_dir`] does after reading the folder);
-    /// `dir` only locates a problem that belongs to no file.
+    /// `dir` locates a problem that belongs to no file, and the image files rules name.
     pub fn load_files(dir: &Path, files: &[SourceFile], faq: &FaqSettings) -> LoadReport {
-        compile_files(dir, files, Vec::new(), faq)
+        Self::load_files_with(dir, files, faq, &LoadOptions::default())
+    }
+
+    /// [`RuleSet::load_files`] with the settings of `kefu.yaml`.
+    pub fn load_files_with(
+        dir: &Path,
+        files: &[SourceFile],
+        faq: &FaqSettings,
+        options: &LoadOptions,
+    ) -> LoadReport {
+        compile_files(dir, files, Vec::new(), faq, options)
     }
 
     /// Rules, not counting the FAQ entries.
@@ -174,13 +202,24 @@ impl RuleSet {
 
     /// The highest-priority matching rule (ties: load order), never the default rule.
     pub fn match_message(&self, input: &MatchInput<'_>) -> Option<RuleHit<'_>> {
-        let found = self.matcher.find(input, Schedules::Respect)?;
+        let mut found = self.matcher.find(input, Schedules::Respect)?;
         let rule = self.rules.get(found.index)?;
         Some(RuleHit {
             rule,
-            captures: found.captures,
-            why: format!("{} (rule {})", found.why, rule.id),
+            captures: std::mem::take(&mut found.captures),
+            found,
         })
+    }
+
+    /// One line for an operator on why `hit` won `input`: which condition matched where, in
+    /// character offsets of the normalized text, e.g. `keyword 人工 at chars 2..4 (rule human)`.
+    /// Rendered on request only (`kefu try`, `kefu eval`, the console), never for a push.
+    pub fn explain(&self, hit: &RuleHit<'_>, input: &MatchInput<'_>) -> String {
+        format!(
+            "{} (rule {})",
+            self.matcher.explain(&hit.found, input),
+            hit.rule.id
+        )
     }
 
     /// The first `default: true` rule, if any (the one without conditions when there is one).
@@ -221,12 +260,12 @@ impl RuleSet {
 
 /// Loads every folder as `kefu check` does and returns all problems, errors and warnings,
 /// sorted by location.
-pub fn check_dirs(dirs: &[PathBuf], faq: &FaqSettings) -> Vec<Diagnostic> {
+pub fn check_dirs(dirs: &[PathBuf], faq: &FaqSettings, options: &LoadOptions) -> Vec<Diagnostic> {
     let mut all: Vec<Diagnostic> = Vec::new();
     let mut seen: HashSet<&PathBuf> = HashSet::new();
     for dir in dirs {
         if seen.insert(dir) {
-            all.extend(RuleSet::load_dir(dir, faq).diagnostics);
+            all.extend(RuleSet::load_dir_with(dir, faq, options).diagnostics);
         }
     }
     sort_diagnostics(&mut all);
@@ -249,12 +288,13 @@ fn compile_files(
     files: &[SourceFile],
     mut diagnostics: Vec<Diagnostic>,
     settings: &FaqSettings,
+    options: &LoadOptions,
 ) -> LoadReport {
     let parsed = load::parse_files(files, &mut diagnostics);
     let drafts: Vec<Draft> = parsed
         .rules
         .iter()
-        .map(|rule| compile::draft(rule, &mut diagnostics))
+        .map(|rule| compile::draft(rule, dir, options, &mut diagnostics))
         .collect();
     let faq_ids: HashSet<String> = parsed
         .faq

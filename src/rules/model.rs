@@ -6,6 +6,7 @@
 //! (normalization, regex syntax, schedules, cross-rule checks) is decided in `compile`, not here.
 //! Must not depend on the matcher or on file I/O; it only describes data.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use marked_yaml::{Span, Spanned};
@@ -45,6 +46,10 @@ pub struct RuleSpec {
     /// The event name of an `event` message (`user_enter_tempsession`, …).
     #[serde(default)]
     pub event: Option<Spanned<String>>,
+    /// The `EventKey` of an event (a menu's key, a QR code's scene): a text or a list, any one
+    /// equals it (a subscribe event's `qrscene_` prefix is removed first).
+    #[serde(default)]
+    pub event_key: Option<Texts>,
     /// Days and hours, in the config's time zone, when the rule applies.
     #[serde(default)]
     pub schedule: Option<Spanned<ScheduleSpec>>,
@@ -61,6 +66,12 @@ pub struct RuleSpec {
     /// Answer with this FAQ entry.
     #[serde(default)]
     pub faq: Option<Spanned<String>>,
+    /// Ask the operator's backend first; `reply` may then use `{fetch.a.b}`.
+    #[serde(default)]
+    pub fetch: Option<Spanned<FetchSpec>>,
+    /// With `fetch`: the reply when the call or a field fails.
+    #[serde(default)]
+    pub fallback: Option<Spanned<String>>,
     /// Transfer to the human customer-service tool, after any replies.
     #[serde(default)]
     pub handoff: Option<Spanned<bool>>,
@@ -97,12 +108,34 @@ pub struct ScheduleSpec {
     pub to: Option<Spanned<String>>,
 }
 
-/// `image: {media_id}`.
+/// `image: {media_id}` or `image: {file}` (exactly one).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ImageSpec {
     /// The id WeChat gave the uploaded image.
-    pub media_id: String,
+    #[serde(default)]
+    pub media_id: Option<String>,
+    /// A JPG or PNG file, relative to the rules folder, uploaded by kefu.
+    #[serde(default)]
+    pub file: Option<Spanned<String>>,
+}
+
+/// `fetch: {url, method, headers, timeout_ms}` (SPEC §10).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FetchSpec {
+    /// `http(s)://host/…`; `{name}` captures are URL-encoded into it; `${VAR}` from the
+    /// environment.
+    pub url: Spanned<String>,
+    /// `GET` (the default) or `POST`.
+    #[serde(default)]
+    pub method: Option<Spanned<String>>,
+    /// Request headers; values may use `${VAR}`.
+    #[serde(default)]
+    pub headers: Option<Spanned<BTreeMap<String, String>>>,
+    /// How long the call may take.
+    #[serde(default)]
+    pub timeout_ms: Option<Spanned<u64>>,
 }
 
 /// `link: {title, description, url, thumb_url}`.
@@ -121,7 +154,7 @@ pub struct LinkSpec {
     pub thumb_url: String,
 }
 
-/// `miniprogrampage: {title, pagepath, thumb_media_id}`.
+/// `miniprogrampage: {title, pagepath, thumb_media_id | thumb_file}`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MiniProgramPageSpec {
@@ -130,7 +163,11 @@ pub struct MiniProgramPageSpec {
     /// The page a tap opens.
     pub pagepath: String,
     /// The card's picture (an uploaded media id).
-    pub thumb_media_id: String,
+    #[serde(default)]
+    pub thumb_media_id: Option<String>,
+    /// The card's picture as a file, relative to the rules folder, uploaded by kefu.
+    #[serde(default)]
+    pub thumb_file: Option<Spanned<String>>,
 }
 
 /// A text or a list of texts (`reply: 你好` or `reply: [你好, 您好]`), with positions.

@@ -27,6 +27,8 @@ use tokio::time::Instant;
 use crate::diag::Diagnostic;
 use crate::faq::FaqSettings;
 
+use super::LoadOptions;
+
 use super::RuleSet;
 use super::load::read_folder;
 
@@ -101,6 +103,8 @@ pub struct RulesHandle {
     dir: PathBuf,
     /// FAQ tuning passed to every build of the FAQ index.
     faq: FaqSettings,
+    /// `fetch_hosts`, the environment and image limits every load checks against.
+    options: LoadOptions,
     /// The set now serving; swapped whole.
     current: ArcSwap<RuleSet>,
     /// Status and fingerprint; the lock also serializes reloads.
@@ -154,18 +158,33 @@ impl RulesHandle {
         dir: impl Into<PathBuf>,
         faq: FaqSettings,
     ) -> Result<(RulesHandle, Vec<Diagnostic>), Vec<Diagnostic>> {
+        Self::load_with(dir, faq, LoadOptions::default())
+    }
+
+    /// [`RulesHandle::load`] with the settings of `kefu.yaml`, kept for every reload.
+    pub fn load_with(
+        dir: impl Into<PathBuf>,
+        faq: FaqSettings,
+        options: LoadOptions,
+    ) -> Result<(RulesHandle, Vec<Diagnostic>), Vec<Diagnostic>> {
         let dir = dir.into();
         let (files, io_problems) = read_folder(&dir);
         let print = fingerprint(&files, &io_problems);
-        let report = super::compile_files(&dir, &files, io_problems, &faq);
+        let report = super::compile_files(&dir, &files, io_problems, &faq, &options);
         match report.set {
             Some(set) => {
-                let handle = RulesHandle::with_set(dir, faq, set);
+                let handle = RulesHandle::with_set(dir, faq, set).with_options(options);
                 handle.lock().fingerprint = print;
                 Ok((handle, report.diagnostics))
             }
             None => Err(report.diagnostics),
         }
+    }
+
+    /// This handle, reloading with `options`.
+    pub fn with_options(mut self, options: LoadOptions) -> Self {
+        self.options = options;
+        self
     }
 
     /// A handle serving `set` (version 1), e.g. one loaded by the caller; the first reload
@@ -181,6 +200,7 @@ impl RulesHandle {
         RulesHandle {
             dir: dir.into(),
             faq,
+            options: LoadOptions::default(),
             current: ArcSwap::from_pointee(set),
             state: Mutex::new(State {
                 status,
@@ -248,7 +268,8 @@ impl RulesHandle {
                 state.status.last_error = None;
                 ReloadOutcome::Unchanged
             } else {
-                let report = super::compile_files(&self.dir, &files, io_problems, &self.faq);
+                let report =
+                    super::compile_files(&self.dir, &files, io_problems, &self.faq, &self.options);
                 match report.set {
                     Some(set) => {
                         let status = &mut state.status;

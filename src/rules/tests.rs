@@ -66,6 +66,7 @@ fn text_at(set: &RuleSet, text: &str, now: DateTime<Tz>) -> Option<String> {
     let input = MatchInput {
         msg_type: "text",
         event: None,
+        event_key: None,
         text: &normalized,
         now,
     };
@@ -215,6 +216,7 @@ rules:
     let input = MatchInput {
         msg_type: "text",
         event: None,
+        event_key: None,
         text: &text,
         now: monday_morning(),
     };
@@ -226,18 +228,16 @@ rules:
         render_template(&hit.rule.action.replies[0], &hit.captures),
         "已收到订单 20261127000123（20261127000123），我们会尽快为您查询。"
     );
-    assert!(hit.why.starts_with("regex 订单号?"), "{}", hit.why);
-    assert!(
-        hit.why.ends_with("at chars 2..20 (rule order-query)"),
-        "{}",
-        hit.why
-    );
+    let why = set.explain(&hit, &input);
+    assert!(why.starts_with("regex 订单号?"), "{why}");
+    assert!(why.ends_with("at chars 2..20 (rule order-query)"), "{why}");
 
     for (message, capture) in [("退货", "货"), ("REFUND please", "please")] {
         let text = normalize(message);
         let input = MatchInput {
             msg_type: "text",
             event: None,
+            event_key: None,
             text: &text,
             now: monday_morning(),
         };
@@ -292,11 +292,12 @@ rules:
         let input = MatchInput {
             msg_type,
             event,
+            event_key: None,
             text,
             now: monday_morning(),
         };
         set.match_message(&input)
-            .map(|h| (h.rule.id.clone(), h.why))
+            .map(|h| (h.rule.id.clone(), set.explain(&h, &input)))
     };
     let (id, why) = decide("event", Some("user_enter_tempsession"), "").unwrap();
     assert_eq!(id, "welcome");
@@ -394,10 +395,12 @@ rules:
         let input = MatchInput {
             msg_type: "text",
             event: None,
+            event_key: None,
             text,
             now: monday_morning(),
         };
-        set.match_message(&input).unwrap().why
+        let hit = set.match_message(&input).unwrap();
+        set.explain(&hit, &input)
     };
     assert_eq!(
         why("我要注销小程序"),
@@ -477,6 +480,7 @@ fn the_shipped_rules_load_without_any_problem() {
     let welcome = MatchInput {
         msg_type: "event",
         event: Some("user_enter_tempsession"),
+        event_key: None,
         text: "",
         now: monday_morning(),
     };
@@ -941,7 +945,11 @@ fn check_dirs_reports_every_folder_sorted() {
     std::fs::write(a.path().join("x.yaml"), "rules:\n  - id: x\n    reply: r\n").unwrap();
     std::fs::write(b.path().join("y.yaml"), "bogus: 1\n").unwrap();
     let dirs = vec![a.path().to_path_buf(), b.path().to_path_buf()];
-    let got = check_dirs(&dirs, &FaqSettings::default());
+    let got = check_dirs(
+        &dirs,
+        &FaqSettings::default(),
+        &crate::rules::LoadOptions::default(),
+    );
     assert_eq!(got.len(), 2, "{got:#?}");
     assert!(got.windows(2).all(|w| w[0].location <= w[1].location));
     assert!(got.iter().all(Diagnostic::is_error));

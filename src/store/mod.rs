@@ -14,6 +14,7 @@
 //! | sessions (menu, handoff) | [`sessions`]: map in memory, rows on disk | **shared**: the user's next message may reach another instance |
 //! | quotas (send windows) | [`quota`]: owned by the writer thread, rows on disk | **shared**: the window is WeChat's, per user |
 //! | outbox | [`outbox`]: rows on disk, claimed by the worker (`queued` → `sending`) | **shared**: the claim is a lease, so one instance sends each entry |
+//! | media cache ([`MediaCache`]) | [`media`]: rows on disk, written in the group commit | **shared**: one upload serves the fleet |
 //! | access token | the API client ([`crate::wechat`]) | **shared** (stable_token already makes it safe) |
 //! | conversation log, send log | [`log`]: rows on disk | **per instance**, like metrics and compiled rules |
 //!

@@ -117,6 +117,18 @@ const MIGRATIONS: &[&str] = &[
         at     INTEGER NOT NULL
     );
     ",
+    // 4: the media cache (SPEC §10): the media_id WeChat gave one app for one file content
+    // (SHA-256, hex), and until when kefu uses it.
+    "
+    CREATE TABLE media (
+        app         TEXT NOT NULL,
+        sha256      TEXT NOT NULL,
+        media_id    TEXT NOT NULL,
+        uploaded_at INTEGER NOT NULL,
+        expires_at  INTEGER NOT NULL,
+        PRIMARY KEY (app, sha256)
+    ) WITHOUT ROWID;
+    ",
 ];
 
 /// The schema version this build writes.

@@ -256,6 +256,16 @@ impl SqliteStore {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Sends a command to the writer (for the other modules of the store).
+    pub(crate) fn send_cmd(&self, cmd: Cmd) {
+        self.send(cmd);
+    }
+
+    /// Runs `f` on the reader connection.
+    pub(crate) fn with_reader<T>(&self, f: impl FnOnce(&Connection) -> T) -> T {
+        f(&self.reader())
+    }
+
     /// Sends a command; if the writer is gone, fails it at once.
     fn send(&self, cmd: Cmd) {
         if let Err(mpsc::SendError(cmd)) = self.inner.tx.send(cmd) {

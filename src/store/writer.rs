@@ -85,6 +85,13 @@ pub enum Cmd {
         /// Resolved after the batch commits (or fails).
         reply: oneshot::Sender<Result<(), StoreError>>,
     },
+    /// Store or forget a media cache entry (compare-and-delete), in the next group commit.
+    Media {
+        /// What to write.
+        op: super::media::MediaWrite,
+        /// Resolved once durable.
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
     /// Finish what is queued before this, refuse what comes after, stop.
     Close,
 }
@@ -106,7 +113,7 @@ impl Cmd {
             Cmd::Purge { reply, .. } => {
                 let _ = reply.send(Err(error));
             }
-            Cmd::Probe { reply } => {
+            Cmd::Probe { reply } | Cmd::Media { reply, .. } => {
                 let _ = reply.send(Err(error));
             }
             Cmd::Close => {}
@@ -311,6 +318,10 @@ impl Writer {
                     .map_err(backend)?;
                     Effect::Deferred
                 }
+                Cmd::Media { op, .. } => {
+                    super::media::apply(&tx, op)?;
+                    Effect::Deferred
+                }
                 Cmd::Purge { .. } | Cmd::Close => Effect::Deferred,
             });
         }
@@ -365,9 +376,11 @@ impl Writer {
                     }));
                 }
                 (Cmd::Purge { now, reply }, _) => purges.push((now, reply)),
-                (Cmd::Probe { reply }, _) => replies.push(Box::new(move || {
-                    let _ = reply.send(Ok(()));
-                })),
+                (Cmd::Probe { reply } | Cmd::Media { reply, .. }, _) => {
+                    replies.push(Box::new(move || {
+                        let _ = reply.send(Ok(()));
+                    }))
+                }
                 (cmd, _) => cmd.fail(
                     &self.shared,
                     StoreError::backend("internal: effect does not match command"),

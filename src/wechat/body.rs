@@ -70,6 +70,9 @@ pub fn msgtype(message: &OutboundMessage) -> &'static str {
         OutboundMessage::Image { .. } => "image",
         OutboundMessage::Link { .. } => "link",
         OutboundMessage::MiniProgramPage { .. } => "miniprogrampage",
+        OutboundMessage::ImageFile { .. } => "image",
+        OutboundMessage::MiniProgramPageFile { .. } => "miniprogrampage",
+        OutboundMessage::Fetch(_) => "text",
     }
 }
 
@@ -109,6 +112,14 @@ pub fn send_body(openid: &str, message: &OutboundMessage) -> Result<String, serd
                 pagepath,
                 thumb_media_id,
             })
+        }
+        // Prepared by the outbox worker (upload, fetch) before they reach the client.
+        OutboundMessage::ImageFile { .. }
+        | OutboundMessage::MiniProgramPageFile { .. }
+        | OutboundMessage::Fetch(_) => {
+            return Err(serde::ser::Error::custom(
+                "the message must be prepared (uploaded or fetched) before it is sent",
+            ));
         }
     }
     serde_json::to_string(&body)

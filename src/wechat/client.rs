@@ -106,6 +106,8 @@ struct Inner {
     token_url: String,
     /// `{api_base}/cgi-bin/message/custom/send`
     send_url: String,
+    /// `{api_base}/cgi-bin/media/upload`
+    upload_url: String,
     /// By kefu app id.
     apps: HashMap<String, App>,
     /// What dry-run apps would have sent.
@@ -192,6 +194,20 @@ struct Answer {
 }
 
 /// One POST to `custom/send`, before deciding whether to go again.
+/// An image WeChat took as temporary media.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Uploaded {
+    /// The id to send it by.
+    pub media_id: String,
+    /// WeChat's `created_at` (unix seconds), when it sent one.
+    pub created_at: Option<i64>,
+}
+
+enum UploadAttempt {
+    Done(SendOutcome),
+    TokenRejected(i64),
+}
+
 enum Attempt {
     /// Final for this delivery.
     Done(SendOutcome),
@@ -257,6 +273,7 @@ impl WechatClient {
                 http,
                 token_url: format!("{base}/cgi-bin/stable_token"),
                 send_url: format!("{base}/cgi-bin/message/custom/send"),
+                upload_url: format!("{base}/cgi-bin/media/upload"),
                 apps: by_id,
                 dry_runs: DryRunLog::new(options.dry_run_capacity),
                 on_token_fetch: options.on_token_fetch.clone(),
@@ -327,6 +344,132 @@ impl WechatClient {
             }
         }
         outcome
+    }
+
+    /// Uploads an image as temporary media (`cgi-bin/media/upload?type=image`, multipart field
+    /// `media` with the file name and content type). A refused token is refreshed once, as for a
+    /// send. Dry-run apps upload nothing and get a made-up media_id.
+    #[tracing::instrument(name = "wechat_upload", skip_all, fields(app = %app_id))]
+    pub async fn upload_image(
+        &self,
+        app_id: &str,
+        file_name: &str,
+        content_type: &str,
+        bytes: Vec<u8>,
+    ) -> Result<Uploaded, SendOutcome> {
+        let live = match self.inner.apps.get(app_id) {
+            None => {
+                return Err(SendOutcome::Failed {
+                    errcode: NOT_FROM_WECHAT,
+                    reason: format!("no app {app_id:?} in the config"),
+                });
+            }
+            Some(App::DryRun) => {
+                tracing::info!(bytes = bytes.len(), "dry-run: would upload an image");
+                return Ok(Uploaded {
+                    media_id: format!("dry-run-{}", bytes.len()),
+                    created_at: None,
+                });
+            }
+            Some(App::Live(live)) => live,
+        };
+        let (appid, secret, slot) = (live.appid.as_str(), &live.secret, &live.token);
+        let mut refused: Option<AccessToken> = None;
+        for _ in 0..2 {
+            let fetch = |mode| self.fetch_token_counted(&live.id, appid, secret, mode);
+            let token = match slot.get(fetch).await {
+                Ok(token) => token,
+                Err(e) => return Err(e.into_outcome()),
+            };
+            if refused.as_ref() == Some(&token) {
+                break;
+            }
+            match self
+                .post_upload(&token, file_name, content_type, &bytes)
+                .await
+            {
+                Ok(uploaded) => return Ok(uploaded),
+                Err(UploadAttempt::Done(outcome)) => return Err(outcome),
+                Err(UploadAttempt::TokenRejected(errcode)) => {
+                    tracing::info!(errcode, "access token refused on upload; refreshing it");
+                    slot.invalidate_if(&token, Invalidate::Refresh);
+                    refused = Some(token);
+                }
+            }
+        }
+        Err(SendOutcome::Retry {
+            reason: "access token refused twice on upload".into(),
+        })
+    }
+
+    async fn post_upload(
+        &self,
+        token: &AccessToken,
+        file_name: &str,
+        content_type: &str,
+        bytes: &[u8],
+    ) -> Result<Uploaded, UploadAttempt> {
+        let part = reqwest::multipart::Part::bytes(bytes.to_vec())
+            .file_name(file_name.to_string())
+            .mime_str(content_type)
+            .map_err(|e| {
+                UploadAttempt::Done(SendOutcome::Failed {
+                    errcode: NOT_FROM_WECHAT,
+                    reason: format!("bad content type: {e}"),
+                })
+            })?;
+        let form = reqwest::multipart::Form::new().part("media", part);
+        let request = self
+            .inner
+            .http
+            .post(&self.inner.upload_url)
+            .query(&[("access_token", token.expose()), ("type", "image")])
+            .multipart(form);
+        let answer = exchange(request)
+            .await
+            .map_err(|reason| UploadAttempt::Done(SendOutcome::Retry { reason }))?;
+        if let Some(outcome) = status_outcome(answer.status) {
+            return Err(UploadAttempt::Done(outcome));
+        }
+        #[derive(Deserialize)]
+        struct UploadReply {
+            #[serde(default)]
+            errcode: i64,
+            #[serde(default)]
+            errmsg: String,
+            #[serde(default)]
+            media_id: Option<String>,
+            #[serde(default)]
+            created_at: Option<serde_json::Value>,
+        }
+        let reply: UploadReply = serde_json::from_slice(&answer.body).map_err(|e| {
+            UploadAttempt::Done(SendOutcome::Retry {
+                reason: format!("unreadable answer to media/upload: {e}"),
+            })
+        })?;
+        match errcode::classify_send(reply.errcode) {
+            SendClass::Accepted => match reply.media_id {
+                Some(media_id) if !media_id.is_empty() => Ok(Uploaded {
+                    media_id,
+                    created_at: reply.created_at.and_then(|v| match v {
+                        serde_json::Value::Number(n) => n.as_i64(),
+                        serde_json::Value::String(s) => s.parse().ok(),
+                        _ => None,
+                    }),
+                }),
+                _ => Err(UploadAttempt::Done(SendOutcome::Retry {
+                    reason: "media/upload answered without a media_id".into(),
+                })),
+            },
+            SendClass::TokenRejected => Err(UploadAttempt::TokenRejected(reply.errcode)),
+            SendClass::Retry => Err(UploadAttempt::Done(SendOutcome::Retry {
+                reason: errcode::reason(reply.errcode, &reply.errmsg),
+            })),
+            SendClass::Failed => Err(UploadAttempt::Done(SendOutcome::Failed {
+                errcode: reply.errcode,
+                reason: errcode::reason(reply.errcode, &reply.errmsg),
+            })),
+        }
     }
 
     async fn send_live(&self, live: &LiveApp, body: String) -> SendOutcome {

@@ -826,7 +826,32 @@ fn the_rule_examples_in_the_guide_pass_check() {
         if !text.lines().any(|l| l.starts_with("faq:")) {
             std::fs::write(dir.path().join("shipped-faq.yaml"), &faq_entries).expect("write faq");
         }
-        let run = kefu(&["check", "--rules", dir.path().to_str().expect("utf-8")]);
+        // Image files the example names exist (a PNG header), and its fetch hosts and
+        // variables are configured, as an operator would have them.
+        for line in text.lines() {
+            for key in ["file:", "thumb_file:"] {
+                if let Some((_, rest)) = line.split_once(key) {
+                    let name = rest.trim().trim_end_matches('}').trim().trim_matches('"');
+                    let name = name.split_whitespace().next().unwrap_or(name);
+                    let path = dir.path().join(name);
+                    std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+                    std::fs::write(&path, b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR").expect("image");
+                }
+            }
+        }
+        let config = dir.path().join("kefu.yaml.cfg");
+        std::fs::write(
+            &config,
+            format!(
+                "rules_dir: \"{}\"\nfetch_hosts: [shop.example.com, \"127.0.0.1:8000\"]\napps:\n  - id: a\n    appid: wx0000000000000000\n    token: t\n",
+                dir.path().display()
+            ),
+        )
+        .expect("config");
+        let run = kefu_env(
+            &["check", "--config", config.to_str().expect("utf-8")],
+            &[("SHOP_TOKEN", "demo-token")],
+        );
         assert_eq!(run.code, Some(0), "example does not load:\n{text}\n{run:?}");
         checked += 1;
     }

@@ -65,6 +65,15 @@ pub fn kefu_in(dir: &Path, args: &[&str]) -> Run {
     finish(command(dir, args).spawn().expect("spawn kefu"))
 }
 
+/// `kefu ARGS` in the repository root with these environment variables set.
+pub fn kefu_env(args: &[&str], vars: &[(&str, &str)]) -> Run {
+    let mut cmd = command(Path::new(REPO), args);
+    for (k, v) in vars {
+        cmd.env(k, v);
+    }
+    finish(cmd.spawn().expect("spawn kefu"))
+}
+
 /// `kefu ARGS` in the repository root with `input` on stdin.
 pub fn kefu_stdin(args: &[&str], input: &str) -> Run {
     let mut child = command(Path::new(REPO), args)

@@ -9,21 +9,8 @@ use crate::helpers::*;
 use crate::mock_wechat::{MockGate, MockReply, MockWechat};
 use kefu::protocol::InboundMessage;
 
-const RULES: &str = r#"
-rules:
-  - id: human
-    priority: 100
-    keywords: [人工]
-    handoff: true
-    reply: 正在为您转接人工客服，请稍候。
-  - id: hello
-    keywords: [你好]
-    reply: 您好！
-  - id: welcome
-    msg_type: event
-    event: user_enter_tempsession
-    reply: 欢迎光临
-"#;
+/// The basic rules: 人工 (handoff), 你好, and a welcome for user_enter_tempsession.
+const RULES: &str = BASIC_RULES;
 
 /// Messages in the conversation log since a minute ago.
 fn logged(app: &TestApp) -> u64 {

@@ -17,22 +17,9 @@ use crate::helpers::*;
 /// The shipped deregistration FAQ (entries, synonyms, clarify topic).
 const FAQ: &str = include_str!("../../rules/faq/deregistration.yaml");
 
-/// Test rules instead of the shipped service rules: their after-hours handoff depends on the
-/// clock.
-const RULES: &str = r#"
-rules:
-  - id: human
-    priority: 100
-    keywords: [人工, 转人工]
-    handoff: true
-    reply: 正在为您转接人工客服，请稍候。
-  - id: hello
-    keywords: [你好]
-    reply: 您好！
-  - id: welcome
-    event: user_enter_tempsession
-    reply: 欢迎光临
-"#;
+/// Test rules instead of the shipped service rules, whose after-hours handoff depends on the
+/// clock: the basic ones (人工/转人工 handoff, 你好, a welcome), ahead of the shipped FAQ.
+const RULES: &str = BASIC_RULES;
 
 fn config(apps: Vec<TestAppSpec>, extra: &str) -> TestConfig {
     TestConfig {

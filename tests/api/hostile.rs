@@ -183,7 +183,9 @@ async fn slow_bodies_are_cut_off_at_the_request_timeout_and_memory_comes_back() 
         daemon.rss_kib()
     );
     assert!(
-        bounded && second_peak <= peak_rss + 8 * 1024,
+        // The first burst's high-water mark is the larger of its sampled peak and what it left
+        // (sampling every few ms can miss the real peak on a loaded machine).
+        bounded && second_peak <= peak_rss.max(after_first) + 8 * 1024,
         "RSS idle {idle_rss} KiB, first peak {peak_rss}, after it {after_first}, second peak \
          {second_peak}, now {}",
         daemon.rss_kib()

@@ -17,6 +17,7 @@ mod hostile;
 mod mock_wechat;
 mod outbox;
 mod quota;
+mod replies;
 mod rules_reload;
 mod webhook;
 mod wechat_client;

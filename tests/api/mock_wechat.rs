@@ -10,6 +10,10 @@
 //!   errcode on every call, without consuming the script.
 //! - Replies can be delayed ([`MockReply::delayed`]) or held until a [`MockGate`] opens
 //!   ([`MockReply::held`]), to order concurrent calls without sleeping in the test.
+//! - `POST /cgi-bin/media/upload?type=image` checks the multipart body (one field `media` with a
+//!   file name and an image content type, non-empty) and hands out `mock-media-1`, `mock-media-2`,
+//!   …; the test expires them ([`MockWechat::expire_media`]). A send naming a `mock-media-…` id
+//!   that is unknown or expired gets errcode 40007, as WeChat answers for forgotten media.
 //! - Every request is recorded ([`MockWechat::requests`]); sends also as [`RecordedSend`].
 //!
 //! ```ignore
@@ -78,6 +82,11 @@ impl MockGate {
         let mut open = self.0.subscribe();
         let _ = open.wait_for(|&open| open).await;
     }
+
+    /// Waits until the gate is open (for other test servers that hold their answers).
+    pub async fn passed_public(&self) {
+        self.passed().await;
+    }
 }
 
 impl MockReply {
@@ -143,6 +152,23 @@ pub struct RecordedSend {
     pub content_type: String,
 }
 
+/// One call of `media/upload`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordedUpload {
+    /// The `access_token` query parameter.
+    pub access_token: String,
+    /// The `type` query parameter.
+    pub kind: String,
+    /// The part's file name.
+    pub filename: String,
+    /// The part's content type.
+    pub content_type: String,
+    /// The file's bytes.
+    pub bytes: Vec<u8>,
+    /// The media_id handed out (`None` when the upload was refused).
+    pub media_id: Option<String>,
+}
+
 /// Any request the mock received.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RecordedRequest {
@@ -190,6 +216,10 @@ struct Inner {
     sends: Vec<RecordedSend>,
     /// Every request, in arrival order.
     requests: Vec<RecordedRequest>,
+    /// Uploads, in arrival order.
+    uploads: Vec<RecordedUpload>,
+    /// Media ids handed out, and whether WeChat still knows them.
+    media: HashMap<String, bool>,
 }
 
 impl Shared {
@@ -211,6 +241,8 @@ impl MockWechat {
                 token_requests: Vec::new(),
                 sends: Vec::new(),
                 requests: Vec::new(),
+                uploads: Vec::new(),
+                media: HashMap::new(),
             }),
             sends_seen: watch::Sender::new(0),
         });
@@ -222,6 +254,7 @@ impl MockWechat {
                 .app_data(data.clone())
                 .route("/cgi-bin/stable_token", web::post().to(stable_token))
                 .route("/cgi-bin/message/custom/send", web::post().to(custom_send))
+                .route("/cgi-bin/media/upload", web::post().to(media_upload))
                 .default_service(web::to(other))
         })
         .workers(1)
@@ -293,6 +326,17 @@ impl MockWechat {
     /// Every request so far, in arrival order.
     pub fn requests(&self) -> Vec<RecordedRequest> {
         self.state.lock().requests.clone()
+    }
+
+    /// The `media/upload` calls so far, in arrival order.
+    pub fn uploads(&self) -> Vec<RecordedUpload> {
+        self.state.lock().uploads.clone()
+    }
+
+    /// WeChat forgets `media_id` (a temporary media's 3 days are over): sends naming it get
+    /// 40007 from now on.
+    pub fn expire_media(&self, media_id: &str) {
+        self.state.lock().media.insert(media_id.to_string(), false);
     }
 
     /// Waits until at least `n` sends arrived and returns them all; panics after `within`.
@@ -391,10 +435,22 @@ async fn custom_send(state: web::Data<Shared>, req: HttpRequest, body: web::Byte
             raw: String::from_utf8_lossy(&body).into_owned(),
             content_type,
         });
+        let media_id = json_media_id(
+            &inner
+                .sends
+                .last()
+                .map(|s| s.body.clone())
+                .unwrap_or_default(),
+        );
+        let forgotten = media_id
+            .as_deref()
+            .is_some_and(|id| id.starts_with("mock-media-") && inner.media.get(id) != Some(&true));
         if token.is_empty() {
             MockReply::errcode(41001)
         } else if let Some(&code) = inner.rejected.get(&token) {
             MockReply::errcode(code)
+        } else if forgotten {
+            MockReply::errcode(40007)
         } else {
             inner.send_script.pop_front().unwrap_or_else(MockReply::ok)
         }
@@ -406,4 +462,157 @@ async fn custom_send(state: web::Data<Shared>, req: HttpRequest, body: web::Byte
 async fn other(state: web::Data<Shared>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
     record(&state, &req, &body);
     HttpResponse::NotFound().body("mock: no such API")
+}
+
+/// The media_id a send names (`image.media_id` or `miniprogrampage.thumb_media_id`).
+fn json_media_id(body: &Value) -> Option<String> {
+    body["image"]["media_id"]
+        .as_str()
+        .or_else(|| body["miniprogrampage"]["thumb_media_id"].as_str())
+        .map(str::to_string)
+}
+
+/// One part of a `multipart/form-data` body.
+struct Part {
+    name: String,
+    filename: Option<String>,
+    content_type: String,
+    bytes: Vec<u8>,
+}
+
+/// Splits a `multipart/form-data` body at its boundary (RFC 7578), strictly enough for a test.
+fn multipart_parts(content_type: &str, body: &[u8]) -> Result<Vec<Part>, String> {
+    let boundary = content_type
+        .split(';')
+        .map(str::trim)
+        .find_map(|p| p.strip_prefix("boundary="))
+        .map(|b| b.trim_matches('"').to_string())
+        .ok_or("no boundary in Content-Type")?;
+    if !content_type.starts_with("multipart/form-data") {
+        return Err(format!("Content-Type is {content_type:?}"));
+    }
+    let delimiter = format!("--{boundary}");
+    let find = |hay: &[u8], needle: &[u8], from: usize| {
+        hay.get(from..)?
+            .windows(needle.len())
+            .position(|w| w == needle)
+            .map(|i| i + from)
+    };
+    let mut parts = Vec::new();
+    let mut at = find(body, delimiter.as_bytes(), 0).ok_or("no first boundary")?;
+    loop {
+        let start = at + delimiter.len();
+        if body.get(start..start + 2) == Some(b"--") {
+            return Ok(parts);
+        }
+        let headers_start = start + 2; // CRLF
+        let headers_end = find(body, b"\r\n\r\n", headers_start).ok_or("part without headers")?;
+        let headers = String::from_utf8_lossy(&body[headers_start..headers_end]).to_string();
+        let next = find(body, format!("\r\n{delimiter}").as_bytes(), headers_end)
+            .ok_or("part without end")?;
+        let bytes = body[headers_end + 4..next].to_vec();
+        let mut part = Part {
+            name: String::new(),
+            filename: None,
+            content_type: String::new(),
+            bytes,
+        };
+        for line in headers.split("\r\n") {
+            let (key, value) = line.split_once(':').ok_or("bad part header")?;
+            match key.trim().to_ascii_lowercase().as_str() {
+                "content-disposition" => {
+                    for item in value.split(';').map(str::trim) {
+                        if let Some(v) = item.strip_prefix("name=") {
+                            part.name = v.trim_matches('"').to_string();
+                        } else if let Some(v) = item.strip_prefix("filename=") {
+                            part.filename = Some(v.trim_matches('"').to_string());
+                        }
+                    }
+                }
+                "content-type" => part.content_type = value.trim().to_string(),
+                _ => {}
+            }
+        }
+        parts.push(part);
+        at = next + 2;
+    }
+}
+
+async fn media_upload(
+    state: web::Data<Shared>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> HttpResponse {
+    record(&state, &req, &body);
+    let query = web::Query::<HashMap<String, String>>::from_query(req.query_string())
+        .map(|q| q.into_inner())
+        .unwrap_or_default();
+    let token = query.get("access_token").cloned().unwrap_or_default();
+    let kind = query.get("type").cloned().unwrap_or_default();
+    let content_type = req
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let checked = multipart_parts(&content_type, &body).and_then(|parts| {
+        let [part] = <[Part; 1]>::try_from(parts).map_err(|p| format!("{} parts", p.len()))?;
+        if part.name != "media" {
+            return Err(format!("field {:?}, not media", part.name));
+        }
+        match &part.filename {
+            Some(f) if !f.is_empty() => {}
+            _ => return Err("no filename".into()),
+        }
+        if !matches!(part.content_type.as_str(), "image/png" | "image/jpeg") {
+            return Err(format!("content type {:?}", part.content_type));
+        }
+        if part.bytes.is_empty() {
+            return Err("empty file".into());
+        }
+        Ok(part)
+    });
+    let mut inner = state.lock();
+    let (answer, recorded) = match checked {
+        _ if token.is_empty() => (
+            json!({"errcode": 41001, "errmsg": "access_token missing"}),
+            None,
+        ),
+        _ if kind != "image" => (
+            json!({"errcode": 40004, "errmsg": "invalid media type"}),
+            None,
+        ),
+        Err(reason) => (
+            json!({"errcode": 41005, "errmsg": format!("media data missing: {reason}")}),
+            None,
+        ),
+        Ok(part) => {
+            let id = format!("mock-media-{}", inner.uploads.len() + 1);
+            inner.media.insert(id.clone(), true);
+            (
+                json!({"type": "image", "media_id": id, "created_at": chrono::Utc::now().timestamp()}),
+                Some((part, id)),
+            )
+        }
+    };
+    let upload = match recorded {
+        Some((part, id)) => RecordedUpload {
+            access_token: token,
+            kind,
+            filename: part.filename.unwrap_or_default(),
+            content_type: part.content_type,
+            bytes: part.bytes,
+            media_id: Some(id),
+        },
+        None => RecordedUpload {
+            access_token: token,
+            kind,
+            filename: String::new(),
+            content_type,
+            bytes: Vec::new(),
+            media_id: None,
+        },
+    };
+    inner.uploads.push(upload);
+    HttpResponse::Ok().json(answer)
 }

@@ -30,6 +30,7 @@ async fn redis_store(redis: &TestRedis) -> RedisStore {
 struct Backend {
     store: Arc<dyn Store>,
     outbox: Arc<dyn Outbox>,
+    media: Arc<dyn MediaCache>,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -38,7 +39,8 @@ fn sqlite() -> Backend {
     let s = SqliteStore::open(dir.path(), StoreOptions::default()).unwrap();
     Backend {
         store: Arc::new(s.clone()),
-        outbox: Arc::new(s),
+        outbox: Arc::new(s.clone()),
+        media: Arc::new(s),
         _dir: Some(dir),
     }
 }
@@ -46,7 +48,8 @@ fn sqlite() -> Backend {
 fn redis_backend(s: RedisStore) -> Backend {
     Backend {
         store: Arc::new(s.clone()),
-        outbox: Arc::new(s),
+        outbox: Arc::new(s.clone()),
+        media: Arc::new(s),
         _dir: None,
     }
 }
@@ -219,6 +222,37 @@ async fn contract_outbox_transitions(b: &Backend) {
     assert_eq!(outbox.depth(), 0);
 }
 
+async fn contract_media_compare_and_delete(b: &Backend) {
+    let store = &*b.media;
+    let at = now();
+    let entry = |id: &str| MediaEntry {
+        media_id: id.into(),
+        uploaded_at: at,
+        expires_at: at + 3 * 86_400 - 3600,
+    };
+    assert_eq!(store.media("demo", "abc", at).await.unwrap(), None);
+    store.put_media("demo", "abc", entry("m1")).await.unwrap();
+    assert_eq!(
+        store.media("demo", "abc", at).await.unwrap(),
+        Some(entry("m1"))
+    );
+    store.put_media("demo", "abc", entry("m2")).await.unwrap();
+    store.forget_media("demo", "abc", "m1").await.unwrap();
+    assert_eq!(
+        store.media("demo", "abc", at).await.unwrap(),
+        Some(entry("m2")),
+        "a late 40007 for m1 keeps m2"
+    );
+    store.forget_media("demo", "abc", "m2").await.unwrap();
+    assert_eq!(store.media("demo", "abc", at).await.unwrap(), None);
+    store.put_media("demo", "abc", entry("m3")).await.unwrap();
+    assert_eq!(
+        store.media("demo", "abc", at + 4 * 86_400).await.unwrap(),
+        None,
+        "expired"
+    );
+}
+
 macro_rules! contract {
     ($name:ident) => {
         mod $name {
@@ -246,6 +280,7 @@ contract!(contract_dedupe_and_replay);
 contract!(contract_quota_grant_and_spend);
 contract!(contract_session_roundtrip);
 contract!(contract_outbox_transitions);
+contract!(contract_media_compare_and_delete);
 
 // ---- only a shared store -----------------------------------------------------------------------
 
@@ -363,39 +398,6 @@ async fn a_session_changed_by_a_peer_refuses_the_commit() {
         Store::claim(&a, &ra.key, at).await.unwrap(),
         Claim::New
     ));
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn media_cache_forgets_only_the_media_it_was_told() {
-    let Some(server) = TestRedis::start("media_cache_forgets_only_the_media_it_was_told") else {
-        return;
-    };
-    let store = redis_store(&server).await;
-    let at = now();
-    let entry = |id: &str| MediaEntry {
-        media_id: id.into(),
-        uploaded_at: at,
-        expires_at: at + 3 * 86_400 - 3600,
-    };
-    assert_eq!(store.media("demo", "abc", at).await.unwrap(), None);
-    store.put_media("demo", "abc", entry("m1")).await.unwrap();
-    assert_eq!(
-        store.media("demo", "abc", at).await.unwrap(),
-        Some(entry("m1"))
-    );
-    store.put_media("demo", "abc", entry("m2")).await.unwrap();
-    store.forget_media("demo", "abc", "m1").await.unwrap();
-    assert_eq!(
-        store.media("demo", "abc", at).await.unwrap(),
-        Some(entry("m2")),
-        "a late 40007 for m1 keeps m2"
-    );
-    store.forget_media("demo", "abc", "m2").await.unwrap();
-    assert_eq!(store.media("demo", "abc", at).await.unwrap(), None);
-    assert_eq!(
-        store.media("demo", "abc", at + 4 * 86_400).await.unwrap(),
-        None
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
