@@ -250,6 +250,8 @@ run_redis_row() {
   rss_a=$(ps -o rss= --sid "$pid_a" | awk '{s+=$1} END{print s+0}')
   rss_b=$(ps -o rss= --sid "$pid_b" | awk '{s+=$1} END{print s+0}')
   local depth; depth=$(redis-cli -p "$rport" HLEN 'bench:{bench}:ob:s')
+  # Where redis-server's time went, per command and script (usec_per_call).
+  redis-cli -p "$rport" INFO commandstats >"$dir/commandstats.txt" 2>&1
   SERVER_PID=$pid_b; stop_server
   SERVER_PID=$pid_a; stop_server
   kill -TERM -- "-$redis_pid" 2>/dev/null; wait "$redis_pid" 2>/dev/null

@@ -27,6 +27,10 @@ pub(crate) struct Held {
     openid: String,
     id: String,
     fence: String,
+    /// The message on one line (the send log's summary).
+    summary: String,
+    attempts: u32,
+    created_ms: i64,
 }
 
 impl RedisStore {
@@ -85,6 +89,9 @@ impl RedisStore {
                     openid: stored.openid.clone(),
                     id: id.clone(),
                     fence: fence.clone(),
+                    summary: stored.summary.clone(),
+                    attempts: attempts.parse().unwrap_or(0),
+                    created_ms: created.parse().unwrap_or(0),
                 },
             );
             out.entries.push(OutboxEntry {
@@ -134,6 +141,36 @@ impl RedisStore {
         };
         let keys = &inner.keys;
         let app = held.app.as_str();
+        let now_ms = crate::clock::unix_now().saturating_mul(1000);
+        let id: i64 = held.id.parse().unwrap_or(0);
+        let reason = (!reason.is_empty()).then_some(reason);
+        let outcome = if kind == "retry" { "retrying" } else { kind };
+        let line = serde_json::json!({
+            "at": now_ms / 1000,
+            "openid": held.openid,
+            "outbox_id": id,
+            "outcome": outcome,
+            "errcode": errcode,
+            "reason": reason,
+            "summary": held.summary,
+        })
+        .to_string();
+        let failed = if kind == "failed" {
+            serde_json::to_string(&crate::store::FailedEntry {
+                id,
+                app: app.to_string(),
+                openid: held.openid.clone(),
+                preview: held.summary.clone(),
+                attempts: held.attempts.saturating_add(1),
+                errcode,
+                reason: reason.clone().unwrap_or_default(),
+                created_ms: held.created_ms,
+                failed_ms: now_ms,
+            })
+            .map_err(|e| StoreError::caused("cannot encode a failed entry", e))?
+        } else {
+            String::new()
+        };
         let mut c = inner.conn.get();
         let word: String = self
             .bounded(
@@ -151,11 +188,11 @@ impl RedisStore {
                     .arg(&held.fence)
                     .arg(kind)
                     .arg(next)
-                    .arg(errcode.map(|e| e.to_string()).unwrap_or_default())
-                    .arg(reason)
                     .arg(&held.openid)
                     .arg(inner.opts.retention_ms())
-                    .arg(app)
+                    .arg(line)
+                    .arg(failed)
+                    .arg(now_ms)
                     .invoke_async(&mut c),
             )
             .await?;

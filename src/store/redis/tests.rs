@@ -633,3 +633,48 @@ async fn a_sentinel_url_finds_the_master() {
         "written to the master"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failures_and_counts_are_read_fleet_wide() {
+    let Some(server) = TestRedis::start("failures_and_counts_are_read_fleet_wide") else {
+        return;
+    };
+    let store = redis_store(&server).await;
+    let record = push("fail1", "fuser", now(), &["doomed", "queued"]);
+    assert!(matches!(
+        Store::claim(&store, &record.key, now()).await.unwrap(),
+        Claim::New
+    ));
+    store.commit(record).await.unwrap().unwrap();
+    let claimed = store.claim_due(0, 10).await.unwrap();
+    let reader = store.clone();
+    let counts =
+        tokio::task::spawn_blocking(move || crate::store::Operations::outbox_counts(&reader))
+            .await
+            .unwrap()
+            .unwrap();
+    assert_eq!((counts.queued, counts.sending, counts.failed), (1, 1, 0));
+    let failed = Settlement::Failed {
+        errcode: Some(45015),
+        reason: "response out of time limit".into(),
+    };
+    store
+        .settle(claimed.entries[0].id, failed, 0)
+        .await
+        .unwrap();
+    let reader = store.clone();
+    let failures =
+        tokio::task::spawn_blocking(move || crate::store::Operations::recent_failures(&reader, 10))
+            .await
+            .unwrap()
+            .unwrap();
+    assert_eq!(failures.len(), 1);
+    assert_eq!(
+        (
+            failures[0].errcode,
+            failures[0].preview.as_str(),
+            failures[0].attempts
+        ),
+        (Some(45015), "doomed", 1)
+    );
+}
