@@ -358,20 +358,29 @@ async fn redis_down_answers_503_and_after_its_restart_nothing_is_lost() {
 
 #[tokio::test]
 async fn start_up_names_the_setting_that_would_lose_replies() {
-    let Some(redis) = TestRedis::start_with("fleet: start-up refusal", &["--appendonly", "no"])
-    else {
-        return;
-    };
-    let dir = DaemonDir::new(RULES);
-    dir.write_config("http://127.0.0.1:9", &fleet_extra(&redis, &prefix()));
-    let out = std::process::Command::new(KEFU)
-        .args(["serve", "--config"])
-        .arg(dir.config())
-        .output()
-        .expect("kefu runs");
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("appendonly"), "{stderr}");
+    for (setting, value) in [
+        ("--appendonly", "no"),
+        ("--maxmemory-policy", "allkeys-lru"),
+    ] {
+        let Some(redis) = TestRedis::start_with("fleet: start-up refusal", &[setting, value])
+        else {
+            return;
+        };
+        let dir = DaemonDir::new(RULES);
+        dir.write_config("http://127.0.0.1:9", &fleet_extra(&redis, &prefix()));
+        let out = std::process::Command::new(KEFU)
+            .args(["serve", "--config"])
+            .arg(dir.config())
+            .output()
+            .expect("kefu runs");
+        assert!(
+            !out.status.success(),
+            "{setting} {value}: kefu refuses to start"
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let name = setting.trim_start_matches("--");
+        assert!(stderr.contains(name), "{setting} {value}: {stderr}");
+    }
 }
 
 #[test]
