@@ -5,7 +5,10 @@
 --       6 session expiry (unix ms), 7 session seen ('' = none), 8 compare session 1|0,
 --       9 quota trigger ''|u|e, 10 trigger's limit, 11 trigger's window ms, 12 openid,
 --       13 log retention ms, 14 log line (json), 15 reason: no window, 16 reason: used (u),
---       17 reason: used (e), 18 n messages, then per message: entry json, summary
+--       17 reason: used (e), 18 this instance (owner), 19 outbox lease ms, 20 n messages,
+--       then per message: entry json, summary
+-- An entry that becomes its user's head is leased to this instance at once (fence 1), so the
+-- accepting instance sends it without a claim; the reply lists those as message index, id.
 local cur = redis.call('GET', KEYS[1])
 if cur then
   if string.sub(cur, 1, 2) == 'D|' then return {'REPLAY', string.sub(cur, 3)} end
@@ -18,7 +21,7 @@ end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 -- the send window: a trigger resets it, never adds to it
-local n = tonumber(ARGV[18])
+local n = tonumber(ARGV[20])
 local admitted = 0
 local reason = ''
 local tr, lim, used, untl
@@ -46,17 +49,22 @@ elseif n > 0 then
 end
 -- the outbox: one entry per admitted message, in order behind the user's earlier ones
 local minid = now - tonumber(ARGV[13])
+local leased = {}
 local at = math.floor(now / 1000)
 for i = 1, n do
-  local entry = ARGV[18 + 2 * i - 1]
-  local summary = ARGV[18 + 2 * i]
+  local entry = ARGV[20 + 2 * i - 1]
+  local summary = ARGV[20 + 2 * i]
   if i <= admitted then
     local id = redis.call('INCR', KEYS[8])
     redis.call('HSET', KEYS[4], id, entry)
-    redis.call('HSET', KEYS[5], id, '0||0|' .. now .. '|0|0')
     redis.call('RPUSH', KEYS[7], id)
     if redis.call('LLEN', KEYS[7]) == 1 then
-      redis.call('ZADD', KEYS[6], now, ARGV[12])
+      redis.call('HSET', KEYS[5], id, '1|' .. ARGV[18] .. '|0|' .. now .. '|' .. now .. '|0')
+      redis.call('ZADD', KEYS[6], now + tonumber(ARGV[19]), ARGV[12])
+      leased[#leased + 1] = i
+      leased[#leased + 1] = id
+    else
+      redis.call('HSET', KEYS[5], id, '0||0|' .. now .. '|0|0')
     end
   else
     redis.call('XADD', KEYS[9], 'MINID', '~', minid, '*', 'k', 's', 'v',
@@ -71,4 +79,4 @@ elseif ARGV[4] == 'set' then
 end
 redis.call('XADD', KEYS[9], 'MINID', '~', minid, '*', 'k', 'm', 'v', ARGV[14])
 redis.call('SET', KEYS[1], 'D|' .. ARGV[2], 'PX', ARGV[3])
-return {'OK', admitted, reason}
+return {'OK', admitted, reason, now, leased}

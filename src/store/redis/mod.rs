@@ -142,6 +142,10 @@ pub(crate) struct Inner {
     pub(crate) seen_sessions: Mutex<HashMap<(String, String), String>>,
     /// Outbox entries this instance claimed, by the id the worker knows.
     pub(crate) claimed: Mutex<HashMap<i64, outbox::Held>>,
+    /// Entries this instance's commits leased to it, not yet handed to the worker.
+    pub(crate) ready: Mutex<std::collections::VecDeque<crate::store::OutboxEntry>>,
+    /// When the claim script last ran.
+    pub(crate) last_poll: Mutex<Option<std::time::Instant>>,
     pub(crate) next_local_id: AtomicI64,
     /// Entries not settled for good, as last seen (the `/metrics` gauge).
     pub(crate) depth: AtomicU64,
@@ -196,6 +200,8 @@ impl RedisStore {
                 leases: Mutex::new(HashMap::new()),
                 seen_sessions: Mutex::new(HashMap::new()),
                 claimed: Mutex::new(HashMap::new()),
+                ready: Mutex::new(std::collections::VecDeque::new()),
+                last_poll: Mutex::new(None),
                 next_local_id: AtomicI64::new(1),
                 depth: AtomicU64::new(0),
                 stale_fences: AtomicU64::new(0),

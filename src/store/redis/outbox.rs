@@ -3,7 +3,8 @@
 //! (one user's messages go strictly in order), and two HASHes of entries (payload; fence,
 //! owner, attempts, times).
 //!
-//! A claim leases the head entry of each due user for `outbox.lease_ms` and bumps its fence; a
+//! The commit leases a user's head entry to the instance that accepted the push (fence 1); that
+//! instance hands it to its worker from memory. A claim leases the head entry of each due user for `outbox.lease_ms` and bumps its fence; a
 //! settle is accepted only with the current fence, so an instance that paused past its lease
 //! cannot mark a peer's claim done (counted, logged). An instance that dies leaves its leases to
 //! expire; a peer's poll claims them and marks them interrupted (a possible duplicate, counted
@@ -34,6 +35,42 @@ pub(crate) struct Held {
 }
 
 impl RedisStore {
+    /// An entry the commit leased to this instance: handed to the worker at its next claim,
+    /// with no claim script.
+    pub(crate) fn hold_preleased(
+        &self,
+        app: &str,
+        openid: &str,
+        id: i64,
+        message: &crate::outbound::OutboundMessage,
+        now_ms: i64,
+    ) {
+        let inner = &self.inner;
+        let local = inner.next_local_id.fetch_add(1, Ordering::Relaxed);
+        lock(&inner.claimed).insert(
+            local,
+            Held {
+                app: app.to_string(),
+                openid: openid.to_string(),
+                id: id.to_string(),
+                fence: "1".into(),
+                summary: crate::store::log::one_line(&message.preview()),
+                attempts: 0,
+                created_ms: now_ms,
+            },
+        );
+        lock(&inner.ready).push_back(OutboxEntry {
+            id: local,
+            app: app.to_string(),
+            openid: openid.to_string(),
+            message: message.clone(),
+            attempts: 0,
+            created_ms: now_ms,
+            first_attempt_ms: now_ms,
+            interrupted: false,
+        });
+    }
+
     async fn claim_app(
         &self,
         app: &str,
@@ -113,6 +150,26 @@ impl RedisStore {
 
     async fn claim_all(&self, limit: usize) -> Result<Claimed, StoreError> {
         let mut claimed = Claimed::default();
+        {
+            let mut ready = lock(&self.inner.ready);
+            let take = limit.min(ready.len());
+            claimed.entries.extend(ready.drain(..take));
+        }
+        // Entries this instance's commits leased come from memory; peers' expired leases, due
+        // retries and a user's next entries need the claim script: run it when nothing came
+        // from memory, or at least every poll interval.
+        let polled = {
+            let mut last = lock(&self.inner.last_poll);
+            let due = claimed.entries.is_empty()
+                || last.is_none_or(|at| at.elapsed() >= self.inner.opts.poll);
+            if due {
+                *last = Some(std::time::Instant::now());
+            }
+            due
+        };
+        if !polled {
+            return Ok(claimed);
+        }
         let mut depth = 0;
         for app in &self.inner.opts.apps {
             let left = limit.saturating_sub(claimed.entries.len());

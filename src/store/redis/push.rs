@@ -233,6 +233,8 @@ impl RedisStore {
                 QuotaTrigger::SessionEnter,
                 settings.per_session_enter,
             ))
+            .arg(&inner.opts.instance)
+            .arg(inner.opts.lease_ms)
             .arg(record.outbox.len());
         for message in &record.outbox {
             let summary = crate::store::log::one_line(&message.preview());
@@ -252,6 +254,20 @@ impl RedisStore {
                 let admitted = reply.get(1).map(value_i64).unwrap_or(0).max(0) as usize;
                 let reason = reply.get(2).map(value_string).unwrap_or_default();
                 let dropped = record.outbox.len().saturating_sub(admitted);
+                let now_ms = reply.get(3).map(value_i64).unwrap_or(0);
+                let leased: Vec<i64> = reply
+                    .get(4)
+                    .and_then(|v| redis::from_redis_value_ref(v).ok())
+                    .unwrap_or_default();
+                for pair in leased.chunks(2) {
+                    if let [index, id] = pair
+                        && let Some(message) = usize::try_from(*index)
+                            .ok()
+                            .and_then(|i| record.outbox.get(i.wrapping_sub(1)))
+                    {
+                        self.hold_preleased(app, openid, *id, message, now_ms);
+                    }
+                }
                 if admitted > 0 {
                     inner.depth.fetch_add(admitted as u64, Ordering::Relaxed);
                     inner.wakeup.notify_one();
