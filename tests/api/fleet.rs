@@ -402,3 +402,66 @@ fn a_bad_redis_url_is_refused_at_load() {
         assert!(e.contains("store") && e.contains(says), "{url}: {e}");
     }
 }
+
+#[tokio::test]
+async fn kefu_log_stats_and_session_end_see_the_whole_fleet() {
+    let Some(redis) = TestRedis::start("fleet: kefu log, stats and session end") else {
+        return;
+    };
+    let mock = MockWechat::start().await;
+    let p = prefix();
+    let a = instance(&redis, &p, &mock.base_url(), Some(RULES), "a").await;
+    let b = instance(&redis, &p, &mock.base_url(), Some(RULES), "b").await;
+    assert_eq!(
+        a.daemon.post(&text_msg("o_at_a", "订单 1")).await.status,
+        200
+    );
+    assert_eq!(b.daemon.post(&text_msg("o_at_b", "人工")).await.status, 200);
+    let config = a._dir.config();
+    let config = config.to_str().expect("utf-8 path");
+    let run = |args: &[&str]| {
+        std::process::Command::new(KEFU)
+            .args(args)
+            .args(["--config", config])
+            .output()
+            .expect("kefu runs")
+    };
+    // `kefu log` at A's config shows B's user too.
+    let log = run(&["log", "--since", "1h"]);
+    let text = String::from_utf8_lossy(&log.stdout);
+    assert!(
+        log.status.success(),
+        "{}",
+        String::from_utf8_lossy(&log.stderr)
+    );
+    assert!(text.contains("o_at_a") && text.contains("o_at_b"), "{text}");
+    let stats = run(&["stats", "--json"]);
+    assert!(
+        stats.status.success(),
+        "{}",
+        String::from_utf8_lossy(&stats.stderr)
+    );
+    let stats = String::from_utf8_lossy(&stats.stdout);
+    assert!(
+        stats.contains("\"human\""),
+        "both instances' rules counted: {stats}"
+    );
+    // The handoff B started is ended from A's config; B answers the user again.
+    let end = run(&["session", "end", "--app", "mp", "o_at_b"]);
+    assert!(
+        end.status.success(),
+        "{}",
+        String::from_utf8_lossy(&end.stderr)
+    );
+    let again = b.daemon.post(&text_msg("o_at_b", "订单 2")).await;
+    assert_eq!(
+        (again.status, again.body.as_str()),
+        (200, "success"),
+        "{again:?}"
+    );
+    let sends = mock.wait_for_sends(2, WAIT).await;
+    assert!(
+        sends.iter().any(|s| content(s) == "已收到订单 2"),
+        "the bot answers after the end: {sends:?}"
+    );
+}
