@@ -76,7 +76,11 @@ impl TestRedis {
             if std::env::var("KEFU_REQUIRE_REDIS").is_ok_and(|v| v == "1") {
                 panic!("{test}: KEFU_REQUIRE_REDIS=1 but redis-server is not installed");
             }
-            eprintln!(
+            // Straight to the process's stderr, past the test harness's capture, so that a
+            // plain `cargo test` shows what it skipped.
+            use std::io::Write as _;
+            let _ = writeln!(
+                std::io::stderr(),
                 "SKIPPED {test}: redis-server is not installed (apt-get install redis-server, \
                  then run `cargo test` again; CI sets KEFU_REQUIRE_REDIS=1)"
             );
