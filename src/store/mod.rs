@@ -8,17 +8,17 @@
 //!
 //! # Who owns what
 //!
-//! | state | owner (SQLite backend) | with several instances |
+//! | state | owner (SQLite backend) | Redis backend ([`redis`], several instances) |
 //! |---|---|---|
-//! | dedupe memos ([`Store::claim`]) | [`dedupe`]: hot map in memory, rows on disk for 24 h | **shared**: a retry may reach another instance |
-//! | sessions (menu, handoff) | [`sessions`]: map in memory, rows on disk | **shared**: the user's next message may reach another instance |
-//! | quotas (send windows) | [`quota`]: owned by the writer thread, rows on disk | **shared**: the window is WeChat's, per user |
-//! | outbox | [`outbox`]: rows on disk, claimed by the worker (`queued` → `sending`) | **shared**: the claim is a lease, so one instance sends each entry |
-//! | media cache ([`MediaCache`]) | [`media`]: rows on disk, written in the group commit | **shared**: one upload serves the fleet |
-//! | access token | the API client ([`crate::wechat`]) | **shared** (stable_token already makes it safe) |
-//! | conversation log, send log | [`log`]: rows on disk | **per instance**, like metrics and compiled rules |
+//! | dedupe memos ([`Store::claim`]) | [`dedupe`]: hot map in memory, rows on disk for 24 h | **shared**: a lease while decided, the memo after; a peer waits for it |
+//! | sessions (menu, handoff) | [`sessions`]: map in memory, rows on disk | **shared**, compared and written by the commit script |
+//! | quotas (send windows) | [`quota`]: owned by the writer thread, rows on disk | **shared**, on the Redis server's clock |
+//! | outbox | [`outbox`]: rows on disk, claimed by the worker (`queued` → `sending`) | **shared**: a lease queue, fenced per entry |
+//! | access token | the API client ([`crate::wechat`]) | **shared** through [`SharedValues`] (start-up adapts it) |
+//! | media cache | [`media`] | **shared** |
+//! | conversation log, send log | [`log`]: rows on disk | **shared**: a stream per app, read by the same queries |
 //!
-//! Every write goes through one writer thread ([`writer`]) that batches everything pending into
+//! With SQLite, every write goes through one writer thread ([`writer`]) that batches everything pending into
 //! one transaction (group commit): a push is answered only once its records are durable, and one
 //! fsync covers many pushes. Reads on the request path ([`Store::claim`], [`Store::session`]) are
 //! in-memory lookups.
