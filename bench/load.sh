@@ -7,6 +7,10 @@
 #         safe-N   official account, safe mode (AES) XML, encrypted passive reply
 #         with N in 10, 1000, 100000 rules (any N works: oa-5000)
 #         reload   hot reload of 10,000 rules while oa-1000 load runs: failed requests and reload time
+#         redis-N  Mini Program as mp-N, but TWO instances on one redis-server (store: redis://,
+#                  appendonly yes, appendfsync always); wrk drives each instance with half the
+#                  connections (what a round-robin load balancer does, without its own CPU); req/s
+#                  is the sum, and CPU µs/push counts both kefu processes AND redis-server
 # Env:    DURATION=10s WARMUP=2s THREADS=2 CONNS=32 KEFU_BIN=target/release/kefu
 #         RESULTS=bench/results/<timestamp>
 # The workload follows shared/bench: N keyword rules 关键词i -> 回复i, the regex rule
@@ -192,9 +196,87 @@ run_reload() {
   rm -f "$dir/pushes.txt"
 }
 
+# The Redis row: two instances, one redis-server, durable (appendfsync always).
+run_redis_row() {
+  local row=$1 n=${1#*-}
+  command -v redis-server >/dev/null || { echo "redis-server not found: apt-get install -y redis-server" >&2; return; }
+  CTYPE=application/json
+  local dir="$RESULTS/$row" rport=$((PORT + 20)) port_b=$((PORT + 10))
+  write_workload "$dir" "$n" miniprogram json plaintext
+  printf 'store: "redis://127.0.0.1:%s/0"\nredis_prefix: bench\n' "$rport" >>"$dir/kefu.yaml"
+  mkdir -p "$dir/b/data" "$dir/redis"
+  sed -e "s|127.0.0.1:$PORT|127.0.0.1:$port_b|" -e "s|127.0.0.1:$((PORT + 1))|127.0.0.1:$((port_b + 1))|" \
+    -e "s|$dir/data|$dir/b/data|" "$dir/kefu.yaml" >"$dir/b/kefu.yaml"
+  "$GEN_BIN" json plaintext "$LINES_PER_RUN" "$TOKEN" "$AES_KEY" "$APPID" /wechat/bench >"$dir/pushes.txt"
+  setsid redis-server --port "$rport" --bind 127.0.0.1 --dir "$dir/redis" --appendonly yes \
+    --appendfsync always --save '' >"$dir.redis.log" 2>&1 &
+  local redis_pid=$!
+  local i
+  for i in $(seq 100); do redis-cli -p "$rport" ping >/dev/null 2>&1 && break; sleep 0.1; done
+  start_server "$dir" || { stop_server; kill -TERM -- "-$redis_pid"; return; }
+  local pid_a=$SERVER_PID
+  local saved_port=$PORT
+  PORT=$port_b
+  start_server "$dir/b" || { stop_server; SERVER_PID=$pid_a; PORT=$saved_port; stop_server; kill -TERM -- "-$redis_pid"; return; }
+  local pid_b=$SERVER_PID
+  PORT=$saved_port
+  ticks() {
+    local sid p s=0 t sids=("$@")
+    [ ${#sids[@]} -eq 0 ] && sids=("$pid_a" "$pid_b" "$redis_pid")
+    for sid in "${sids[@]}"; do
+      for p in $(ps -o pid= --sid "$sid" 2>/dev/null); do t=$(awk '{print $14+$15}' "/proc/$p/stat" 2>/dev/null) && s=$((s + t)); done
+    done
+    echo "$s"
+  }
+  local check_before; check_before=$(reply_check "$dir/pushes.txt" success)
+  # Each instance gets its own pushes (different MsgIds), as a load balancer would spread them.
+  awk 'NR % 2 == 1' "$dir/pushes.txt" >"$dir/pushes-a.txt"
+  awk 'NR % 2 == 0' "$dir/pushes.txt" >"$dir/pushes-b.txt"
+  export BENCH_THREADS=1 BENCH_CTYPE=$CTYPE
+  local half=$(( (CONNS + 1) / 2 )) wa
+  if [ "$WARMUP" != 0 ]; then
+    BENCH_LINES="$dir/pushes-a.txt" wrk -t1 -c"$half" -d"$WARMUP" -s bench/wrk/lines.lua "http://127.0.0.1:$PORT" >/dev/null 2>&1 &
+    wa=$!
+    BENCH_LINES="$dir/pushes-b.txt" wrk -t1 -c"$half" -d"$WARMUP" -s bench/wrk/lines.lua "http://127.0.0.1:$port_b" >/dev/null 2>&1
+    wait "$wa"
+  fi
+  local t0 r0; t0=$(ticks); r0=$(ticks "$redis_pid")
+  BENCH_LINES="$dir/pushes-a.txt" wrk -t1 -c"$half" -d"$DURATION" --latency -s bench/wrk/lines.lua "http://127.0.0.1:$PORT" >"$dir/wrk-a.txt" 2>&1 &
+  wa=$!
+  BENCH_LINES="$dir/pushes-b.txt" wrk -t1 -c"$half" -d"$DURATION" --latency -s bench/wrk/lines.lua "http://127.0.0.1:$port_b" >"$dir/wrk-b.txt" 2>&1
+  wait "$wa"
+  local t1 r1; t1=$(ticks); r1=$(ticks "$redis_pid")
+  local rss_a rss_b
+  rss_a=$(ps -o rss= --sid "$pid_a" | awk '{s+=$1} END{print s+0}')
+  rss_b=$(ps -o rss= --sid "$pid_b" | awk '{s+=$1} END{print s+0}')
+  local depth; depth=$(redis-cli -p "$rport" HLEN 'bench:{bench}:ob:s')
+  # Where redis-server's time went, per command and script (usec_per_call).
+  redis-cli -p "$rport" INFO commandstats >"$dir/commandstats.txt" 2>&1
+  SERVER_PID=$pid_b; stop_server
+  SERVER_PID=$pid_a; stop_server
+  kill -TERM -- "-$redis_pid" 2>/dev/null; wait "$redis_pid" 2>/dev/null
+  local reqs rps p50 p99 non2xx sockerr cpu
+  reqs=$(cat "$dir"/wrk-?.txt | awk '/requests in/ {s+=$1} END{print s+0}')
+  rps=$(cat "$dir"/wrk-?.txt | awk '/Requests\/sec/ {s+=$2} END{printf "%d", s}')
+  p50=$(awk '$1=="50%" {print $2}' "$dir/wrk-a.txt")
+  p99=$(awk '$1=="99%" {print $2}' "$dir/wrk-a.txt")
+  non2xx=$(cat "$dir"/wrk-?.txt | awk '/Non-2xx/ {s+=$NF} END{print s+0}')
+  sockerr=$(cat "$dir"/wrk-?.txt | awk '/Socket errors/ {gsub(",",""); s+=$4+$6+$8+$10} END{print s+0}')
+  cpu=$(awk -v a="$t0" -v b="$t1" -v r="${reqs:-0}" -v hz="$CLK_TCK" 'BEGIN{ if (r>0) printf "%.1f", (b-a)/hz*1e6/r; else print "-" }')
+  local rcpu; rcpu=$(awk -v a="$r0" -v b="$r1" -v r="${reqs:-0}" -v hz="$CLK_TCK" 'BEGIN{ if (r>0) printf "%.1f", (b-a)/hz*1e6/r; else print "-" }')
+  cpu="$cpu, of which redis-server $rcpu"
+  rm -f "$dir/pushes.txt" "$dir/pushes-a.txt" "$dir/pushes-b.txt"
+  printf '| %s | %s | %s | %s | %s | %s | %s | — | %.1f | %s (incl. redis-server; outbox left: %s) | %s |\n' "$row" "$n" "${rps:-0}" "$p50" "$p99" "$non2xx" "$sockerr" \
+    "$(echo "($rss_a+$rss_b)/1024" | bc -l)" "$cpu" "$depth" "$check_before" | tee -a "$RESULTS/table.md"
+}
+
 ROWS=("$@")
-[ ${#ROWS[@]} -eq 0 ] && ROWS=(oa-10 oa-1000 oa-100000 mp-10 mp-1000 mp-100000 safe-10 safe-1000 safe-100000 reload)
+[ ${#ROWS[@]} -eq 0 ] && ROWS=(oa-10 oa-1000 oa-100000 mp-10 mp-1000 mp-100000 safe-10 safe-1000 safe-100000 reload redis-1000)
 for row in "${ROWS[@]}"; do
-  if [ "$row" = reload ]; then run_reload; else run_row "$row"; fi
+  case "$row" in
+    reload) run_reload ;;
+    redis-*) run_redis_row "$row" ;;
+    *) run_row "$row" ;;
+  esac
 done
 echo "results: $RESULTS/table.md"

@@ -97,6 +97,10 @@ pub struct OutboxSettings {
     pub send_timeout_ms: u64,
     /// Sends in flight at once (always to different users).
     pub concurrency: usize,
+    /// With a shared store (`store: redis://…`): how long a claimed entry belongs to the
+    /// instance that claimed it; after that a peer takes it over (SPEC §8). Must exceed
+    /// `send_timeout_ms`, so a live instance never loses an entry mid-send.
+    pub lease_ms: u64,
 }
 
 impl Default for OutboxSettings {
@@ -109,6 +113,7 @@ impl Default for OutboxSettings {
             request_timeout_ms: 5_000,
             send_timeout_ms: 20_000,
             concurrency: 16,
+            lease_ms: 30_000,
         }
     }
 }
@@ -245,6 +250,13 @@ pub struct Settings {
     pub max_connections: usize,
     #[serde(default = "default_retention")]
     pub log_retention_days: u32,
+    /// `sqlite` (the default: one instance, `data_dir`), or a Redis URL shared by several
+    /// instances: `redis://…`, `rediss://…` (TLS), `redis+sentinel://h:p,h:p/<master>/<db>`.
+    #[serde(default = "default_store")]
+    pub store: String,
+    /// The first part of every Redis key, so several deployments can share one Redis.
+    #[serde(default = "default_redis_prefix")]
+    pub redis_prefix: String,
     /// `normal`: a committed push survives a crash of kefu; `full`: also a power loss (an fsync
     /// per group commit).
     #[serde(default)]
@@ -308,6 +320,12 @@ fn default_skew() -> u64 {
 }
 fn default_max_body() -> usize {
     65536
+}
+fn default_store() -> String {
+    "sqlite".into()
+}
+fn default_redis_prefix() -> String {
+    "kefu".into()
 }
 fn default_retention() -> u32 {
     30
@@ -464,6 +482,28 @@ pub fn parse(
     }
     if let Some(problem) = settings.outbox.problem() {
         return Err(at("outbox", 0, problem));
+    }
+    if settings.store != "sqlite" {
+        if let Err(problem) = crate::store::RedisStore::check_url(&settings.store) {
+            return Err(at("store", 0, format!("store: {problem}")));
+        }
+        if settings.outbox.lease_ms <= settings.outbox.send_timeout_ms {
+            return Err(at(
+                "outbox",
+                0,
+                format!(
+                    "outbox.lease_ms: must exceed send_timeout_ms ({}), or a peer could take over an entry still being sent",
+                    settings.outbox.send_timeout_ms
+                ),
+            ));
+        }
+    }
+    if settings.redis_prefix.is_empty() || settings.redis_prefix.contains(['{', '}', ' ']) {
+        return Err(at(
+            "redis_prefix",
+            0,
+            "redis_prefix: must be non-empty, without spaces or braces".into(),
+        ));
     }
     let in_app = |i: usize, key: &str, message: String| ConfigError::At {
         path: path.to_path_buf(),

@@ -74,6 +74,9 @@ pub struct Metrics {
     /// stopped (WeChat may have accepted the first one: the duplicate an API without
     /// idempotency keys allows).
     pub resent_after_restart: Counter,
+    /// With a shared store: outcomes of sends refused because a peer had taken the entry over
+    /// after this instance's lease ended (the peer sends it again: a possible duplicate).
+    pub stale_fences: Counter,
     /// Calls to operators' backends (`fetch` rules), by rule and outcome (ok, timeout, status,
     /// too_large, bad_json, redirect, missing_field, error).
     pub fetches: Family<RuleOutcomeLabels, Counter>,
@@ -119,6 +122,7 @@ impl Default for Metrics {
             token_fetches: Family::default(),
             store_errors: Family::default(),
             resent_after_restart: Counter::default(),
+            stale_fences: Counter::default(),
             fetches: Family::default(),
             media: Family::default(),
         }
@@ -187,6 +191,11 @@ impl Metrics {
             "outbox_resent_after_restart",
             "Outbox entries sent again after a restart cut their first send off in flight",
             self.resent_after_restart.clone(),
+        );
+        r.register(
+            "outbox_stale_fence",
+            "Send outcomes refused because another instance had taken the entry over (shared store)",
+            self.stale_fences.clone(),
         );
         r.register(
             "fetch",

@@ -30,8 +30,14 @@ use crate::rules::LoadOptions;
 use crate::rules::RuleSet;
 use crate::rules::fetch::EnvLookup;
 use crate::rules::reload::{ReloadOutcome, RulesHandle, spawn_watcher};
-use crate::store::{Operations, RecordedHook, SqliteReader, SqliteStore, Store, StoreOptions};
-use crate::wechat::{ClientOptions, MeteredDeliver, TokenFetchHook, WechatClient};
+use crate::store::redis::StaleFenceHook;
+use crate::store::redis::ops::RedisReader;
+use crate::store::{
+    MediaCache, Operations, Outbox, RecordedHook, RedisOptions, RedisStore, SharedValues,
+    SqliteReader, SqliteStore, Store, StoreOptions,
+};
+use crate::wechat::{ClientOptions, MeteredDeliver, TokenFetchHook, TokenShare, WechatClient};
+use futures_util::future::BoxFuture;
 
 /// A built, bound, not yet running kefu.
 pub struct Application {
@@ -45,12 +51,168 @@ pub struct Application {
     /// One handle per distinct rules folder; a reload reloads them all.
     rule_handles: HashMap<PathBuf, Arc<RulesHandle>>,
     /// The store, closed last on shutdown.
-    store: SqliteStore,
+    store: Backend,
     /// What the outbox worker sends through: image files and fetch replies prepared, then
     /// the API client.
     deliver: Arc<Preparing>,
     /// The outbox worker's pacing and hooks.
     worker_options: WorkerOptions,
+}
+
+/// The configured store (`store:` in kefu.yaml).
+#[derive(Clone)]
+enum Backend {
+    Sqlite(SqliteStore),
+    Redis(RedisStore),
+}
+
+impl Backend {
+    /// Opens the store `settings` name; a Redis that would lose acknowledged state refuses.
+    async fn open(settings: &Settings, metrics: &Metrics) -> anyhow::Result<Self> {
+        if settings.store == "sqlite" {
+            let sqlite = SqliteStore::open(&settings.data_dir, store_options(settings, metrics))
+                .with_context(|| format!("opening the store in {}", settings.data_dir.display()))?;
+            return Ok(Self::Sqlite(sqlite));
+        }
+        let redis = RedisStore::open(redis_options(settings, metrics))
+            .await
+            .context("opening the Redis store")?;
+        let moved = redis
+            .move_sqlite_outbox(&settings.data_dir)
+            .await
+            .context("moving the local SQLite outbox into Redis")?;
+        if moved > 0 {
+            tracing::warn!(
+                moved,
+                "moved the unsent replies of the local SQLite outbox into Redis"
+            );
+        }
+        tracing::info!(
+            instance = redis.instance(),
+            "store: Redis, shared with the other instances"
+        );
+        Ok(Self::Redis(redis))
+    }
+
+    fn store(&self) -> Arc<dyn Store> {
+        match self {
+            Self::Sqlite(s) => Arc::new(s.clone()),
+            Self::Redis(r) => Arc::new(r.clone()),
+        }
+    }
+
+    fn ops(&self) -> Arc<dyn Operations> {
+        match self {
+            Self::Sqlite(s) => Arc::new(s.clone()),
+            Self::Redis(r) => Arc::new(r.clone()),
+        }
+    }
+
+    fn outbox(&self) -> Arc<dyn Outbox> {
+        match self {
+            Self::Sqlite(s) => Arc::new(s.clone()),
+            Self::Redis(r) => Arc::new(r.clone()),
+        }
+    }
+
+    /// The fleet's token, when the store is shared.
+    fn token_share(&self) -> Option<Arc<dyn TokenShare>> {
+        match self {
+            Self::Sqlite(_) => None,
+            Self::Redis(r) => Some(Arc::new(StoreTokenShare(Arc::new(r.clone())))),
+        }
+    }
+
+    fn media(&self) -> Arc<dyn MediaCache> {
+        match self {
+            Self::Sqlite(s) => Arc::new(s.clone()),
+            Self::Redis(r) => Arc::new(r.clone()),
+        }
+    }
+
+    fn close(&self) {
+        if let Self::Sqlite(s) = self {
+            s.close();
+        }
+    }
+}
+
+/// The fleet's token (`wechat`'s [`TokenShare`]) kept in the store's shared values: the one
+/// place that knows both.
+struct StoreTokenShare(Arc<dyn SharedValues>);
+
+const TOKEN: &str = "access_token";
+const TOKEN_LOCK: &str = "access_token_lock";
+
+fn reason(e: crate::store::StoreError) -> String {
+    e.to_string()
+}
+
+impl TokenShare for StoreTokenShare {
+    fn get(&self, app: &str) -> BoxFuture<'_, Result<Option<(String, i64)>, String>> {
+        let app = app.to_string();
+        Box::pin(async move { self.0.get_value(&app, TOKEN).await.map_err(reason) })
+    }
+    fn put(&self, app: &str, token: &str, ttl_ms: i64) -> BoxFuture<'_, Result<(), String>> {
+        let (app, token) = (app.to_string(), token.to_string());
+        Box::pin(async move {
+            self.0
+                .put_value(&app, TOKEN, &token, ttl_ms, false)
+                .await
+                .map(drop)
+                .map_err(reason)
+        })
+    }
+    fn lock(&self, app: &str, holder: &str, ttl_ms: i64) -> BoxFuture<'_, Result<bool, String>> {
+        let (app, holder) = (app.to_string(), holder.to_string());
+        Box::pin(async move {
+            self.0
+                .put_value(&app, TOKEN_LOCK, &holder, ttl_ms, true)
+                .await
+                .map_err(reason)
+        })
+    }
+    fn unlock(&self, app: &str, holder: &str) -> BoxFuture<'_, Result<(), String>> {
+        let (app, holder) = (app.to_string(), holder.to_string());
+        Box::pin(async move {
+            self.0
+                .delete_value_if(&app, TOKEN_LOCK, &holder)
+                .await
+                .map(drop)
+                .map_err(reason)
+        })
+    }
+    fn expire_if(&self, app: &str, token: &str) -> BoxFuture<'_, Result<bool, String>> {
+        let (app, token) = (app.to_string(), token.to_string());
+        Box::pin(async move {
+            self.0
+                .delete_value_if(&app, TOKEN, &token)
+                .await
+                .map_err(reason)
+        })
+    }
+}
+
+/// The Redis store's options from `kefu.yaml`.
+fn redis_options(settings: &Settings, metrics: &Metrics) -> RedisOptions {
+    let stale = metrics.stale_fences.clone();
+    let metrics = metrics.clone();
+    RedisOptions {
+        prefix: settings.redis_prefix.clone(),
+        quota: settings.quota.clone(),
+        lease_ms: i64::try_from(settings.outbox.lease_ms).unwrap_or(i64::MAX),
+        log_retention_days: settings.log_retention_days,
+        on_recorded: Some(RecordedHook(Arc::new(move |record| {
+            metrics.count_recorded(record);
+        }))),
+        on_stale_fence: Some(StaleFenceHook(Arc::new(move || {
+            stale.inc();
+        }))),
+        ..RedisOptions::new(
+            &settings.store,
+            settings.apps.iter().map(|a| a.id.clone()).collect(),
+        )
+    }
 }
 
 /// Wraps the store the request path and the probe use, e.g. to inject failures behind the
@@ -76,18 +238,17 @@ impl Application {
             .context("the global rules folder was not loaded")?;
         let apps = app_runtimes(&settings, &rule_handles, &global);
 
-        let sqlite = SqliteStore::open(&settings.data_dir, store_options(&settings, &metrics))
-            .with_context(|| format!("opening the store in {}", settings.data_dir.display()))?;
-        let client = api_client(&settings, &metrics)?;
+        let backend = Backend::open(&settings, &metrics).await?;
+        let client = api_client(&settings, &metrics, backend.token_share())?;
         let fetcher = Fetcher::new(std_env(), Some(metrics.clone()))
             .context("building the HTTP client of fetch rules")?;
-        let store: Arc<dyn Store> = layer(Arc::new(sqlite.clone()));
+        let store: Arc<dyn Store> = layer(backend.store());
         let state = web::Data::new(State {
             settings: settings.clone(),
             apps,
             rules: global,
             store,
-            ops: Arc::new(sqlite.clone()),
+            ops: backend.ops(),
             client: client.clone(),
             metrics: metrics.clone(),
             store_health: Arc::new(StoreHealth::new(metrics.clone())),
@@ -117,10 +278,10 @@ impl Application {
             admin,
             state,
             rule_handles,
-            store: sqlite.clone(),
+            store: backend.clone(),
             deliver: Arc::new(Preparing::new(
                 Arc::new(MeteredDeliver::new(client.clone(), metrics.clone())),
-                Arc::new(sqlite.clone()),
+                backend.media(),
                 Arc::new(client),
                 fetcher,
                 PrepareOptions {
@@ -202,7 +363,7 @@ impl Application {
             }
         }
         let mut worker = spawn_outbox_worker(
-            Arc::new(self.store.clone()),
+            self.store.outbox(),
             self.deliver.clone(),
             self.worker_options.clone(),
             stopped(),
@@ -371,7 +532,11 @@ fn app_runtimes(
 }
 
 /// The WeChat API client, counting token fetches.
-fn api_client(settings: &Settings, metrics: &Metrics) -> anyhow::Result<WechatClient> {
+fn api_client(
+    settings: &Settings,
+    metrics: &Metrics,
+    token_share: Option<Arc<dyn TokenShare>>,
+) -> anyhow::Result<WechatClient> {
     let token_metrics = metrics.clone();
     let client_options = ClientOptions {
         request_timeout: Duration::from_millis(settings.outbox.request_timeout_ms),
@@ -384,6 +549,7 @@ fn api_client(settings: &Settings, metrics: &Metrics) -> anyhow::Result<WechatCl
                 })
                 .inc();
         }))),
+        token_share,
         ..ClientOptions::default()
     };
     WechatClient::new(&settings.api_base, &settings.apps, client_options)
@@ -451,6 +617,16 @@ fn handle_dir(handle: &RulesHandle) -> String {
 /// The operators' read side of the configured store, for commands that run beside a daemon
 /// (`kefu stats`): it reads, never writes.
 pub fn operations(settings: &Settings) -> anyhow::Result<Box<dyn Operations>> {
+    if settings.store != "sqlite" {
+        let reader = RedisReader::open(RedisOptions {
+            prefix: settings.redis_prefix.clone(),
+            ..RedisOptions::new(
+                &settings.store,
+                settings.apps.iter().map(|a| a.id.clone()).collect(),
+            )
+        })?;
+        return Ok(Box::new(reader));
+    }
     let reader = SqliteReader::open(&settings.data_dir)?;
     Ok(Box::new(reader))
 }

@@ -88,6 +88,7 @@ pub async fn healthz(state: web::Data<State>) -> HttpResponse {
         None => json!({"ok": true}),
         Some(f) => json!({
             "ok": false,
+            "state": "down",
             "error": f.error,
             "since": chrono::DateTime::from_timestamp(f.since, 0)
                 .map(|t| t.with_timezone(&state.settings.tz).to_rfc3339()),

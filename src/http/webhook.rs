@@ -349,10 +349,18 @@ async fn process(
     // going away mid-request) releases the claim for WeChat's retry.
     let guard = ClaimGuard::new(&*state.store, key.clone());
 
-    let session = state
-        .store
-        .session(app_id, &msg.from_user_name, now)
-        .map_err(|e| store_failed("session", e))?;
+    let session = match tokio::time::timeout_at(
+        deadline,
+        state.store.session(app_id, &msg.from_user_name, now),
+    )
+    .await
+    {
+        Ok(session) => session.map_err(|e| store_failed("session", e))?,
+        Err(_) => {
+            state.metrics.store_error("session_deadline");
+            return Err(WebhookError::StoreTooSlow);
+        }
+    };
     let rules = app.rules.current();
     let ctx = Context::at_unix(
         now,

@@ -1,6 +1,7 @@
 //! The conversation log: one row per push (`messages`) and one per send outcome (`sends`).
 //!
-//! Per instance, even with a shared store (SPEC §8). Only openids, never secrets or tokens: the
+//! The SQLite store's (the Redis store keeps the same lines in a stream per app, and replays them
+//! into these tables to answer operators). Only openids, never secrets or tokens: the
 //! rows are what `kefu stats` and the console read. Deleted after `log_retention_days`
 //! ([`super::retention`]).
 

@@ -8,17 +8,17 @@
 //!
 //! # Who owns what
 //!
-//! | state | owner (SQLite backend) | with several instances |
+//! | state | owner (SQLite backend) | Redis backend ([`redis`], several instances) |
 //! |---|---|---|
-//! | dedupe memos ([`Store::claim`]) | [`dedupe`]: hot map in memory, rows on disk for 24 h | **shared**: a retry may reach another instance |
-//! | sessions (menu, handoff) | [`sessions`]: map in memory, rows on disk | **shared**: the user's next message may reach another instance |
-//! | quotas (send windows) | [`quota`]: owned by the writer thread, rows on disk | **shared**: the window is WeChat's, per user |
-//! | outbox | [`outbox`]: rows on disk, claimed by the worker (`queued` → `sending`) | **shared**: the claim is a lease, so one instance sends each entry |
-//! | media cache ([`MediaCache`]) | [`media`]: rows on disk, written in the group commit | **shared**: one upload serves the fleet |
-//! | access token | the API client ([`crate::wechat`]) | **shared** (stable_token already makes it safe) |
-//! | conversation log, send log | [`log`]: rows on disk | **per instance**, like metrics and compiled rules |
+//! | dedupe memos ([`Store::claim`]) | [`dedupe`]: hot map in memory, rows on disk for 24 h | **shared**: a lease while decided, the memo after; a peer waits for it |
+//! | sessions (menu, handoff) | [`sessions`]: map in memory, rows on disk | **shared**, compared and written by the commit script |
+//! | quotas (send windows) | [`quota`]: owned by the writer thread, rows on disk | **shared**, on the Redis server's clock |
+//! | outbox | [`outbox`]: rows on disk, claimed by the worker (`queued` → `sending`) | **shared**: a lease queue, fenced per entry |
+//! | access token | the API client ([`crate::wechat`]) | **shared** through [`SharedValues`] (start-up adapts it) |
+//! | media cache | [`media`] | **shared** |
+//! | conversation log, send log | [`log`]: rows on disk | **shared**: a stream per app, read by the same queries |
 //!
-//! Every write goes through one writer thread ([`writer`]) that batches everything pending into
+//! With SQLite, every write goes through one writer thread ([`writer`]) that batches everything pending into
 //! one transaction (group commit): a push is answered only once its records are durable, and one
 //! fsync covers many pushes. Reads on the request path ([`Store::claim`], [`Store::session`]) are
 //! in-memory lookups.
@@ -60,9 +60,11 @@ pub mod log;
 pub mod media;
 pub mod outbox;
 pub mod quota;
+pub mod redis;
 pub mod retention;
 pub mod schema;
 pub mod sessions;
+pub mod shared;
 pub mod sqlite;
 pub mod stats;
 pub mod writer;
@@ -77,6 +79,8 @@ use tokio::sync::Notify;
 
 pub use media::{MediaCache, MediaEntry};
 pub use outbox::{Claimed, FailedEntry, OutboxCounts, OutboxEntry, Settlement};
+pub use redis::{RedisOptions, RedisStore};
+pub use shared::SharedValues;
 pub use sqlite::{SqliteReader, SqliteStore};
 
 use futures_util::future::BoxFuture;
@@ -252,12 +256,19 @@ pub type CommitTicket = oneshot::Receiver<Result<CommitReport, StoreError>>;
 
 /// The state interface of the request path.
 pub trait Store: Send + Sync + 'static {
-    /// Looks a push up for dedupe, and marks it in flight when it is new.
-    fn claim(&self, key: &PushKey, now: i64) -> Result<Claim, StoreError>;
+    /// Looks a push up for dedupe, and marks it in flight when it is new. Async: a shared
+    /// backend asks its server (and turns a peer's in-flight claim into a [`Claim::InFlight`]
+    /// receiver it fills by polling).
+    fn claim(&self, key: &PushKey, now: i64) -> BoxFuture<'_, Result<Claim, StoreError>>;
     /// Releases an in-flight claim that will not be committed (waiters claim again).
     fn abandon(&self, key: &PushKey);
-    /// The user's session (default when none).
-    fn session(&self, app: &str, openid: &str, now: i64) -> Result<Session, StoreError>;
+    /// The user's session (default when none). Async for the same reason as `claim`.
+    fn session(
+        &self,
+        app: &str,
+        openid: &str,
+        now: i64,
+    ) -> BoxFuture<'_, Result<Session, StoreError>>;
     /// Queues the record for the next group commit.
     fn commit(&self, record: PushRecord) -> CommitTicket;
     /// Whether the store takes writes now: a small durable write, resolved like a commit.
@@ -318,7 +329,7 @@ pub async fn resolve_claim(
     now: i64,
 ) -> Result<Resolved, StoreError> {
     loop {
-        match store.claim(key, now)? {
+        match store.claim(key, now).await? {
             Claim::New => return Ok(Resolved::New),
             Claim::Done(memo) => return Ok(Resolved::Replay(memo)),
             Claim::InFlight(mut rx) => {

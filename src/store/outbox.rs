@@ -311,3 +311,85 @@ pub fn recent_failures(conn: &Connection, limit: usize) -> Result<Vec<FailedEntr
         .map_err(backend)?;
     rows.collect::<Result<_, _>>().map_err(backend)
 }
+
+/// An unsent entry of a SQLite outbox, read to move it into another store.
+#[derive(Debug, Clone)]
+pub struct Unsent {
+    /// Row id.
+    pub id: i64,
+    /// The app id of `kefu.yaml`.
+    pub app: String,
+    /// The recipient.
+    pub openid: String,
+    /// What to send.
+    pub message: OutboundMessage,
+    /// Attempts made.
+    pub attempts: u32,
+    /// When it was queued (unix ms).
+    pub created_ms: i64,
+}
+
+/// The unsent entries (`queued` or `sending`) of the SQLite store in `data_dir`, oldest first;
+/// none when there is no database file (a deployment that never ran on SQLite).
+pub fn take_unsent(data_dir: &std::path::Path) -> Result<Vec<Unsent>, StoreError> {
+    let path = data_dir.join(super::schema::DB_FILE);
+    if !path.exists() {
+        return Ok(Vec::new());
+    }
+    let conn = Connection::open(&path).map_err(backend)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))
+        .map_err(backend)?;
+    let mut stmt = conn
+        .prepare(
+            "SELECT id, app, openid, message, attempts, created_ms FROM outbox \
+             WHERE state IN ('queued', 'sending') ORDER BY id",
+        )
+        .map_err(backend)?;
+    let rows = stmt
+        .query_map([], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, u32>(4)?,
+                r.get::<_, i64>(5)?,
+            ))
+        })
+        .map_err(backend)?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (id, app, openid, json, attempts, created_ms) = row.map_err(backend)?;
+        match serde_json::from_str::<OutboundMessage>(&json) {
+            Ok(message) => out.push(Unsent {
+                id,
+                app,
+                openid,
+                message,
+                attempts,
+                created_ms,
+            }),
+            Err(e) => {
+                tracing::error!(id, error = %e, "an outbox row is not readable; left in SQLite")
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Deletes moved entries from the SQLite store in `data_dir`.
+pub fn forget_unsent(
+    data_dir: &std::path::Path,
+    ids: impl Iterator<Item = i64>,
+) -> Result<(), StoreError> {
+    let path = data_dir.join(super::schema::DB_FILE);
+    let mut conn = Connection::open(&path).map_err(backend)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))
+        .map_err(backend)?;
+    let tx = conn.transaction().map_err(backend)?;
+    for id in ids {
+        tx.execute("DELETE FROM outbox WHERE id = ?1", [id])
+            .map_err(backend)?;
+    }
+    tx.commit().map_err(backend)
+}

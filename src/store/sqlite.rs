@@ -317,17 +317,36 @@ fn create_private(data_dir: &Path) -> Result<(), StoreError> {
     Ok(())
 }
 
-impl Store for SqliteStore {
-    fn claim(&self, key: &PushKey, now: i64) -> Result<Claim, StoreError> {
+impl SqliteStore {
+    /// [`Store::claim`] without the future: an in-memory lookup.
+    pub fn claim(&self, key: &PushKey, now: i64) -> Result<Claim, StoreError> {
         Ok(self.inner.shared.dedupe.claim(key, now))
+    }
+
+    /// [`Store::session`] without the future: an in-memory lookup.
+    pub fn session(&self, app: &str, openid: &str, now: i64) -> Result<Session, StoreError> {
+        Ok(self.inner.shared.sessions.get(app, openid, now))
+    }
+}
+
+impl Store for SqliteStore {
+    fn claim(&self, key: &PushKey, now: i64) -> BoxFuture<'_, Result<Claim, StoreError>> {
+        Box::pin(std::future::ready(SqliteStore::claim(self, key, now)))
     }
 
     fn abandon(&self, key: &PushKey) {
         self.inner.shared.dedupe.abandon(key);
     }
 
-    fn session(&self, app: &str, openid: &str, now: i64) -> Result<Session, StoreError> {
-        Ok(self.inner.shared.sessions.get(app, openid, now))
+    fn session(
+        &self,
+        app: &str,
+        openid: &str,
+        now: i64,
+    ) -> BoxFuture<'_, Result<Session, StoreError>> {
+        Box::pin(std::future::ready(SqliteStore::session(
+            self, app, openid, now,
+        )))
     }
 
     fn commit(&self, record: PushRecord) -> CommitTicket {

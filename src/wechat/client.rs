@@ -49,6 +49,9 @@ pub struct ClientOptions {
     pub clock: Clock,
     /// Told of every token fetch (for `kefu_token_fetches_total`).
     pub on_token_fetch: Option<TokenFetchHook>,
+    /// The fleet's shared token (several instances on one store, SPEC §8); `None`: this
+    /// process's cache is the only one.
+    pub token_share: Option<Arc<dyn super::TokenShare>>,
 }
 
 /// Called after each `stable_token` fetch with the kefu app id and whether it gave a token.
@@ -73,6 +76,7 @@ impl Default for ClientOptions {
             dry_run_capacity: 100,
             clock: Clock::System,
             on_token_fetch: None,
+            token_share: None,
         }
     }
 }
@@ -110,6 +114,10 @@ struct Inner {
     dry_runs: DryRunLog,
     /// See [`ClientOptions::on_token_fetch`].
     on_token_fetch: Option<TokenFetchHook>,
+    /// See [`ClientOptions::token_share`].
+    token_share: Option<Arc<dyn super::TokenShare>>,
+    /// [`ClientOptions::token_refresh_margin`]: a shared token closer to its expiry is refetched.
+    token_margin: Duration,
 }
 
 /// One app as the client sees it.
@@ -269,6 +277,8 @@ impl WechatClient {
                 apps: by_id,
                 dry_runs: DryRunLog::new(options.dry_run_capacity),
                 on_token_fetch: options.on_token_fetch.clone(),
+                token_share: options.token_share.clone(),
+                token_margin: options.token_refresh_margin,
             }),
         })
     }
@@ -464,7 +474,7 @@ impl WechatClient {
 
     async fn send_live(&self, live: &LiveApp, body: String) -> SendOutcome {
         let (appid, secret, slot) = (live.appid.as_str(), &live.secret, &live.token);
-        let fetch = |mode| self.fetch_token_counted(&live.id, appid, secret, mode);
+        let fetch = |mode| self.fetch_token_shared(&live.id, appid, secret, mode);
         let token = match slot.get(fetch).await {
             Ok(token) => token,
             Err(e) => return e.into_outcome(),
@@ -478,7 +488,8 @@ impl WechatClient {
             "access token refused; refreshing it and sending once more"
         );
         slot.invalidate_if(&token, Invalidate::Refresh);
-        let fetch = |mode| self.fetch_token_counted(&live.id, appid, secret, mode);
+        self.expire_shared(&live.id, &token).await;
+        let fetch = |mode| self.fetch_token_shared(&live.id, appid, secret, mode);
         let fresh = match slot.get(fetch).await {
             Ok(token) => token,
             Err(e) => return e.into_outcome(),
@@ -555,6 +566,77 @@ impl WechatClient {
             },
         };
         Attempt::Done(outcome)
+    }
+
+    /// The fleet's token when a shared store holds one (see [`super::shared_token`]), else
+    /// [`Self::fetch_token_counted`] under the fleet's fetch lock.
+    async fn fetch_token_shared(
+        &self,
+        app_id: &str,
+        appid: &str,
+        secret: &Secret,
+        mode: FetchMode,
+    ) -> Result<Fetched, TokenError> {
+        use super::shared_token::{LOCK_TTL, POLL, holder};
+        let Some(share) = self.inner.token_share.clone() else {
+            return self.fetch_token_counted(app_id, appid, secret, mode).await;
+        };
+        let margin = i64::try_from(self.inner.token_margin.as_millis()).unwrap_or(i64::MAX);
+        let deadline = tokio::time::Instant::now() + LOCK_TTL;
+        loop {
+            if mode == FetchMode::Normal {
+                match share.get(app_id).await {
+                    Ok(Some((token, left_ms))) if left_ms > margin.saturating_add(1000) => {
+                        return Ok(Fetched {
+                            token: AccessToken::new(&token),
+                            expires_in: Duration::from_millis(left_ms.unsigned_abs()),
+                        });
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::warn!(error = %e, "shared token unreachable; fetching alone");
+                        return self.fetch_token_counted(app_id, appid, secret, mode).await;
+                    }
+                }
+            }
+            let me = holder();
+            let ttl = i64::try_from(LOCK_TTL.as_millis()).unwrap_or(10_000);
+            match share.lock(app_id, &me, ttl).await {
+                Ok(true) => {
+                    let fetched = self.fetch_token_counted(app_id, appid, secret, mode).await;
+                    if let Ok(f) = &fetched {
+                        let ttl = i64::try_from(f.expires_in.as_millis()).unwrap_or(i64::MAX);
+                        if let Err(e) = share.put(app_id, f.token.expose(), ttl).await {
+                            tracing::warn!(error = %e, "cannot share the new token");
+                        }
+                    }
+                    if let Err(e) = share.unlock(app_id, &me).await {
+                        tracing::warn!(error = %e, "cannot release the token fetch lock; it expires by itself");
+                    }
+                    return fetched;
+                }
+                Ok(false) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(POLL).await;
+                }
+                Ok(false) => {
+                    tracing::warn!("a peer held the token fetch lock for 10 s; fetching alone");
+                    return self.fetch_token_counted(app_id, appid, secret, mode).await;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "shared token unreachable; fetching alone");
+                    return self.fetch_token_counted(app_id, appid, secret, mode).await;
+                }
+            }
+        }
+    }
+
+    /// Expires the fleet's copy of a refused token, if it is still that one.
+    async fn expire_shared(&self, app_id: &str, token: &AccessToken) {
+        if let Some(share) = &self.inner.token_share
+            && let Err(e) = share.expire_if(app_id, token.expose()).await
+        {
+            tracing::warn!(error = %e, "cannot expire the shared token");
+        }
     }
 
     /// [`Self::fetch_token`], reported to the fetch hook.

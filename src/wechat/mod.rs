@@ -18,11 +18,13 @@ pub mod client;
 pub mod clock;
 pub mod dry_run;
 pub mod errcode;
+pub mod shared_token;
 pub mod token;
 
 pub use client::{ClientError, ClientOptions, TokenFetchHook, Uploaded, WechatClient};
 pub use clock::{Clock, ManualClock};
 pub use dry_run::DryRunSend;
+pub use shared_token::TokenShare;
 
 /// What became of one send attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -6,6 +6,7 @@
 //! Official accounts show the answer in the HTTP body; one Mini Program test follows the
 //! replies through the outbox to the dry-run send record.
 
+use futures_util::FutureExt as _;
 use std::time::Duration;
 
 use kefu::outbound::OutboundMessage;
@@ -37,6 +38,9 @@ fn menu_of(app: &TestApp, user: &str) -> Vec<String> {
     app.state
         .store
         .session("oa", user, TestApp::now())
+        // The SQLite store answers from memory: its future is ready at once.
+        .now_or_never()
+        .expect("ready")
         .expect("session")
         .menu
         .map(|m| m.options)
@@ -156,6 +160,7 @@ async fn a_handoff_sticks_to_the_user_who_asked() {
         .state
         .store
         .session("oa", "o_alice", TestApp::now())
+        .await
         .unwrap()
         .handoff_until
         .expect("a sticky handoff");
@@ -196,6 +201,7 @@ async fn a_handoff_rule_on_an_event_does_not_transfer() {
         app.state
             .store
             .session("oa", "o_alice", TestApp::now())
+            .await
             .unwrap()
             .handoff_until,
         None
@@ -216,6 +222,7 @@ async fn handoff_minutes_0_means_no_stickiness() {
         app.state
             .store
             .session("oa", "o_alice", TestApp::now())
+            .await
             .unwrap()
             .handoff_until,
         None
@@ -266,6 +273,7 @@ async fn a_mini_program_menu_is_answered_through_the_send_api() {
         .state
         .store
         .session("mp", "o_alice", TestApp::now())
+        .await
         .unwrap()
         .menu
         .expect("a menu")
@@ -328,6 +336,7 @@ async fn a_follow_up_is_read_with_the_kind_of_the_users_last_answer() {
         .state
         .store
         .session("oa", "o_alice", TestApp::now())
+        .await
         .expect("session")
         .last_faq
         .expect("the last answer is kept");

@@ -206,7 +206,7 @@ struct FailingStore {
 const DISK_FULL: &str = "injected: database or disk is full";
 
 impl Store for FailingStore {
-    fn claim(&self, key: &PushKey, now: i64) -> Result<Claim, StoreError> {
+    fn claim(&self, key: &PushKey, now: i64) -> BoxFuture<'_, Result<Claim, StoreError>> {
         self.inner.claim(key, now)
     }
 
@@ -214,7 +214,12 @@ impl Store for FailingStore {
         self.inner.abandon(key);
     }
 
-    fn session(&self, app: &str, openid: &str, now: i64) -> Result<Session, StoreError> {
+    fn session(
+        &self,
+        app: &str,
+        openid: &str,
+        now: i64,
+    ) -> BoxFuture<'_, Result<Session, StoreError>> {
         self.inner.session(app, openid, now)
     }
 

@@ -11,6 +11,7 @@ mod day;
 mod dedupe;
 mod delivery_helpers;
 mod faq_sessions;
+mod fleet;
 mod helpers;
 mod hostile;
 mod mock_wechat;

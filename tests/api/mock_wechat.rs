@@ -300,6 +300,14 @@ impl MockWechat {
             .insert(token.to_string(), errcode);
     }
 
+    /// The API is back: scripted send answers and refused tokens are forgotten; every send is
+    /// accepted again.
+    pub fn api_up(&self) {
+        let mut inner = self.state.lock();
+        inner.send_script.clear();
+        inner.rejected.clear();
+    }
+
     /// How many times `stable_token` was called (failures included).
     pub fn token_fetches(&self) -> usize {
         self.state.lock().token_requests.len()
