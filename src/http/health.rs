@@ -84,17 +84,20 @@ impl StoreHealth {
 pub async fn healthz(state: web::Data<State>) -> HttpResponse {
     let status = state.rules.status();
     let failure = state.store_health.failure();
+    let since = |f: &StoreFailure| {
+        chrono::DateTime::from_timestamp(f.since, 0)
+            .map(|t| t.with_timezone(&state.settings.tz).to_rfc3339())
+    };
+    let shared = state.settings.store != "sqlite";
     let store = match &failure {
         None => json!({"ok": true}),
-        Some(f) => json!({
-            "ok": false,
-            "state": "down",
-            "error": f.error,
-            "since": chrono::DateTime::from_timestamp(f.since, 0)
-                .map(|t| t.with_timezone(&state.settings.tz).to_rfc3339()),
-        }),
+        // A shared store (Redis) that cannot be reached: `store: down` (SPEC §8), its error
+        // and since beside it.
+        Some(_) if shared => json!("down"),
+        // The embedded store failing (a full disk, SPEC §11): what failed, and since when.
+        Some(f) => json!({"ok": false, "error": f.error, "since": since(f)}),
     };
-    let body = json!({
+    let mut body = json!({
         "status": if failure.is_none() { "ok" } else { "error" },
         "store": store,
         "rules": {
@@ -106,6 +109,10 @@ pub async fn healthz(state: web::Data<State>) -> HttpResponse {
         },
         "apps": apps(&state),
     });
+    if let (Some(f), true, Some(map)) = (&failure, shared, body.as_object_mut()) {
+        map.insert("store_error".into(), json!(f.error));
+        map.insert("store_since".into(), json!(since(f)));
+    }
     if failure.is_none() {
         HttpResponse::Ok().json(body)
     } else {

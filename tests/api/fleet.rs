@@ -317,7 +317,7 @@ async fn redis_down_answers_503_and_after_its_restart_nothing_is_lost() {
         match h {
             Ok(h) if h.status().as_u16() == 503 => {
                 let v: serde_json::Value = h.json().await.unwrap_or_default();
-                v["store"]["state"] == "down"
+                v["store"] == "down" && v["store_error"].is_string() && v["store_since"].is_string()
             }
             _ => false,
         }
