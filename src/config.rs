@@ -6,11 +6,11 @@
 //! means the same thing from any working directory. Secrets are wrapped in [`Secret`], whose
 //! `Debug` never shows them.
 
-use std::fmt;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::dispatch::Context;
 use crate::faq::FaqSettings;
 use crate::protocol::Format;
 use crate::protocol::crypto::AesKey;
@@ -34,28 +34,7 @@ pub enum ConfigError {
     File { path: PathBuf, message: String },
 }
 
-/// A string that must not reach logs: `Debug` and `Display` print `***`.
-#[derive(Clone, Default, Deserialize, PartialEq, Eq)]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(if self.0.is_empty() { "\"\"" } else { "***" })
-    }
-}
+pub use crate::secret::Secret;
 
 /// Mini Program or Official Account: decides whether a passive text reply is possible.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
@@ -348,6 +327,13 @@ pub fn is_loopback_listen(addr: &str) -> bool {
 }
 
 impl Settings {
+    /// The decision context of a tool (`kefu try`, `kefu eval`, the console's try box), which
+    /// answers as the first app would.
+    pub fn tool_context(&self, now: i64) -> Context {
+        let handoff_minutes = self.apps.first().map_or(30, |a| a.handoff_minutes);
+        Context::for_tools(now, self.tz, handoff_minutes, self.faq.menu_ttl_secs)
+    }
+
     /// Relative rules folders are the config file's; but when such a folder does not exist there
     /// and does exist relative to the working directory (a config written elsewhere and run from
     /// the project folder), the existing one is used, and the choice is logged.

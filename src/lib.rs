@@ -45,6 +45,7 @@ pub mod metrics;
 pub mod outbound;
 pub mod protocol;
 pub mod rules;
+pub mod secret;
 pub mod startup;
 pub mod store;
 pub mod telemetry;

@@ -18,7 +18,7 @@ use anyhow::{Context as _, bail};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
-use crate::config::Settings;
+use crate::config::{AppConfig, Settings};
 use crate::delivery::prepare::{PrepareOptions, Preparing};
 use crate::delivery::{ResendHook, WorkerOptions, spawn_outbox_worker};
 use crate::fetch::Fetcher;
@@ -36,7 +36,9 @@ use crate::store::{
     MediaCache, Operations, Outbox, RecordedHook, RedisOptions, RedisStore, SharedValues,
     SqliteReader, SqliteStore, Store, StoreOptions,
 };
-use crate::wechat::{ClientOptions, MeteredDeliver, TokenFetchHook, TokenShare, WechatClient};
+use crate::wechat::{
+    ClientApp, ClientOptions, MeteredDeliver, TokenFetchHook, TokenShare, WechatClient,
+};
 use futures_util::future::BoxFuture;
 
 /// A built, bound, not yet running kefu.
@@ -682,6 +684,18 @@ async fn probe_store(state: web::Data<State>, stop: impl std::future::Future<Out
                 "probe",
                 &crate::store::StoreError::backend("no answer within 5 s"),
             ),
+        }
+    }
+}
+
+/// The API client's view of an app of kefu.yaml.
+impl From<&AppConfig> for ClientApp {
+    fn from(app: &AppConfig) -> Self {
+        ClientApp {
+            id: app.id.clone(),
+            appid: app.appid.clone(),
+            secret: app.secret.clone(),
+            dry_run: app.effective_dry_run(),
         }
     }
 }

@@ -140,7 +140,7 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<ExitCode> {
         Some(at) => parse_at(at, settings.tz)?,
         None => chrono::Utc::now().timestamp(),
     };
-    let ctx = Context::for_tools(&settings, now);
+    let ctx = settings.tool_context(now);
     let report =
         run_cases_at(&set, &cases, &ctx, Some(&settings)).map_err(|e| e.context(cases_path))?;
     if json {

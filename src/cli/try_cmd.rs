@@ -6,7 +6,6 @@ use std::io::{BufRead, Write};
 use std::process::ExitCode;
 
 use super::{ToolConfig, load_trial, parse_at};
-use crate::dispatch::Context;
 use crate::dispatch::trial::{TryOutput, event_message, text_message, try_message, typed_message};
 use crate::fetch::{Caller, Fetcher};
 use crate::outbound::OutboundMessage;
@@ -97,7 +96,7 @@ pub fn run(args: &TryArgs) -> anyhow::Result<ExitCode> {
             |t| t.saturating_add(lines_seen),
         );
         lines_seen += 1;
-        let ctx = Context::for_tools(&settings, now);
+        let ctx = settings.tool_context(now);
         let msg = match (input.event, input.msg_type) {
             (Some(event), _) => event_message(user, event, input.event_key, now),
             (None, Some(t)) => typed_message(user, t, Some(text).filter(|t| !t.is_empty()), now),

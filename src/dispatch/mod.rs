@@ -118,19 +118,12 @@ impl Context {
         Self { pick, ..self }
     }
 
-    /// The context of a tool (`kefu try`, `kefu eval`, the console's try box), which answers as
-    /// the first app would.
-    pub fn for_tools(settings: &crate::config::Settings, now: i64) -> Self {
-        let handoff_minutes = settings.apps.first().map_or(30, |a| a.handoff_minutes);
-        Self::at_unix(
-            now,
-            settings.tz,
-            handoff_minutes,
-            settings.faq.menu_ttl_secs,
-        )
-        // A tool shows one of a rule's replies at random, as a push would get, and says why.
-        .with_pick(rand::random())
-        .explained()
+    /// The context of a tool (`kefu try`, `kefu eval`, the console's try box): it shows one of
+    /// a rule's replies at random, as a push would get, and says why.
+    pub fn for_tools(now: i64, tz: Tz, handoff_minutes: u64, menu_ttl_secs: u64) -> Self {
+        Self::at_unix(now, tz, handoff_minutes, menu_ttl_secs)
+            .with_pick(rand::random())
+            .explained()
     }
 
     fn unix(&self) -> i64 {

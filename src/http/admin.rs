@@ -153,7 +153,7 @@ pub async fn try_message(
 ) -> HttpResponse {
     let set = state.rules.current();
     let now = chrono::Utc::now().timestamp();
-    let ctx = crate::dispatch::Context::for_tools(&state.settings, now);
+    let ctx = state.settings.tool_context(now);
     let mut session = crate::store::Session::default();
     let user = body.user.as_deref().unwrap_or("o_console_try");
     let decision = crate::dispatch::trial::try_one(&set, user, &body.message, &mut session, &ctx);

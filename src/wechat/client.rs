@@ -28,8 +28,8 @@ use super::token::{
     AccessToken, FetchMode, Fetched, Invalidate, TokenError, TokenPolicy, TokenSlot,
 };
 use super::{BoxFuture, Deliver, SendOutcome};
-use crate::config::{AppConfig, Secret};
 use crate::outbound::OutboundMessage;
+use crate::secret::Secret;
 
 /// WeChat's answers are a few hundred bytes; anything past this is not read.
 const MAX_RESPONSE_BYTES: usize = 64 * 1024;
@@ -215,11 +215,25 @@ enum Attempt {
     TokenRejected(i64, String),
 }
 
+/// One app as the client sees it: what `stable_token` needs, or that it only records (start-up
+/// builds these from kefu.yaml's apps).
+#[derive(Debug, Clone)]
+pub struct ClientApp {
+    /// The kefu app id (the URL segment; metrics labels).
+    pub id: String,
+    /// The WeChat appid.
+    pub appid: String,
+    /// The AppSecret.
+    pub secret: Secret,
+    /// Log and record API calls, never make them.
+    pub dry_run: bool,
+}
+
 impl WechatClient {
     /// A client for `apps`, talking to `api_base` (`https://api.weixin.qq.com`, or a mock).
-    pub fn new(
+    pub fn new<A: Into<ClientApp>>(
         api_base: &str,
-        apps: &[AppConfig],
+        apps: impl IntoIterator<Item = A>,
         options: ClientOptions,
     ) -> Result<Self, ClientError> {
         let base = api_base.trim_end_matches('/');
@@ -253,7 +267,8 @@ impl WechatClient {
         };
         let mut by_id = HashMap::new();
         for app in apps {
-            let entry = if app.effective_dry_run() {
+            let app: ClientApp = app.into();
+            let entry = if app.dry_run {
                 App::DryRun
             } else {
                 App::Live(Box::new(LiveApp {
@@ -855,14 +870,19 @@ mod tests {
         for base in ["not a url", "ftp://x", "http://x/?a=b"] {
             assert!(
                 matches!(
-                    WechatClient::new(base, &[], ClientOptions::default()),
+                    WechatClient::new(base, Vec::<ClientApp>::new(), ClientOptions::default()),
                     Err(ClientError::ApiBase { .. })
                 ),
                 "{base}"
             );
         }
         assert!(
-            WechatClient::new("https://api.weixin.qq.com/", &[], ClientOptions::default()).is_ok()
+            WechatClient::new(
+                "https://api.weixin.qq.com/",
+                Vec::<ClientApp>::new(),
+                ClientOptions::default()
+            )
+            .is_ok()
         );
     }
 

@@ -21,7 +21,7 @@ pub mod errcode;
 pub mod shared_token;
 pub mod token;
 
-pub use client::{ClientError, ClientOptions, TokenFetchHook, Uploaded, WechatClient};
+pub use client::{ClientApp, ClientError, ClientOptions, TokenFetchHook, Uploaded, WechatClient};
 pub use clock::{Clock, ManualClock};
 pub use dry_run::DryRunSend;
 pub use shared_token::TokenShare;
