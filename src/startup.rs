@@ -410,7 +410,8 @@ impl Application {
         let _ = stop_tx.send(true);
         if !worker.is_finished() {
             match worker.await {
-                Ok(Ok(summary)) => tracing::info!(?summary, "outbox worker stopped"),
+                // The worker logs its own summary as it stops.
+                Ok(Ok(_)) => {}
                 Ok(Err(e)) => tracing::error!(error = %e, "outbox worker failed"),
                 Err(e) => tracing::error!(error = %e, "outbox worker task failed"),
             }
