@@ -42,6 +42,7 @@ pub mod faq;
 pub mod fetch;
 pub mod http;
 pub mod metrics;
+pub mod net;
 pub mod outbound;
 pub mod protocol;
 pub mod rules;

@@ -282,7 +282,7 @@ impl Fetcher {
         }
         let parsed =
             reqwest::Url::parse(&url).map_err(|e| Outcome::Error(format!("invalid URL: {e}")))?;
-        let client = if is_loopback(&parsed) {
+        let client = if crate::net::is_loopback(&parsed) {
             &self.inner.direct
         } else {
             &self.inner.http
@@ -367,17 +367,6 @@ fn post_body(caller: Caller<'_>, request: &FetchRequest) -> Value {
         "text": request.text,
         "captures": request.captures,
     })
-}
-
-fn is_loopback(url: &reqwest::Url) -> bool {
-    let Some(host) = url.host_str() else {
-        return false;
-    };
-    let bare = host.trim_start_matches('[').trim_end_matches(']');
-    host.eq_ignore_ascii_case("localhost")
-        || bare
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
 }
 
 #[cfg(test)]

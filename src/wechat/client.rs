@@ -255,7 +255,7 @@ impl WechatClient {
             // A redirected POST would become a GET; WeChat never redirects.
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("kefu/", env!("CARGO_PKG_VERSION")));
-        if is_loopback(&url) {
+        if crate::net::is_loopback(&url) {
             // A test's mock must not be reached through a proxy from the environment.
             builder = builder.no_proxy();
         }
@@ -825,17 +825,6 @@ fn error_chain(error: &dyn std::error::Error) -> String {
     text
 }
 
-fn is_loopback(url: &reqwest::Url) -> bool {
-    let Some(host) = url.host_str() else {
-        return false;
-    };
-    let bare = host.trim_start_matches('[').trim_end_matches(']');
-    host.eq_ignore_ascii_case("localhost")
-        || bare
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -895,7 +884,7 @@ mod tests {
             ("https://api.weixin.qq.com", false),
         ] {
             assert_eq!(
-                is_loopback(&reqwest::Url::parse(base).unwrap()),
+                crate::net::is_loopback(&reqwest::Url::parse(base).unwrap()),
                 expected,
                 "{base}"
             );
