@@ -18,15 +18,8 @@ use crate::delivery_helpers::*;
 use crate::helpers::*;
 use crate::mock_wechat::{MockReply, MockWechat, RecordedSend};
 
-const RULES: &str = r#"
-rules:
-  - id: human
-    keywords: [人工]
-    handoff: true
-  - id: order
-    regex: '订单\s*(?P<n>\d+)'
-    reply: 已收到订单 {n}
-"#;
+/// 人工 hands off; 订单 N answers with the order number.
+const RULES: &str = ORDER_RULES;
 
 /// Short timings, so that a takeover takes a second or two.
 fn fleet_extra(redis: &TestRedis, prefix: &str) -> String {

@@ -94,6 +94,17 @@ impl TestAppSpec {
 }
 
 /// Rules every test gets unless it brings its own.
+/// A handoff on 人工 and a reply that repeats an order number (crash and fleet tests).
+pub const ORDER_RULES: &str = r#"
+rules:
+  - id: human
+    keywords: [人工]
+    handoff: true
+  - id: order
+    regex: '订单\s*(?P<n>\d+)'
+    reply: 已收到订单 {n}
+"#;
+
 pub const BASIC_RULES: &str = r#"
 rules:
   - id: human
