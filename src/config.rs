@@ -327,6 +327,12 @@ pub fn is_loopback_listen(addr: &str) -> bool {
 }
 
 impl Settings {
+    /// Whether `store:` names a shared store (Redis, for several instances) rather than the
+    /// embedded SQLite in `data_dir`.
+    pub fn shared_store(&self) -> bool {
+        self.store != "sqlite"
+    }
+
     /// The decision context of a tool (`kefu try`, `kefu eval`, the console's try box), which
     /// answers as the first app would.
     pub fn tool_context(&self, now: i64) -> Context {
@@ -469,7 +475,7 @@ pub fn parse(
     if let Some(problem) = settings.outbox.problem() {
         return Err(at("outbox", 0, problem));
     }
-    if settings.store != "sqlite" {
+    if settings.shared_store() {
         if let Err(problem) = crate::store::RedisStore::check_url(&settings.store) {
             return Err(at("store", 0, format!("store: {problem}")));
         }

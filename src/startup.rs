@@ -71,7 +71,7 @@ enum Backend {
 impl Backend {
     /// Opens the store `settings` name; a Redis that would lose acknowledged state refuses.
     async fn open(settings: &Settings, metrics: &Metrics) -> anyhow::Result<Self> {
-        if settings.store == "sqlite" {
+        if !settings.shared_store() {
             let sqlite = SqliteStore::open(&settings.data_dir, store_options(settings, metrics))
                 .with_context(|| format!("opening the store in {}", settings.data_dir.display()))?;
             return Ok(Self::Sqlite(sqlite));
@@ -620,7 +620,7 @@ fn handle_dir(handle: &RulesHandle) -> String {
 /// The operators' read side of the configured store, for commands that run beside a daemon
 /// (`kefu stats`): it reads, never writes.
 pub fn operations(settings: &Settings) -> anyhow::Result<Box<dyn Operations>> {
-    if settings.store != "sqlite" {
+    if settings.shared_store() {
         let reader = RedisReader::open(RedisOptions {
             prefix: settings.redis_prefix.clone(),
             ..RedisOptions::new(

@@ -88,7 +88,7 @@ pub async fn healthz(state: web::Data<State>) -> HttpResponse {
         chrono::DateTime::from_timestamp(f.since, 0)
             .map(|t| t.with_timezone(&state.settings.tz).to_rfc3339())
     };
-    let shared = state.settings.store != "sqlite";
+    let shared = state.settings.shared_store();
     let store = match &failure {
         None => json!({"ok": true}),
         // A shared store (Redis) that cannot be reached: `store: down` (SPEC §8), its error
