@@ -218,10 +218,7 @@ impl Daemon {
             admin_port,
             settings,
             logs,
-            client: reqwest::Client::builder()
-                .timeout(Duration::from_secs(10))
-                .build()
-                .expect("client"),
+            client: crate::helpers::test_client(),
         }
     }
 

@@ -252,10 +252,7 @@ impl Daemon {
             admin_port: 0,
             log,
             settings,
-            client: reqwest::Client::builder()
-                .timeout(Duration::from_secs(10))
-                .build()
-                .expect("client"),
+            client: crate::helpers::test_client(),
         };
         (daemon.port, daemon.admin_port) = daemon.wait_for_ports().await;
         daemon

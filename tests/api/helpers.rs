@@ -199,10 +199,7 @@ pub async fn spawn_app_layered(cfg: TestConfig, layer: kefu::startup::StoreLayer
         admin_port,
         reload,
         settings,
-        client: reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
-            .build()
-            .expect("client"),
+        client: test_client(),
         dir,
         state,
     }
@@ -339,6 +336,19 @@ async fn to_reply(r: reqwest::Response) -> Reply {
         content_type,
         body,
     }
+}
+
+/// The HTTP client every test drives kefu with.
+///
+/// It drops an idle connection after 2 s, before the server's 5 s keep-alive (actix-web's
+/// default) closes it: reusing a connection the server is closing at that moment fails the
+/// request with `IncompleteMessage`, as a test that polled for a few seconds once saw in CI.
+pub fn test_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .pool_idle_timeout(Duration::from_secs(2))
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap_or_else(|e| panic!("test HTTP client: {e}"))
 }
 
 /// Polls `check` until it returns true or `timeout` passes.

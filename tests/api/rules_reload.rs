@@ -522,7 +522,7 @@ async fn a_rules_folder_created_after_start_is_picked_up() {
     let port = app.port();
     let (_reload, reloads) = tokio::sync::mpsc::channel(1);
     tokio::spawn(app.run(std::future::pending(), reloads));
-    let client = reqwest::Client::new();
+    let client = crate::helpers::test_client();
     let health = || async {
         client
             .get(format!("http://127.0.0.1:{port}/healthz"))
