@@ -1,9 +1,15 @@
 //! The tracing subscriber: human-readable by default, JSON (one object per line) for log
 //! shippers. `RUST_LOG` overrides the default filter.
 //!
-//! Lines go to stderr through a buffered, non-blocking writer: a request thread formats its
-//! line and hands it over; a logging thread writes lines in batches, so one push does not cost a
-//! `write(2)` on the request path. [`LogGuard`] flushes what is left when it is dropped.
+//! Lines go to stderr through [`BatchedStderr`]: a request thread formats its line and appends
+//! it to a shared buffer; a logging thread writes the buffer out every [`FLUSH_EVERY`] (sooner
+//! when it fills), so a push costs neither a `write(2)` nor a wake-up of another thread.
+//! [`LogGuard`] writes what is left when it is dropped.
+
+use std::io::Write;
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use std::time::Duration;
 
 use tracing_subscriber::EnvFilter;
 
@@ -14,9 +20,18 @@ pub enum LogFormat {
     Json,
 }
 
-/// Keeps the logging thread alive; dropping it flushes the buffered lines.
+/// Keeps the logging thread alive; dropping it writes the buffered lines and stops it.
 pub struct LogGuard {
-    _worker: Option<tracing_appender::non_blocking::WorkerGuard>,
+    worker: Option<(BatchedStderr, JoinHandle<()>)>,
+}
+
+impl Drop for LogGuard {
+    fn drop(&mut self) {
+        if let Some((writer, thread)) = self.worker.take() {
+            writer.stop();
+            let _ = thread.join();
+        }
+    }
 }
 
 /// Installs the global subscriber. Safe to call more than once (later calls are ignored), which
@@ -24,17 +39,10 @@ pub struct LogGuard {
 pub fn init(format: LogFormat, default_filter: &str) -> LogGuard {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
-    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(false)
-        .buffered_lines_limit(4096)
-        // Stderr behind a buffer: the logging thread flushes it after each batch of lines.
-        .finish(std::io::BufWriter::with_capacity(
-            64 * 1024,
-            std::io::stderr(),
-        ));
+    let writer = BatchedStderr::default();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(writer)
+        .with_writer(writer.clone())
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false);
     let installed = match format {
@@ -43,8 +51,144 @@ pub fn init(format: LogFormat, default_filter: &str) -> LogGuard {
         LogFormat::Text => builder.fmt_fields(escaping_fields()).try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };
-    LogGuard {
-        _worker: installed.is_ok().then_some(guard),
+    let worker = match installed {
+        Ok(()) => writer
+            .spawn_flusher(std::io::stderr())
+            .map(|thread| (writer, thread)),
+        Err(_) => None,
+    };
+    LogGuard { worker }
+}
+
+/// How long a line may wait in the buffer before the logging thread writes it.
+pub const FLUSH_EVERY: Duration = Duration::from_millis(20);
+
+/// A buffer this large is written at once, without waiting for [`FLUSH_EVERY`].
+const FLUSH_AT_BYTES: usize = 256 * 1024;
+
+/// Past this, a line waits for the logging thread to make room: logs are never dropped, and a
+/// stderr that cannot keep up slows the daemon instead of growing its memory.
+const MAX_BUFFERED_BYTES: usize = 8 * 1024 * 1024;
+
+/// Stderr behind one shared buffer, written out by a logging thread in batches.
+///
+/// `tracing`'s formatter writes each line whole in one `write_all`, so appending under the
+/// lock keeps lines intact; the logging thread swaps the buffer out under the lock and writes it
+/// outside, so a slow terminal never holds the lock.
+#[derive(Clone, Default)]
+pub struct BatchedStderr {
+    inner: Arc<Batch>,
+}
+
+#[derive(Default)]
+struct Batch {
+    state: Mutex<BatchState>,
+    /// Wakes the logging thread (a full buffer, or stop).
+    wake: Condvar,
+    /// Wakes lines waiting for room.
+    room: Condvar,
+}
+
+#[derive(Default)]
+struct BatchState {
+    buffer: Vec<u8>,
+    stopped: bool,
+}
+
+impl BatchedStderr {
+    /// Starts the logging thread. `None` when the thread cannot be started: the lines are then
+    /// written by whoever logs them.
+    fn spawn_flusher(&self, sink: impl Write + Send + 'static) -> Option<JoinHandle<()>> {
+        let inner = Arc::clone(&self.inner);
+        match std::thread::Builder::new()
+            .name("kefu-log".into())
+            .spawn(move || inner.flush_loop(sink))
+        {
+            Ok(thread) => Some(thread),
+            Err(_) => {
+                self.stop();
+                None
+            }
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BatchState> {
+        // A panic while appending leaves at worst a partial line: keep logging.
+        self.inner
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Writes what is buffered and stops the logging thread; later lines are written directly.
+    fn stop(&self) {
+        self.lock().stopped = true;
+        self.inner.wake.notify_all();
+    }
+}
+
+impl Batch {
+    fn flush_loop(&self, mut sink: impl Write) {
+        let mut out = Vec::new();
+        loop {
+            let stopped = {
+                let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+                let (mut state, _) = self
+                    .wake
+                    .wait_timeout_while(state, FLUSH_EVERY, |s| {
+                        !s.stopped && s.buffer.len() < FLUSH_AT_BYTES
+                    })
+                    .unwrap_or_else(PoisonError::into_inner);
+                std::mem::swap(&mut state.buffer, &mut out);
+                state.stopped
+            };
+            self.room.notify_all();
+            if !out.is_empty() {
+                let _ = sink.write_all(&out);
+                let _ = sink.flush();
+                out.clear();
+            }
+            if stopped {
+                return;
+            }
+        }
+    }
+}
+
+impl Write for &BatchedStderr {
+    fn write(&mut self, line: &[u8]) -> std::io::Result<usize> {
+        let mut state = self.lock();
+        if state.stopped {
+            drop(state);
+            return std::io::stderr().write(line);
+        }
+        if state.buffer.len() >= MAX_BUFFERED_BYTES {
+            self.inner.wake.notify_one();
+            state = self
+                .inner
+                .room
+                .wait_while(state, |s| {
+                    !s.stopped && s.buffer.len() >= MAX_BUFFERED_BYTES
+                })
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+        state.buffer.extend_from_slice(line);
+        if state.buffer.len() >= FLUSH_AT_BYTES {
+            self.inner.wake.notify_one();
+        }
+        Ok(line.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for BatchedStderr {
+    type Writer = &'a BatchedStderr;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        self
     }
 }
 
@@ -91,6 +235,57 @@ impl std::fmt::Display for Escaped<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A sink the test reads back.
+    #[derive(Clone, Default)]
+    struct Shared(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Shared {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn batched_lines_stay_whole_and_in_order_and_are_all_written_at_stop() {
+        let writer = BatchedStderr::default();
+        let sink = Shared::default();
+        let thread = writer
+            .spawn_flusher(sink.clone())
+            .unwrap_or_else(|| panic!("spawn"));
+        std::thread::scope(|s| {
+            for t in 0..4 {
+                let writer = &writer;
+                s.spawn(move || {
+                    for i in 0..5_000 {
+                        let line = format!("thread {t} line {i} {}\n", "x".repeat(i % 97));
+                        let _ = (&*writer).write_all(line.as_bytes());
+                    }
+                });
+            }
+        });
+        writer.stop();
+        let _ = thread.join();
+        let out = String::from_utf8(sink.0.lock().map(|v| v.clone()).unwrap_or_default())
+            .unwrap_or_default();
+        let mut next = [0usize; 4];
+        for line in out.lines() {
+            let mut words = line.split(' ');
+            let t: usize = words.nth(1).and_then(|w| w.parse().ok()).unwrap_or(99);
+            let i: usize = words.nth(1).and_then(|w| w.parse().ok()).unwrap_or(99_999);
+            assert_eq!(i, next[t], "{line}");
+            assert_eq!(words.next().map(str::len), Some(i % 97), "{line}");
+            next[t] += 1;
+        }
+        assert_eq!(next, [5_000; 4]);
+    }
 
     #[test]
     fn control_characters_are_escaped() {
