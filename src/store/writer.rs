@@ -97,6 +97,11 @@ pub enum Cmd {
 }
 
 impl Cmd {
+    /// A commit whose ticket was dropped: its push was answered without waiting for it.
+    fn nobody_waits(&self) -> bool {
+        matches!(self, Cmd::Commit { reply, .. } if reply.is_closed())
+    }
+
     /// Answers the command with `error` (and releases a commit's in-flight claim).
     pub fn fail(self, shared: &Shared, error: StoreError) {
         match self {
@@ -218,6 +223,12 @@ impl Writer {
                 }
             };
             if let Some(cmd) = first {
+                if cmd.nobody_waits() {
+                    // Nobody waits for this commit (a push answered at once): let the pushes
+                    // that follow join its transaction. Their senders find the writer asleep
+                    // and do not wake it, and one commit carries them all.
+                    std::thread::sleep(LINGER);
+                }
                 let mut batch = Vec::with_capacity(64);
                 batch.push(cmd);
                 while batch.len() < self.options.max_batch.max(1) {
@@ -467,6 +478,9 @@ impl Writer {
         }
     }
 }
+
+/// How long a commit nobody waits for waits for company before its transaction starts.
+const LINGER: Duration = Duration::from_millis(1);
 
 /// How often the writer looks for session-end requests.
 const SESSION_POLL: Duration = Duration::from_millis(200);
