@@ -31,9 +31,10 @@ pub const STALE_IN_FLIGHT_SECS: i64 = 30;
 
 /// The state of one key.
 enum Slot {
-    /// Being handled since `since` (unix seconds); waiters hold receivers of `tx`.
+    /// Being handled since `since` (unix seconds); waiters hold receivers of `tx`, which the
+    /// first waiter creates (nearly every push has none).
     InFlight {
-        tx: watch::Sender<Option<Memo>>,
+        tx: Option<watch::Sender<Option<Memo>>>,
         since: i64,
     },
     /// Answered with this memo; `at` is when (unix seconds).
@@ -100,19 +101,22 @@ impl DedupeCache {
     pub fn claim(&self, key: &PushKey, now: i64) -> Claim {
         let mut shard = self.shard(key);
         shard.evict(now, self.hot_secs);
-        match shard.map.get(key) {
+        match shard.map.get_mut(key) {
             Some(Slot::Done { memo, .. }) => Claim::Done(memo.clone()),
             Some(Slot::InFlight { tx, since })
                 if now.saturating_sub(*since) < STALE_IN_FLIGHT_SECS =>
             {
-                Claim::InFlight(tx.subscribe())
+                Claim::InFlight(tx.get_or_insert_with(|| watch::channel(None).0).subscribe())
             }
             // New, or a stale claim: replacing it closes the old waiters, who claim again.
             _ => {
-                let (tx, _) = watch::channel(None);
-                shard
-                    .map
-                    .insert(key.clone(), Slot::InFlight { tx, since: now });
+                shard.map.insert(
+                    key.clone(),
+                    Slot::InFlight {
+                        tx: None,
+                        since: now,
+                    },
+                );
                 Claim::New
             }
         }
@@ -131,20 +135,21 @@ impl DedupeCache {
     /// Records a durable memo and hands it to the waiters.
     pub fn resolve(&self, key: &PushKey, memo: Memo, at: i64) {
         let mut shard = self.shard(key);
-        let previous = shard.map.insert(
-            key.clone(),
-            Slot::Done {
-                memo: memo.clone(),
-                at,
-            },
-        );
+        let slot = shard.map.entry(key.clone()).or_insert(Slot::Done {
+            memo: Memo::default(),
+            at,
+        });
+        // Only retries waiting on the first attempt need a copy of the memo. They read it even
+        // after the sender is dropped.
+        if let Slot::InFlight { tx: Some(tx), .. } = slot
+            && tx.receiver_count() > 0
+        {
+            tx.send_replace(Some(memo.clone()));
+        }
+        *slot = Slot::Done { memo, at };
         shard.order.push_back((at, key.clone()));
         if shard.order.len() > MAX_HOT_KEYS / SHARDS {
             shard.evict(at, self.hot_secs);
-        }
-        if let Some(Slot::InFlight { tx, .. }) = previous {
-            // Waiters read the value even after the sender is dropped.
-            tx.send_replace(Some(memo));
         }
     }
 

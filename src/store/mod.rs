@@ -117,7 +117,7 @@ impl PushKey {
 }
 
 /// The exact HTTP answer given to a push, replayed to its retries.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Memo {
     /// The Content-Type of the answer; `None` for a bare `success`.
     pub content_type: Option<String>,

@@ -357,13 +357,16 @@ impl Writer {
         let mut replies: Vec<Box<dyn FnOnce()>> = Vec::with_capacity(cmds.len());
         for (cmd, effect) in cmds.into_iter().zip(effects) {
             match (cmd, effect) {
-                (Cmd::Commit { record, reply }, Effect::Committed(report)) => {
+                (Cmd::Commit { mut record, reply }, Effect::Committed(report)) => {
                     if report.replay.is_none()
                         && let Some(hook) = &self.options.on_recorded
                     {
                         (hook.0)(&record);
                     }
-                    let memo = report.replay.clone().unwrap_or_else(|| record.memo.clone());
+                    let memo = match &report.replay {
+                        Some(first) => first.clone(),
+                        None => std::mem::take(&mut record.memo),
+                    };
                     self.shared
                         .dedupe
                         .resolve(&record.key, memo, record.received_at);
