@@ -254,11 +254,12 @@ fn count(joined: Result<TaskOutcome, JoinError>, summary: &mut WorkerSummary) {
 fn decide(
     entry: &OutboxEntry,
     outcome: SendOutcome,
+    text: Option<String>,
     now_ms: i64,
     options: &WorkerOptions,
 ) -> Settlement {
     match outcome {
-        SendOutcome::Accepted => Settlement::Sent,
+        SendOutcome::Accepted => Settlement::Sent { text },
         SendOutcome::Failed { errcode, reason } => Settlement::Failed {
             errcode: Some(errcode),
             reason,
@@ -306,17 +307,18 @@ async fn send_one(
     }
     let sent = tokio::time::timeout(
         options.send_timeout,
-        deliver.deliver(&entry.app, &entry.openid, &entry.message),
+        deliver.deliver_noting(&entry.app, &entry.openid, &entry.message),
     )
     .await;
     // Cut off by the worker's own bound: the request may have left.
-    let outcome = sent.unwrap_or_else(|_| SendOutcome::Unknown {
-        reason: format!("no answer within {:?}", options.send_timeout),
+    let (outcome, text) = sent.unwrap_or_else(|_| {
+        let reason = format!("no answer within {:?}", options.send_timeout);
+        (SendOutcome::Unknown { reason }, None)
     });
     let now_ms = clock.now_ms();
-    let settlement = decide(&entry, outcome, now_ms, &options);
+    let settlement = decide(&entry, outcome, text, now_ms, &options);
     let task_outcome = match &settlement {
-        Settlement::Sent => TaskOutcome::Sent,
+        Settlement::Sent { .. } => TaskOutcome::Sent,
         Settlement::Failed { errcode, reason } => {
             tracing::warn!(
                 app = %entry.app, openid = %entry.openid, id = entry.id, ?errcode, %reason,

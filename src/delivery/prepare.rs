@@ -121,8 +121,14 @@ impl Preparing {
         }
     }
 
-    async fn send(&self, app: &str, openid: &str, message: &OutboundMessage) -> SendOutcome {
-        match message {
+    /// Sends `message`; with a `fetch` reply, also the text it was composed into.
+    async fn send(
+        &self,
+        app: &str,
+        openid: &str,
+        message: &OutboundMessage,
+    ) -> (SendOutcome, Option<String>) {
+        let outcome = match message {
             OutboundMessage::ImageFile { name, path } => {
                 self.send_file(app, openid, name, path, |media_id| OutboundMessage::Image {
                     media_id,
@@ -155,13 +161,14 @@ impl Preparing {
                         .deliver(app, openid, &OutboundMessage::text(part))
                         .await;
                     if outcome != SendOutcome::Accepted {
-                        return outcome;
+                        return (outcome, None);
                     }
                 }
-                SendOutcome::Accepted
+                return (SendOutcome::Accepted, Some(composed.text));
             }
             other => self.inner.deliver(app, openid, other).await,
-        }
+        };
+        (outcome, None)
     }
 
     /// Sends the message `build` makes from the media_id of the file at `path`.
@@ -300,6 +307,15 @@ impl Deliver for Preparing {
         openid: &'a str,
         message: &'a OutboundMessage,
     ) -> BoxFuture<'a, SendOutcome> {
+        Box::pin(async move { self.send(app_id, openid, message).await.0 })
+    }
+
+    fn deliver_noting<'a>(
+        &'a self,
+        app_id: &'a str,
+        openid: &'a str,
+        message: &'a OutboundMessage,
+    ) -> BoxFuture<'a, (SendOutcome, Option<String>)> {
         Box::pin(self.send(app_id, openid, message))
     }
 }

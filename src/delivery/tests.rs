@@ -437,7 +437,7 @@ impl Outbox for MemOutbox {
         if let Some((entry, state, due)) = rows.iter_mut().find(|r| r.0.id == id) {
             entry.attempts += 1;
             match settlement {
-                Settlement::Sent => *state = MemState::Sent,
+                Settlement::Sent { .. } => *state = MemState::Sent,
                 Settlement::Failed { reason, .. } => *state = MemState::Failed(reason),
                 Settlement::Retry {
                     next_attempt_ms, ..

@@ -349,16 +349,20 @@ pub fn view(thread: &Thread, tz: chrono_tz::Tz) -> ThreadView {
     }
     for s in &thread.sends {
         // The latest push at or before the send whose replies include what it carried.
-        let target = s.summary.as_deref().and_then(|summary| {
+        let latest = |carried: &dyn Fn(&str) -> bool| {
             thread
                 .exchanges
                 .iter()
                 .enumerate()
                 .rev()
-                .find(|(_, e)| {
-                    e.at <= s.at && e.replies.iter().any(|r| super::log::one_line(r) == summary)
-                })
+                .find(|(_, e)| e.at <= s.at && e.replies.iter().any(|r| carried(r)))
                 .map(|(i, _)| i)
+        };
+        // A `fetch` reply is logged as its request and template, and its send as the text the
+        // backend's answer made: failing an exact match, the latest push with a fetch reply.
+        let target = s.summary.as_deref().and_then(|summary| {
+            latest(&|reply| super::log::one_line(reply) == summary)
+                .or_else(|| latest(&|reply| reply.starts_with("[fetch ")))
         });
         let entry = Entry {
             time: time(s.at),

@@ -149,12 +149,22 @@ pub fn insert_send_for_entry(
     outcome: SendLogOutcome,
     errcode: Option<i64>,
     reason: Option<&str>,
+    sent: Option<&str>,
 ) -> Result<(), StoreError> {
     tx.prepare_cached(
         "INSERT INTO sends (at, app, openid, outbox_id, outcome, errcode, reason, summary) \
-         SELECT ?1, app, openid, id, ?2, ?3, ?4, summary FROM outbox WHERE id = ?5",
+         SELECT ?1, app, openid, id, ?2, ?3, ?4, COALESCE(?6, summary) FROM outbox WHERE id = ?5",
     )
-    .and_then(|mut s| s.execute(params![at, outcome.as_str(), errcode, reason, outbox_id]))
+    .and_then(|mut s| {
+        s.execute(params![
+            at,
+            outcome.as_str(),
+            errcode,
+            reason,
+            outbox_id,
+            sent
+        ])
+    })
     .map(drop)
     .map_err(backend)
 }

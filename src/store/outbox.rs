@@ -51,7 +51,11 @@ pub struct Claimed {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Settlement {
     /// WeChat accepted it: the entry is removed.
-    Sent,
+    Sent {
+        /// What was sent, when it is not the queued message's own summary (a `fetch` reply's
+        /// composed text): the send log shows it instead.
+        text: Option<String>,
+    },
     /// It cannot succeed: kept as `failed` with the reason, never retried.
     Failed {
         /// WeChat's errcode, when it gave one.
@@ -216,8 +220,17 @@ pub fn settle(
 ) -> Result<bool, StoreError> {
     let at = now_ms.div_euclid(1000);
     match settlement {
-        Settlement::Sent => {
-            insert_send_for_entry(tx, at, id, SendLogOutcome::Sent, None, None)?;
+        Settlement::Sent { text } => {
+            let sent = text.as_deref().map(super::log::one_line);
+            insert_send_for_entry(
+                tx,
+                at,
+                id,
+                SendLogOutcome::Sent,
+                None,
+                None,
+                sent.as_deref(),
+            )?;
             let n = tx
                 .prepare_cached("DELETE FROM outbox WHERE id = ?1 AND state != 'failed'")
                 .and_then(|mut s| s.execute([id]))
@@ -225,7 +238,15 @@ pub fn settle(
             Ok(n > 0)
         }
         Settlement::Failed { errcode, reason } => {
-            insert_send_for_entry(tx, at, id, SendLogOutcome::Failed, *errcode, Some(reason))?;
+            insert_send_for_entry(
+                tx,
+                at,
+                id,
+                SendLogOutcome::Failed,
+                *errcode,
+                Some(reason),
+                None,
+            )?;
             let n = tx
                 .prepare_cached(
                     "UPDATE outbox SET state = 'failed', attempts = attempts + 1, \
@@ -240,7 +261,15 @@ pub fn settle(
             next_attempt_ms,
             reason,
         } => {
-            insert_send_for_entry(tx, at, id, SendLogOutcome::Retrying, None, Some(reason))?;
+            insert_send_for_entry(
+                tx,
+                at,
+                id,
+                SendLogOutcome::Retrying,
+                None,
+                Some(reason),
+                None,
+            )?;
             tx.prepare_cached(
                 "UPDATE outbox SET state = 'queued', attempts = attempts + 1, \
                  next_attempt_ms = ?2, last_error = ?3 WHERE id = ?1 AND state = 'sending'",

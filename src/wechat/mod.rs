@@ -54,6 +54,17 @@ pub trait Deliver: Send + Sync {
         openid: &'a str,
         message: &'a OutboundMessage,
     ) -> BoxFuture<'a, SendOutcome>;
+
+    /// [`Deliver::deliver`], also telling what was sent when it is not the queued message as it
+    /// stands (a `fetch` reply's composed text), for the send log.
+    fn deliver_noting<'a>(
+        &'a self,
+        app_id: &'a str,
+        openid: &'a str,
+        message: &'a OutboundMessage,
+    ) -> BoxFuture<'a, (SendOutcome, Option<String>)> {
+        Box::pin(async move { (self.deliver(app_id, openid, message).await, None) })
+    }
 }
 
 /// The API client seen through metrics: counts every send by outcome (`sent`, `dry_run`,

@@ -222,6 +222,25 @@ async fn a_mini_program_fetch_reply_is_composed_in_the_worker_and_falls_back_on_
         0
     );
     wait_outbox_empty(&app).await;
+    // `kefu log` shows the text the backend's answer made, under the push it answered.
+    let threads = app
+        .state
+        .ops
+        .threads(&kefu::store::history::LogQuery {
+            openid: Some("o_fetch".into()),
+            ..Default::default()
+        })
+        .expect("threads");
+    let view = kefu::store::history::view(&threads[0], chrono_tz::Asia::Shanghai);
+    let lines: Vec<(&str, &str)> = view
+        .entries
+        .iter()
+        .map(|e| (e.side, e.text.as_str()))
+        .collect();
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    assert_eq!(lines[0], ("user", "orders 订单 123"));
+    assert!(lines[1].1.starts_with("[fetch GET "), "{lines:?}");
+    assert_eq!(lines[2], ("send", "订单 123：已发货，预计 12-03 送达。"));
     let m = metrics(&app).await;
     assert_eq!(
         sample(&m, r#"kefu_fetch_total{rule="order-status",outcome="ok"}"#),

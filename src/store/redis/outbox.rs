@@ -189,7 +189,7 @@ impl RedisStore {
             return Ok(());
         };
         let (kind, next, errcode, reason) = match &settlement {
-            Settlement::Sent => ("sent", 0, None, String::new()),
+            Settlement::Sent { .. } => ("sent", 0, None, String::new()),
             Settlement::Failed { errcode, reason } => ("failed", 0, *errcode, reason.clone()),
             Settlement::Retry {
                 next_attempt_ms,
@@ -209,7 +209,10 @@ impl RedisStore {
             "outcome": outcome,
             "errcode": errcode,
             "reason": reason,
-            "summary": held.summary,
+            "summary": match &settlement {
+                Settlement::Sent { text: Some(text) } => crate::store::log::one_line(text),
+                _ => held.summary.clone(),
+            },
         })
         .to_string();
         let failed = if kind == "failed" {

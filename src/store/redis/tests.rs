@@ -31,6 +31,7 @@ struct Backend {
     store: Arc<dyn Store>,
     outbox: Arc<dyn Outbox>,
     media: Arc<dyn MediaCache>,
+    ops: Arc<dyn crate::store::Operations>,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -40,7 +41,8 @@ fn sqlite() -> Backend {
     Backend {
         store: Arc::new(s.clone()),
         outbox: Arc::new(s.clone()),
-        media: Arc::new(s),
+        media: Arc::new(s.clone()),
+        ops: Arc::new(s),
         _dir: Some(dir),
     }
 }
@@ -49,7 +51,8 @@ fn redis_backend(s: RedisStore) -> Backend {
     Backend {
         store: Arc::new(s.clone()),
         outbox: Arc::new(s.clone()),
-        media: Arc::new(s),
+        media: Arc::new(s.clone()),
+        ops: Arc::new(s),
         _dir: None,
     }
 }
@@ -197,7 +200,7 @@ async fn contract_outbox_transitions(b: &Backend) {
     assert_eq!(retried.entries[0].attempts, 1);
     // sending → gone (sent); the next entry follows.
     outbox
-        .settle(retried.entries[0].id, Settlement::Sent, ms)
+        .settle(retried.entries[0].id, Settlement::Sent { text: None }, ms)
         .await
         .unwrap();
     let next = outbox.claim_due(ms, 10).await.unwrap();
@@ -220,6 +223,39 @@ async fn contract_outbox_transitions(b: &Backend) {
         .unwrap();
     assert!(outbox.claim_due(ms, 10).await.unwrap().entries.is_empty());
     assert_eq!(outbox.depth(), 0);
+}
+
+/// A send whose text was made at send time (a `fetch` reply) is logged with that text; one
+/// without keeps the queued message's summary.
+async fn contract_the_send_log_shows_what_was_sent(b: &Backend) {
+    let record = push("s1", "osent", now(), &["queued text", "second"]);
+    b.store.claim(&record.key, now()).await.unwrap();
+    b.store.commit(record).await.unwrap().unwrap();
+    let ms = crate::clock::unix_now() * 1000 + 1000;
+    for text in [Some("composed 已发货".to_string()), None] {
+        let claimed = b.outbox.claim_due(ms, 10).await.unwrap();
+        b.outbox
+            .settle(claimed.entries[0].id, Settlement::Sent { text }, ms)
+            .await
+            .unwrap();
+    }
+    let threads = b
+        .ops
+        .threads(&crate::store::history::LogQuery {
+            openid: Some("osent".into()),
+            ..Default::default()
+        })
+        .unwrap();
+    let mut sent: Vec<_> = threads[0]
+        .sends
+        .iter()
+        .map(|s| (s.outcome.as_str(), s.summary.as_deref()))
+        .collect();
+    sent.sort();
+    assert_eq!(
+        sent,
+        [("sent", Some("composed 已发货")), ("sent", Some("second"))]
+    );
 }
 
 async fn contract_media_compare_and_delete(b: &Backend) {
@@ -281,6 +317,7 @@ contract!(contract_quota_grant_and_spend);
 contract!(contract_session_roundtrip);
 contract!(contract_outbox_transitions);
 contract!(contract_media_compare_and_delete);
+contract!(contract_the_send_log_shows_what_was_sent);
 
 // ---- only a shared store -----------------------------------------------------------------------
 
@@ -332,7 +369,7 @@ async fn a_stale_owner_cannot_settle_after_a_takeover() {
     };
     assert!(taken.entries[0].interrupted);
     // A's late outcome is refused (fenced) and counted; B's is accepted.
-    a.settle(held.entries[0].id, Settlement::Sent, 0)
+    a.settle(held.entries[0].id, Settlement::Sent { text: None }, 0)
         .await
         .unwrap();
     assert_eq!(a.stale_fences(), 1);
@@ -340,7 +377,7 @@ async fn a_stale_owner_cannot_settle_after_a_takeover() {
         server.cli(&["HLEN", &format!("{}:{{demo}}:ob:s", a.inner.opts.prefix)]),
         "1"
     );
-    b.settle(taken.entries[0].id, Settlement::Sent, 0)
+    b.settle(taken.entries[0].id, Settlement::Sent { text: None }, 0)
         .await
         .unwrap();
     assert_eq!(b.stale_fences(), 0);
@@ -554,7 +591,7 @@ async fn switching_from_sqlite_moves_the_unsent_replies_once() {
         crate::outbound::OutboundMessage::text("one")
     );
     store
-        .settle(first.entries[0].id, Settlement::Sent, 0)
+        .settle(first.entries[0].id, Settlement::Sent { text: None }, 0)
         .await
         .unwrap();
     let second = store.claim_due(0, 10).await.unwrap();
