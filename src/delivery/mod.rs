@@ -287,6 +287,13 @@ fn decide(
     }
 }
 
+/// One attempt at one entry, and its settlement. Its log lines carry the entry's app, user and
+/// id through the span.
+#[tracing::instrument(
+    name = "outbox_send",
+    skip_all,
+    fields(app = %entry.app, openid = %entry.openid, id = entry.id)
+)]
 async fn send_one(
     outbox: Arc<dyn Outbox>,
     deliver: Arc<dyn Deliver>,
@@ -297,10 +304,7 @@ async fn send_one(
     if entry.interrupted {
         // WeChat may have accepted the cut-off send: this one can be a duplicate (no idempotency
         // key in the send API). Bounded by the sends in flight at the stop (`concurrency`).
-        tracing::warn!(
-            app = %entry.app, openid = %entry.openid, id = entry.id,
-            "outbox: sending again an entry whose send was in flight when kefu stopped"
-        );
+        tracing::warn!("outbox: sending again an entry whose send was in flight when kefu stopped");
         if let Some(hook) = &options.on_resend {
             (hook.0)(&entry);
         }
@@ -320,9 +324,7 @@ async fn send_one(
     let task_outcome = match &settlement {
         Settlement::Sent { .. } => TaskOutcome::Sent,
         Settlement::Failed { errcode, reason } => {
-            tracing::warn!(
-                app = %entry.app, openid = %entry.openid, id = entry.id, ?errcode, %reason,
-                "outbox: send failed"
+            tracing::warn!(?errcode, %reason, "outbox: send failed"
             );
             TaskOutcome::Failed
         }
@@ -331,7 +333,6 @@ async fn send_one(
             reason,
         } => {
             tracing::info!(
-                app = %entry.app, openid = %entry.openid, id = entry.id,
                 attempts = entry.attempts + 1, in_ms = next_attempt_ms - now_ms, %reason,
                 "outbox: send will be retried"
             );
@@ -345,14 +346,11 @@ async fn send_one(
         match outbox.settle(entry.id, settlement.clone(), now_ms).await {
             Ok(()) => break,
             Err(StoreError::Closed) => {
-                tracing::warn!(
-                    id = entry.id,
-                    "outbox: store closed before the send was recorded"
-                );
+                tracing::warn!("outbox: store closed before the send was recorded");
                 break;
             }
             Err(e) if attempt == 5 => {
-                tracing::error!(id = entry.id, error = %e, "outbox: cannot record the send");
+                tracing::error!(error = %e, "outbox: cannot record the send");
             }
             Err(_) => {
                 tokio::time::sleep(pause).await;

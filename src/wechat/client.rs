@@ -314,7 +314,9 @@ impl WechatClient {
 
     /// Sends one message to one user of app `app_id` (the kefu id from the config) and
     /// classifies the result. Never panics and never retries with backoff.
-    #[tracing::instrument(name = "wechat_send", skip_all, fields(app = %app_id, openid = %openid))]
+    // No fields: its one caller, the outbox worker, is in a span that names the app, the user and
+    // the entry.
+    #[tracing::instrument(name = "wechat_send", skip_all)]
     pub async fn send(&self, app_id: &str, openid: &str, message: &OutboundMessage) -> SendOutcome {
         let Some(app) = self.inner.apps.get(app_id) else {
             return SendOutcome::Failed {
