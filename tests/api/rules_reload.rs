@@ -355,6 +355,18 @@ async fn sighup_reloads_the_running_daemon() {
     daemon.signal("HUP");
     assert_eq!(daemon.ask("o_3", "你好").await, text("您好！"));
     assert!(daemon.is_running());
+    // That reload reads the files: wait for it to end before the next edit rewrites one, or it
+    // could read it half-written (as CI once saw).
+    let client = test_client();
+    let unchanged = r#"kefu_reloads_total{outcome="unchanged"}"#;
+    assert!(
+        eventually(RELOAD_WITHIN, async || {
+            let m = crate::delivery_helpers::metrics_at(&client, daemon.admin_port).await;
+            crate::delivery_helpers::sample(&m, unchanged).is_some_and(|n| n >= 1.0)
+        })
+        .await,
+        "the second SIGHUP's reload did not end"
+    );
     assert_eq!(daemon.rules_version().await, 2);
 
     // A broken edit seen through SIGHUP is refused like any other: shown, old rules serve.
