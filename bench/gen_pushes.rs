@@ -37,7 +37,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for i in 0..count {
         let msg = InboundMessage {
             to_user_name: "gh_bench000000".into(),
-            from_user_name: format!("oBench_{i:012}"),
+            from_user_name: format!("oBench_{i:012}").into(),
             create_time: 1_764_201_600,
             msg_id: Some(MsgId::Number(7_000_000_000_000_000 + i)),
             kind: MsgKind::Text {

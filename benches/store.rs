@@ -26,7 +26,7 @@ fn record(n: u64, at: i64) -> PushRecord {
     PushRecord {
         key: PushKey(format!("demo|m|{}", 6_054_768_590_064_713_728u64 + n)),
         app: "demo".into(),
-        openid: format!("oyORnuP8q7ou2gfYjqLzSIW{:05}", n % 5_000),
+        openid: format!("oyORnuP8q7ou2gfYjqLzSIW{:05}", n % 5_000).into(),
         received_at: at,
         memo: Memo {
             content_type: None,

@@ -43,6 +43,7 @@ pub mod fetch;
 pub mod http;
 pub mod metrics;
 pub mod net;
+pub mod openid;
 pub mod outbound;
 pub mod protocol;
 pub mod rules;

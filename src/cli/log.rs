@@ -192,7 +192,7 @@ pub fn run_session_end(args: &SessionEndArgs) -> anyhow::Result<ExitCode> {
     }
     let ops = crate::startup::operations(settings)?;
     let outcome = ops
-        .end_session(app, openid, crate::clock::unix_now())
+        .end_session(app, &openid.into(), crate::clock::unix_now())
         .context("kefu session end")?;
     match outcome {
         SessionEnd::Applied => {

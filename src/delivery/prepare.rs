@@ -28,6 +28,7 @@ use sha2::{Digest, Sha256};
 
 use crate::fetch::{Caller, Fetcher};
 use crate::metrics::Metrics;
+use crate::openid::OpenId;
 use crate::outbound::{MAX_TEXT_BYTES, OutboundMessage, split_text};
 use crate::rules::files::ImageKind;
 use crate::store::{MediaCache, MediaEntry};
@@ -125,7 +126,7 @@ impl Preparing {
     async fn send(
         &self,
         app: &str,
-        openid: &str,
+        openid: &OpenId,
         message: &OutboundMessage,
     ) -> (SendOutcome, Option<String>) {
         let outcome = match message {
@@ -175,7 +176,7 @@ impl Preparing {
     async fn send_file(
         &self,
         app: &str,
-        openid: &str,
+        openid: &OpenId,
         name: &str,
         path: &str,
         build: impl Fn(String) -> OutboundMessage,
@@ -304,7 +305,7 @@ impl Deliver for Preparing {
     fn deliver<'a>(
         &'a self,
         app_id: &'a str,
-        openid: &'a str,
+        openid: &'a OpenId,
         message: &'a OutboundMessage,
     ) -> BoxFuture<'a, SendOutcome> {
         Box::pin(async move { self.send(app_id, openid, message).await.0 })
@@ -313,7 +314,7 @@ impl Deliver for Preparing {
     fn deliver_noting<'a>(
         &'a self,
         app_id: &'a str,
-        openid: &'a str,
+        openid: &'a OpenId,
         message: &'a OutboundMessage,
     ) -> BoxFuture<'a, (SendOutcome, Option<String>)> {
         Box::pin(self.send(app_id, openid, message))
@@ -412,7 +413,7 @@ mod tests {
         fn deliver<'a>(
             &'a self,
             _app: &'a str,
-            _openid: &'a str,
+            _openid: &'a OpenId,
             message: &'a OutboundMessage,
         ) -> BoxFuture<'a, SendOutcome> {
             self.sent.lock().unwrap().push(message.clone());
@@ -477,7 +478,7 @@ mod tests {
     async fn a_file_is_uploaded_once_and_then_served_from_the_cache() {
         let r = rig();
         for _ in 0..2 {
-            let outcome = r.preparing.deliver("a", "u", &r.file).await;
+            let outcome = r.preparing.deliver("a", &"u".into(), &r.file).await;
             assert_eq!(outcome, SendOutcome::Accepted);
         }
         assert_eq!(*r.upload.0.lock().unwrap(), ["poster.png"]);
@@ -493,7 +494,7 @@ mod tests {
             .unwrap()
             .extend([forgotten(), SendOutcome::Accepted]);
         assert_eq!(
-            r.preparing.deliver("a", "u", &r.file).await,
+            r.preparing.deliver("a", &"u".into(), &r.file).await,
             SendOutcome::Accepted
         );
         assert_eq!(*r.deliver.sent.lock().unwrap(), [image("m1"), image("m2")]);
@@ -503,7 +504,7 @@ mod tests {
             .lock()
             .unwrap()
             .extend([forgotten(), forgotten()]);
-        let outcome = r.preparing.deliver("a", "u", &r.file).await;
+        let outcome = r.preparing.deliver("a", &"u".into(), &r.file).await;
         assert_eq!(outcome, forgotten());
         assert_eq!(r.upload.0.lock().unwrap().len(), 3);
     }
@@ -515,7 +516,7 @@ mod tests {
             name: "gone.png".into(),
             path: "/nonexistent/gone.png".into(),
         };
-        let outcome = r.preparing.deliver("a", "u", &gone).await;
+        let outcome = r.preparing.deliver("a", &"u".into(), &gone).await;
         assert!(
             matches!(&outcome, SendOutcome::Failed { reason, .. } if reason.contains("gone.png")),
             "{outcome:?}"
@@ -541,7 +542,7 @@ mod tests {
             fallback: format!("{{n}}\n{}", "字".repeat(700)),
         }));
         assert_eq!(
-            r.preparing.deliver("a", "u", &fetch).await,
+            r.preparing.deliver("a", &"u".into(), &fetch).await,
             SendOutcome::Accepted
         );
         let sent = r.deliver.sent.lock().unwrap().clone();

@@ -70,7 +70,7 @@ impl Deliver for FakeDeliver {
     fn deliver<'a>(
         &'a self,
         _app_id: &'a str,
-        openid: &'a str,
+        openid: &'a crate::openid::OpenId,
         message: &'a OutboundMessage,
     ) -> BoxFuture<'a, SendOutcome> {
         Box::pin(async move {
@@ -90,7 +90,7 @@ impl Deliver for FakeDeliver {
                 .or_else(|| self.fallback.lock().unwrap().clone())
                 .unwrap_or(SendOutcome::Accepted);
             self.calls.lock().unwrap().push(Call {
-                openid: openid.into(),
+                openid: openid.to_string(),
                 text,
                 outcome: outcome.clone(),
                 at: tokio::time::Instant::now(),

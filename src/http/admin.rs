@@ -335,7 +335,7 @@ pub async fn end_session(
     }
     let ops = Arc::clone(&state.ops);
     let now = chrono::Utc::now().timestamp();
-    match web::block(move || ops.end_session(&app, user.trim(), now)).await {
+    match web::block(move || ops.end_session(&app, &user.trim().into(), now)).await {
         Ok(Ok(outcome)) => HttpResponse::Ok().json(serde_json::json!({ "ended": outcome })),
         Ok(Err(e)) => {
             state.store_health.failed("end_session", &e);

@@ -46,7 +46,7 @@ pub struct InboundMessage {
     /// The app's original id (`gh_…`); becomes FromUserName of a passive reply.
     pub to_user_name: String,
     /// The sender's openid: the authoritative sender (the query's `openid` is unsigned).
-    pub from_user_name: String,
+    pub from_user_name: crate::openid::OpenId,
     /// Seconds since the epoch, as WeChat stamped it; part of the dedupe key of events.
     pub create_time: i64,
     /// Present on messages, absent on events.
@@ -430,7 +430,7 @@ impl<'a> RawPush<'a> {
         };
         Ok(InboundMessage {
             to_user_name,
-            from_user_name,
+            from_user_name: from_user_name.into(),
             create_time: self.create_time.unwrap_or(0),
             msg_id: self.msg_id,
             kind,
@@ -1064,7 +1064,7 @@ mod tests {
         ) {
             let m = InboundMessage {
                 to_user_name: to.clone(),
-                from_user_name: from,
+                from_user_name: from.into(),
                 create_time,
                 msg_id: id.map(MsgId::Number),
                 kind: MsgKind::Text { content: content.clone() },

@@ -293,7 +293,7 @@ mod tests {
                     Format::Xml => (visible(&to), visible(&from)),
                 };
                 match super::super::message::parse_message(body.as_bytes()) {
-                    Ok((_, m)) => prop_assert_eq!((m.to_user_name, m.from_user_name), (to, from)),
+                    Ok((_, m)) => prop_assert_eq!((m.to_user_name, m.from_user_name.into_string()), (to, from)),
                     // A name made only of characters XML cannot carry comes back empty.
                     Err(e) => prop_assert!(
                         e.to_string().starts_with("missing field") && (to.is_empty() || from.is_empty()),

@@ -89,6 +89,7 @@ pub use quota::QuotaSettings;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{oneshot, watch};
 
+pub use crate::openid::OpenId;
 use crate::outbound::OutboundMessage;
 use crate::protocol::{InboundMessage, MsgKind};
 
@@ -175,7 +176,7 @@ pub struct PushRecord {
     /// The app id of `kefu.yaml` (the URL path segment).
     pub app: String,
     /// The user (the push's FromUserName).
-    pub openid: String,
+    pub openid: OpenId,
     /// Unix seconds when the push was received.
     pub received_at: i64,
     /// The HTTP answer, replayed to retries.
@@ -266,7 +267,7 @@ pub trait Store: Send + Sync + 'static {
     fn session(
         &self,
         app: &str,
-        openid: &str,
+        openid: &OpenId,
         now: i64,
     ) -> BoxFuture<'_, Result<Session, StoreError>>;
     /// Queues the record for the next group commit.
@@ -307,7 +308,7 @@ pub trait Operations: Send + Sync + 'static {
     fn end_session(
         &self,
         app: &str,
-        openid: &str,
+        openid: &OpenId,
         now: i64,
     ) -> Result<history::SessionEnd, StoreError>;
 }

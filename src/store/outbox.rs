@@ -13,6 +13,7 @@ use serde::Serialize;
 use super::StoreError;
 use super::log::{SendLogOutcome, insert_send_for_entry};
 use super::schema::backend;
+use crate::openid::OpenId;
 use crate::outbound::OutboundMessage;
 
 /// One message waiting to be sent.
@@ -23,7 +24,7 @@ pub struct OutboxEntry {
     /// The app id of `kefu.yaml`.
     pub app: String,
     /// The recipient.
-    pub openid: String,
+    pub openid: OpenId,
     /// What to send.
     pub message: OutboundMessage,
     /// Attempts completed before this claim.
@@ -164,7 +165,7 @@ pub fn claim_due(tx: &Transaction<'_>, now_ms: i64, limit: usize) -> Result<Clai
                 Ok(message) => entries.push(OutboxEntry {
                     id,
                     app,
-                    openid,
+                    openid: openid.into(),
                     message,
                     attempts,
                     created_ms,

@@ -38,6 +38,8 @@ use super::{
 };
 use futures_util::future::BoxFuture;
 
+use super::OpenId;
+
 /// At most one checkpoint per this long under load: a page the writer changes many times (the
 /// right-most leaf of each table and index) is copied into the database once per checkpoint,
 /// so checkpointing less often copies less (9% of the daemon's CPU at 50 ms, measured with
@@ -341,7 +343,7 @@ impl Store for SqliteStore {
     fn session(
         &self,
         app: &str,
-        openid: &str,
+        openid: &OpenId,
         now: i64,
     ) -> BoxFuture<'_, Result<Session, StoreError>> {
         Box::pin(std::future::ready(SqliteStore::session(
@@ -398,7 +400,7 @@ impl Operations for SqliteStore {
         history::recent_users(&self.reader(), query)
     }
 
-    fn end_session(&self, app: &str, openid: &str, now: i64) -> Result<SessionEnd, StoreError> {
+    fn end_session(&self, app: &str, openid: &OpenId, now: i64) -> Result<SessionEnd, StoreError> {
         // The same request another process makes: this store's own writer applies it.
         history::end_session(&self.inner.path, app, openid, now, SESSION_END_WAIT)
     }
@@ -461,7 +463,7 @@ impl Operations for SqliteReader {
         history::recent_users(&self.conn(), query)
     }
 
-    fn end_session(&self, app: &str, openid: &str, now: i64) -> Result<SessionEnd, StoreError> {
+    fn end_session(&self, app: &str, openid: &OpenId, now: i64) -> Result<SessionEnd, StoreError> {
         history::end_session(&self.path, app, openid, now, SESSION_END_WAIT)
     }
 }

@@ -519,7 +519,7 @@ fn apply_commit(
     }
     log::insert_message(tx, record)?;
 
-    let user = (record.app.clone(), record.openid.clone());
+    let user = (record.app.clone(), record.openid.as_str().to_owned());
     let current = match overlay.get(&user) {
         Some(w) => *w,
         None => book.get(&record.app, &record.openid),

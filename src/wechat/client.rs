@@ -20,6 +20,7 @@ use reqwest::StatusCode;
 use reqwest::header::{CONTENT_TYPE, HeaderValue};
 use serde::Deserialize;
 
+use super::OpenId;
 use super::body;
 use super::clock::Clock;
 use super::dry_run::{DryRunLog, DryRunSend};
@@ -317,7 +318,12 @@ impl WechatClient {
     // No fields: its one caller, the outbox worker, is in a span that names the app, the user and
     // the entry.
     #[tracing::instrument(name = "wechat_send", skip_all)]
-    pub async fn send(&self, app_id: &str, openid: &str, message: &OutboundMessage) -> SendOutcome {
+    pub async fn send(
+        &self,
+        app_id: &str,
+        openid: &OpenId,
+        message: &OutboundMessage,
+    ) -> SendOutcome {
         let Some(app) = self.inner.apps.get(app_id) else {
             return SendOutcome::Failed {
                 errcode: NOT_FROM_WECHAT,
@@ -741,7 +747,7 @@ impl Deliver for WechatClient {
     fn deliver<'a>(
         &'a self,
         app_id: &'a str,
-        openid: &'a str,
+        openid: &'a OpenId,
         message: &'a OutboundMessage,
     ) -> BoxFuture<'a, SendOutcome> {
         Box::pin(self.send(app_id, openid, message))

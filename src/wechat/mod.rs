@@ -11,6 +11,7 @@
 //! This module knows the config and the outbound message types, nothing of the store, the
 //! rules or actix: the outbox worker depends on [`Deliver`] only.
 
+pub use crate::openid::OpenId;
 use crate::outbound::OutboundMessage;
 
 pub mod body;
@@ -51,7 +52,7 @@ pub trait Deliver: Send + Sync {
     fn deliver<'a>(
         &'a self,
         app_id: &'a str,
-        openid: &'a str,
+        openid: &'a OpenId,
         message: &'a OutboundMessage,
     ) -> BoxFuture<'a, SendOutcome>;
 
@@ -60,7 +61,7 @@ pub trait Deliver: Send + Sync {
     fn deliver_noting<'a>(
         &'a self,
         app_id: &'a str,
-        openid: &'a str,
+        openid: &'a OpenId,
         message: &'a OutboundMessage,
     ) -> BoxFuture<'a, (SendOutcome, Option<String>)> {
         Box::pin(async move { (self.deliver(app_id, openid, message).await, None) })
@@ -84,7 +85,7 @@ impl Deliver for MeteredDeliver {
     fn deliver<'a>(
         &'a self,
         app_id: &'a str,
-        openid: &'a str,
+        openid: &'a OpenId,
         message: &'a OutboundMessage,
     ) -> BoxFuture<'a, SendOutcome> {
         Box::pin(async move {

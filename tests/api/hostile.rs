@@ -217,7 +217,7 @@ impl Store for FailingStore {
     fn session(
         &self,
         app: &str,
-        openid: &str,
+        openid: &kefu::openid::OpenId,
         now: i64,
     ) -> BoxFuture<'_, Result<Session, StoreError>> {
         self.inner.session(app, openid, now)

@@ -63,7 +63,7 @@ impl Harness {
 
     async fn send(&self, app: &str) -> SendOutcome {
         self.client
-            .deliver(app, "o-user", &OutboundMessage::text("hello"))
+            .deliver(app, &"o-user".into(), &OutboundMessage::text("hello"))
             .await
     }
 
@@ -107,7 +107,7 @@ async fn errcode_0_is_accepted_and_the_body_is_raw_utf8_json() {
     let content = "您好 <a href=\"https://example.com/?a=1&b=2\">链接</a> 😀";
     let outcome = h
         .client
-        .deliver("demo", "o-user", &OutboundMessage::text(content))
+        .deliver("demo", &"o-user".into(), &OutboundMessage::text(content))
         .await;
     assert_eq!(outcome, SendOutcome::Accepted);
 
@@ -164,7 +164,7 @@ async fn every_message_kind_gets_its_protocol_body() {
     ];
     for (message, expected) in &cases {
         assert_eq!(
-            h.client.deliver("demo", "o1", message).await,
+            h.client.deliver("demo", &"o1".into(), message).await,
             SendOutcome::Accepted
         );
         assert_eq!(h.mock.sends().last().unwrap().body, *expected);
@@ -326,7 +326,7 @@ async fn an_unreachable_api_is_retried_later() {
     )
     .unwrap();
     let outcome = client
-        .deliver("demo", "o-user", &OutboundMessage::text("hi"))
+        .deliver("demo", &"o-user".into(), &OutboundMessage::text("hi"))
         .await;
     assert_retry(&outcome, "no access token");
 }
@@ -342,7 +342,11 @@ async fn fifty_concurrent_sends_on_a_cold_start_fetch_the_token_once() {
         let client = h.client.clone();
         tasks.spawn(async move {
             client
-                .deliver("demo", &format!("o-{n}"), &OutboundMessage::text("hi"))
+                .deliver(
+                    "demo",
+                    &format!("o-{n}").into(),
+                    &OutboundMessage::text("hi"),
+                )
                 .await
         });
     }
@@ -365,7 +369,11 @@ async fn one_refused_token_under_fifty_concurrent_sends_refreshes_once() {
         let client = h.client.clone();
         tasks.spawn(async move {
             client
-                .deliver("demo", &format!("o-{n}"), &OutboundMessage::text("hi"))
+                .deliver(
+                    "demo",
+                    &format!("o-{n}").into(),
+                    &OutboundMessage::text("hi"),
+                )
                 .await
         });
     }
@@ -393,7 +401,7 @@ async fn a_late_refusal_of_an_old_token_keeps_the_new_one() {
         let client = h.client.clone();
         tokio::spawn(async move {
             client
-                .deliver("demo", "o-late", &OutboundMessage::text("hi"))
+                .deliver("demo", &"o-late".into(), &OutboundMessage::text("hi"))
                 .await
         })
     };
@@ -472,7 +480,7 @@ async fn dry_run_never_calls_the_api_and_records_the_send() {
         thumb_url: "https://p".into(),
     };
     assert_eq!(
-        h.client.deliver("nosecret", "o-2", &link).await,
+        h.client.deliver("nosecret", &"o-2".into(), &link).await,
         SendOutcome::Accepted
     );
     assert!(h.mock.requests().is_empty(), "{:?}", h.mock.requests());

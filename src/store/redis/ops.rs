@@ -12,6 +12,7 @@ use rusqlite::Connection;
 
 use super::push::LogLine;
 use super::{RedisOptions, RedisStore};
+use crate::store::OpenId;
 use crate::store::history::{self, LogQuery, SessionEnd, Thread, UserSummary};
 use crate::store::log::{SendLine, SendLogOutcome, insert_log, insert_send};
 use crate::store::stats::{self, SeriesPoint, StatsReport};
@@ -281,7 +282,7 @@ impl Operations for RedisStore {
         history::recent_users(&conn, query)
     }
 
-    fn end_session(&self, app: &str, openid: &str, now: i64) -> Result<SessionEnd, StoreError> {
+    fn end_session(&self, app: &str, openid: &OpenId, now: i64) -> Result<SessionEnd, StoreError> {
         self.block_on(self.end_session_now(app, openid, now))
     }
 }
@@ -331,7 +332,7 @@ impl Operations for RedisReader {
     fn recent_users(&self, query: &LogQuery) -> Result<Vec<UserSummary>, StoreError> {
         self.store.recent_users(query)
     }
-    fn end_session(&self, app: &str, openid: &str, now: i64) -> Result<SessionEnd, StoreError> {
+    fn end_session(&self, app: &str, openid: &OpenId, now: i64) -> Result<SessionEnd, StoreError> {
         self.store.end_session(app, openid, now)
     }
 }

@@ -62,7 +62,7 @@ impl RedisStore {
         lock(&inner.ready).push_back(OutboxEntry {
             id: local,
             app: app.to_string(),
-            openid: openid.to_string(),
+            openid: openid.into(),
             message: message.clone(),
             attempts: 0,
             created_ms: now_ms,
@@ -134,7 +134,7 @@ impl RedisStore {
             out.entries.push(OutboxEntry {
                 id: local,
                 app: app.to_string(),
-                openid: stored.openid,
+                openid: stored.openid.into(),
                 message: stored.message,
                 attempts: attempts.parse().unwrap_or(0),
                 created_ms: created.parse().unwrap_or(0),

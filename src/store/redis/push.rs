@@ -13,6 +13,7 @@ use futures_util::future::BoxFuture;
 use tokio::sync::{oneshot, watch};
 
 use super::{RedisStore, lock};
+use crate::store::OpenId;
 use crate::store::quota::{self, Window};
 use crate::store::{
     Claim, CommitReport, CommitTicket, Memo, PushKey, PushRecord, QuotaTrigger, Session, Store,
@@ -353,10 +354,10 @@ impl Store for RedisStore {
     fn session(
         &self,
         app: &str,
-        openid: &str,
+        openid: &OpenId,
         now: i64,
     ) -> BoxFuture<'_, Result<Session, StoreError>> {
-        Box::pin(self.session_now(app.to_string(), openid.to_string(), now))
+        Box::pin(self.session_now(app.to_string(), openid.as_str().to_owned(), now))
     }
 
     fn commit(&self, record: PushRecord) -> CommitTicket {

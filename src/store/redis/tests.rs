@@ -138,7 +138,7 @@ async fn contract_session_roundtrip(b: &Backend) {
     let store = &*b.store;
     let at = now();
     assert_eq!(
-        store.session("demo", "s1", at).await.unwrap(),
+        store.session("demo", &"s1".into(), at).await.unwrap(),
         Session::default()
     );
     let session = Session {
@@ -152,9 +152,12 @@ async fn contract_session_roundtrip(b: &Backend) {
         Claim::New
     ));
     store.commit(record).await.unwrap().unwrap();
-    assert_eq!(store.session("demo", "s1", at).await.unwrap(), session);
     assert_eq!(
-        store.session("demo", "s1", at + 700).await.unwrap(),
+        store.session("demo", &"s1".into(), at).await.unwrap(),
+        session
+    );
+    assert_eq!(
+        store.session("demo", &"s1".into(), at + 700).await.unwrap(),
         Session::default(),
         "expired parts are gone"
     );
@@ -397,8 +400,8 @@ async fn a_session_changed_by_a_peer_refuses_the_commit() {
     let b = RedisStore::open(opts).await.unwrap();
     let at = now();
     // Both read the user's (empty) session, B commits a handoff first.
-    a.session("demo", "cas", at).await.unwrap();
-    b.session("demo", "cas", at).await.unwrap();
+    a.session("demo", &"cas".into(), at).await.unwrap();
+    b.session("demo", &"cas".into(), at).await.unwrap();
     let handoff = Session {
         handoff_until: Some(at + 600),
         ..Session::default()
@@ -426,7 +429,7 @@ async fn a_session_changed_by_a_peer_refuses_the_commit() {
         "A decided on a session B changed: {refused:?}"
     );
     assert_eq!(
-        a.session("demo", "cas", at).await.unwrap(),
+        a.session("demo", &"cas".into(), at).await.unwrap(),
         handoff,
         "B's write stands"
     );
