@@ -2,9 +2,9 @@
 //! protocol that reads it, the store that keys sessions and outboxes by it and the API client
 //! that sends to it.
 //!
-//! Most functions that take a user also take an app, both once `&str`; swapping the two compiled
-//! and answered the wrong user's session. A function that takes `&OpenId` cannot be handed the
-//! app id by mistake. It dereferences to `&str`, so code that only reads it (SQL, keys, logs)
+//! Most functions that take a user also take an app, both once `&str`: swapping the two would
+//! have compiled and silently read another key. A function that takes `&OpenId` cannot be handed
+//! the app id by mistake. It dereferences to `&str`, so code that only reads it (SQL, keys, logs)
 //! uses it as one.
 
 use std::fmt;
