@@ -25,7 +25,7 @@ use crate::protocol::message::{parse_envelope, parse_message};
 use crate::protocol::{Format, InboundMessage, MsgKind, crypto, reply, signature};
 use crate::rules::reload::RulesHandle;
 use crate::store::{
-    ClaimGuard, LogRecord, Memo, PushKey, PushRecord, Resolved, StoreError, resolve_claim,
+    Claim, ClaimGuard, LogRecord, Memo, PushKey, PushRecord, Resolved, StoreError, resolve_claimed,
 };
 
 /// WeChat gives up after 5 s; answer well before.
@@ -334,8 +334,29 @@ async fn process(
         WebhookError::Store { op, source }
     };
 
-    // A repeated push gets the first answer; one still in flight is waited for.
-    match tokio::time::timeout_at(deadline, resolve_claim(&*state.store, &key, now)).await {
+    // The claim and the user's session are asked for at once: a shared store answers both in
+    // one round trip. A repeated push wastes the session read.
+    let first = tokio::time::timeout_at(
+        deadline,
+        futures_util::future::join(
+            state.store.claim(&key, now),
+            state.store.session(app_id, &msg.from_user_name, now),
+        ),
+    )
+    .await;
+    let (claim, early_session) = match first {
+        Ok((Ok(claim), session)) => (claim, Some(session)),
+        Ok((Err(e), _)) => return Err(store_failed("claim", e)),
+        Err(_) => {
+            state.metrics.store_error("claim_deadline");
+            return Err(WebhookError::StoreTooSlow);
+        }
+    };
+    // A repeated push gets the first answer; one still in flight is waited for. A push that
+    // waited reads its session again: the user's other pushes may have changed it meanwhile.
+    let waited = matches!(claim, Claim::InFlight(_));
+    let resolved = resolve_claimed(&*state.store, &key, now, claim);
+    match tokio::time::timeout_at(deadline, resolved).await {
         Ok(Ok(Resolved::New)) => {}
         Ok(Ok(Resolved::Replay(memo))) => {
             count_duplicate(state, app_id);
@@ -349,17 +370,20 @@ async fn process(
     // going away mid-request) releases the claim for WeChat's retry.
     let guard = ClaimGuard::new(&*state.store, key.clone());
 
-    let session = match tokio::time::timeout_at(
-        deadline,
-        state.store.session(app_id, &msg.from_user_name, now),
-    )
-    .await
-    {
-        Ok(session) => session.map_err(|e| store_failed("session", e))?,
-        Err(_) => {
-            state.metrics.store_error("session_deadline");
-            return Err(WebhookError::StoreTooSlow);
-        }
+    let session = match early_session.filter(|_| !waited) {
+        Some(session) => session.map_err(|e| store_failed("session", e))?,
+        None => match tokio::time::timeout_at(
+            deadline,
+            state.store.session(app_id, &msg.from_user_name, now),
+        )
+        .await
+        {
+            Ok(session) => session.map_err(|e| store_failed("session", e))?,
+            Err(_) => {
+                state.metrics.store_error("session_deadline");
+                return Err(WebhookError::StoreTooSlow);
+            }
+        },
     };
     let rules = app.rules.current();
     let ctx = Context::at_unix(

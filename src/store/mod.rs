@@ -329,8 +329,20 @@ pub async fn resolve_claim(
     key: &PushKey,
     now: i64,
 ) -> Result<Resolved, StoreError> {
+    let first = store.claim(key, now).await?;
+    resolve_claimed(store, key, now, first).await
+}
+
+/// [`resolve_claim`] going on from a claim already made (the webhook makes the first one together
+/// with the session read).
+pub async fn resolve_claimed(
+    store: &dyn Store,
+    key: &PushKey,
+    now: i64,
+    mut claim: Claim,
+) -> Result<Resolved, StoreError> {
     loop {
-        match store.claim(key, now).await? {
+        match claim {
             Claim::New => return Ok(Resolved::New),
             Claim::Done(memo) => return Ok(Resolved::Replay(memo)),
             Claim::InFlight(mut rx) => {
@@ -342,6 +354,7 @@ pub async fn resolve_claim(
                 // The first attempt was abandoned (or its commit failed): claim again.
             }
         }
+        claim = store.claim(key, now).await?;
     }
 }
 
