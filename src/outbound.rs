@@ -128,11 +128,17 @@ impl OutboundMessage {
                     .fold(f.template.clone(), |t, (k, v)| {
                         t.replace(&format!("{{{k}}}"), v)
                     });
-                format!("[fetch {} {}] {shown}", f.request.method, f.request.url)
+                format!(
+                    "{FETCH_PREVIEW_PREFIX}{} {}] {shown}",
+                    f.request.method, f.request.url
+                )
             }
         }
     }
 }
+
+/// How a `fetch` reply's preview begins (the conversation log matches its send by it).
+pub const FETCH_PREVIEW_PREFIX: &str = "[fetch ";
 
 /// Cuts `text` into parts of at most `max` bytes, in order: at line ends where it can (the
 /// newline stays with the line before), else at a character boundary. A text that fits is one

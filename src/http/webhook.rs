@@ -345,7 +345,7 @@ async fn process(
     )
     .await;
     let (claim, early_session) = match first {
-        Ok((Ok(claim), session)) => (claim, Some(session)),
+        Ok((Ok(claim), session)) => (claim, session),
         Ok((Err(e), _)) => return Err(store_failed("claim", e)),
         Err(_) => {
             state.metrics.store_error("claim_deadline");
@@ -370,21 +370,23 @@ async fn process(
     // going away mid-request) releases the claim for WeChat's retry.
     let guard = ClaimGuard::new(&*state.store, key.clone());
 
-    let session = match early_session.filter(|_| !waited) {
-        Some(session) => session.map_err(|e| store_failed("session", e))?,
-        None => match tokio::time::timeout_at(
+    let session = if waited {
+        match tokio::time::timeout_at(
             deadline,
             state.store.session(app_id, &msg.from_user_name, now),
         )
         .await
         {
-            Ok(session) => session.map_err(|e| store_failed("session", e))?,
+            Ok(session) => session,
             Err(_) => {
                 state.metrics.store_error("session_deadline");
                 return Err(WebhookError::StoreTooSlow);
             }
-        },
-    };
+        }
+    } else {
+        early_session
+    }
+    .map_err(|e| store_failed("session", e))?;
     let rules = app.rules.current();
     let ctx = Context::at_unix(
         now,

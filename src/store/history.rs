@@ -361,8 +361,9 @@ pub fn view(thread: &Thread, tz: chrono_tz::Tz) -> ThreadView {
         // A `fetch` reply is logged as its request and template, and its send as the text the
         // backend's answer made: failing an exact match, the latest push with a fetch reply.
         let target = s.summary.as_deref().and_then(|summary| {
-            latest(&|reply| super::log::one_line(reply) == summary)
-                .or_else(|| latest(&|reply| reply.starts_with("[fetch ")))
+            latest(&|reply| super::log::one_line(reply) == summary).or_else(|| {
+                latest(&|reply| reply.starts_with(crate::outbound::FETCH_PREVIEW_PREFIX))
+            })
         });
         let entry = Entry {
             time: time(s.at),
