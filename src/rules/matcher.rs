@@ -65,15 +65,13 @@ struct Hit {
     end: usize,
 }
 
-/// The winner of a message. Cheap: the explanation of why it won is rendered only on request
-/// ([`Matcher::explain`]), from the keyword hits kept here.
+/// The winner of a message. Cheap: the explanation of why it won ([`Matcher::explain`]) and
+/// its regex's captures ([`Matcher::captures`]) are computed only on request, as the regex
+/// crate's `is_match` / `captures` let a caller pay only for what it asks.
 #[derive(Debug, Clone)]
 pub struct Found {
     /// Index of the rule, in load order.
     pub index: usize,
-    /// Captures of the rule's first matching regex, by number and by name (empty when the rule
-    /// has no regex).
-    pub captures: Captures,
     /// Every keyword found in the text, by pattern id (sorted, one per pattern).
     hits: Vec<Hit>,
 }
@@ -462,12 +460,7 @@ impl Matcher {
                 regex_hits.as_ref(),
                 schedules,
             ) {
-                let captures = self.captures(rule, text, regex_hits.as_ref());
-                return Some(Found {
-                    index,
-                    captures,
-                    hits,
-                });
+                return Some(Found { index, hits });
             }
         }
         None
@@ -536,21 +529,20 @@ impl Matcher {
         }
     }
 
-    /// The captures of the rule's first matching regex, by number and by name.
-    fn captures(
-        &self,
-        rule: &CompiledRule,
-        text: &str,
-        regex_hits: Option<&SetMatches>,
-    ) -> Captures {
+    /// The captures of the winner's first matching regex in `text` (the text it was found in),
+    /// by number and by name; empty when the rule has no regex. Runs the capturing engine, which
+    /// costs more than the match itself: asked for only when a reply uses captures.
+    pub fn captures(&self, found: &Found, text: &str) -> Captures {
         let mut captures = Captures::new();
-        let winner = rule
+        let Some(Some(rule)) = self.rules.get(found.index) else {
+            return captures;
+        };
+        let first = rule
             .regexes
             .iter()
-            .find(|&&id| self.regex_matches(id, text, regex_hits));
-        if let Some(regex) = winner.and_then(|&id| self.regexes.get(id as usize))
-            && let Some(caps) = regex.captures(text)
-        {
+            .filter_map(|&id| self.regexes.get(id as usize))
+            .find_map(|regex| regex.captures(text).map(|caps| (regex, caps)));
+        if let Some((regex, caps)) = first {
             for (i, name) in regex.capture_names().enumerate() {
                 let value = caps.get(i).map_or("", |m| m.as_str()).to_string();
                 if let Some(name) = name {

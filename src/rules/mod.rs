@@ -89,6 +89,14 @@ pub struct RuleAction {
     pub fetch: Option<FetchAction>,
 }
 
+impl RuleAction {
+    /// Whether a reply can use the captures of a regex: a template with a `{…}` in it, or a
+    /// `fetch` (its URL, body and template).
+    pub fn uses_captures(&self) -> bool {
+        self.fetch.is_some() || self.replies.iter().any(|t| t.contains('{'))
+    }
+}
+
 /// A compiled rule.
 #[derive(Debug, Clone)]
 pub struct Rule {
@@ -113,7 +121,8 @@ pub struct Rule {
 pub struct RuleHit<'a> {
     /// The winner.
     pub rule: &'a Rule,
-    /// Captures of its first matching regex, for [`render_template`].
+    /// Captures of its first matching regex, for [`render_template`]; empty when no reply of
+    /// the rule can use them ([`RuleAction::uses_captures`]).
     pub captures: Captures,
     /// What the matcher found, for [`RuleSet::explain`].
     found: Found,
@@ -201,12 +210,18 @@ impl RuleSet {
     }
 
     /// The highest-priority matching rule (ties: load order), never the default rule.
+    /// Its regex's captures are filled only when one of its replies can use them.
     pub fn match_message(&self, input: &MatchInput<'_>) -> Option<RuleHit<'_>> {
-        let mut found = self.matcher.find(input, Schedules::Respect)?;
+        let found = self.matcher.find(input, Schedules::Respect)?;
         let rule = self.rules.get(found.index)?;
+        let captures = if rule.action.uses_captures() {
+            self.matcher.captures(&found, input.text)
+        } else {
+            Captures::new()
+        };
         Some(RuleHit {
             rule,
-            captures: std::mem::take(&mut found.captures),
+            captures,
             found,
         })
     }
