@@ -5,6 +5,7 @@
 //! leaves the connection usable. A verified push is deduplicated, decided, made durable and
 //! answered; the send API is called later by the outbox worker, never before the answer.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -12,7 +13,6 @@ use actix_web::http::Method;
 use actix_web::web::{self, Bytes, BytesMut};
 use actix_web::{HttpRequest, HttpResponse, ResponseError};
 use futures_util::StreamExt;
-use serde::Deserialize;
 
 use super::State;
 use super::error::WebhookError;
@@ -41,15 +41,49 @@ pub struct AppRuntime {
     pub rules: Arc<RulesHandle>,
 }
 
-/// The query of a push or a verification.
-#[derive(Debug, Default, Deserialize)]
-struct PushQuery {
-    signature: Option<String>,
-    timestamp: Option<String>,
-    nonce: Option<String>,
-    echostr: Option<String>,
-    encrypt_type: Option<String>,
-    msg_signature: Option<String>,
+/// The query of a push or a verification, borrowed from the request where it needs no decoding.
+#[derive(Debug, Default)]
+struct PushQuery<'q> {
+    signature: Option<Cow<'q, str>>,
+    timestamp: Option<Cow<'q, str>>,
+    nonce: Option<Cow<'q, str>>,
+    echostr: Option<Cow<'q, str>>,
+    encrypt_type: Option<Cow<'q, str>>,
+    msg_signature: Option<Cow<'q, str>>,
+}
+
+impl<'q> PushQuery<'q> {
+    /// Parses `application/x-www-form-urlencoded` pairs as `form_urlencoded` does, copying only
+    /// the pairs that are percent- or plus-encoded (WeChat's never are). Other names are
+    /// ignored; a name given twice makes the whole query unreadable (every parameter missing),
+    /// as a strict deserializer would.
+    fn parse(query: &'q str) -> Self {
+        let mut parsed = PushQuery::default();
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            let (name, value) = if pair.contains(['%', '+']) {
+                match form_urlencoded::parse(pair.as_bytes()).next() {
+                    Some((name, value)) => (name, value),
+                    None => continue,
+                }
+            } else {
+                let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+                (Cow::Borrowed(name), Cow::Borrowed(value))
+            };
+            let slot = match name.as_ref() {
+                "signature" => &mut parsed.signature,
+                "timestamp" => &mut parsed.timestamp,
+                "nonce" => &mut parsed.nonce,
+                "echostr" => &mut parsed.echostr,
+                "encrypt_type" => &mut parsed.encrypt_type,
+                "msg_signature" => &mut parsed.msg_signature,
+                _ => continue,
+            };
+            if slot.replace(value).is_some() {
+                return PushQuery::default();
+            }
+        }
+        parsed
+    }
 }
 
 /// `/wechat/{app}`.
@@ -186,9 +220,7 @@ async fn handle(
     started: Instant,
     deadline: Instant,
 ) -> Result<HttpResponse, WebhookError> {
-    let query = web::Query::<PushQuery>::from_query(req.query_string())
-        .map(web::Query::into_inner)
-        .unwrap_or_default();
+    let query = PushQuery::parse(req.query_string());
     let is_get = req.method() == Method::GET;
     // Everything that can be checked without the body is checked first: a refused request's
     // body is read and dropped, never kept.
@@ -210,7 +242,7 @@ async fn handle(
     };
     let body = read_body(payload, state.settings.max_body_bytes, deadline).await?;
     if is_get {
-        let echostr = query.echostr.clone().unwrap_or_default();
+        let echostr = query.echostr.unwrap_or_default().into_owned();
         return Ok(HttpResponse::Ok()
             .content_type("text/plain; charset=utf-8")
             .body(echostr));
@@ -221,7 +253,7 @@ async fn handle(
 
 /// Required parameters, timestamp window, signature, mode — in the order of SPEC §3.
 fn verify<'q>(
-    query: &'q PushQuery,
+    query: &'q PushQuery<'_>,
     is_get: bool,
     app: &AppRuntime,
     skew: u64,
@@ -599,4 +631,34 @@ fn count_duplicate(state: &State, app_id: &str) {
         .duplicates
         .get_or_create(&AppLabels { app: app_id.into() })
         .inc();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PushQuery;
+
+    #[test]
+    fn a_plain_query_is_borrowed_and_unknown_names_are_ignored() {
+        let q = PushQuery::parse("signature=abc&timestamp=17&&nonce=n1&openid=o&echostr");
+        assert_eq!(q.signature.as_deref(), Some("abc"));
+        assert_eq!(q.timestamp.as_deref(), Some("17"));
+        assert_eq!(q.nonce.as_deref(), Some("n1"));
+        assert_eq!(q.echostr.as_deref(), Some(""));
+        assert!(q.encrypt_type.is_none() && q.msg_signature.is_none());
+        assert!(matches!(q.signature, Some(std::borrow::Cow::Borrowed(_))));
+    }
+
+    #[test]
+    fn encoded_values_are_decoded_as_form_urlencoded_does() {
+        let q = PushQuery::parse("echostr=a+b%2Bc%E4%BD%A0&encrypt%5Ftype=aes&nonce=%zz");
+        assert_eq!(q.echostr.as_deref(), Some("a b+c你"));
+        assert_eq!(q.encrypt_type.as_deref(), Some("aes"));
+        assert_eq!(q.nonce.as_deref(), Some("%zz"));
+    }
+
+    #[test]
+    fn a_name_given_twice_leaves_every_parameter_missing() {
+        let q = PushQuery::parse("signature=a&nonce=n&signature=b");
+        assert!(q.signature.is_none() && q.nonce.is_none());
+    }
 }
