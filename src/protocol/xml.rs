@@ -25,6 +25,100 @@ pub(super) fn scan<'a>(
     field: impl Fn(&[u8]) -> Option<usize>,
     slots: &mut [Slot<'a>],
 ) -> Result<(), ParseError> {
+    if scan_plain(xml, &field, slots) {
+        return Ok(());
+    }
+    slots.iter_mut().for_each(|slot| *slot = None);
+    scan_events(xml, field, slots)
+}
+
+/// The shape WeChat sends, read without an XML parser: a root holding only children whose
+/// content is one CDATA section or text without markup or entities, blanks between them, and
+/// nothing around the root but blanks. Fills the slots as [`scan_events`] would and returns
+/// true; returns false, slots partly filled, at the first byte of anything else (a declaration,
+/// a comment, an entity, an empty or nested element, blanks around a CDATA section, an error),
+/// which the full parser then reads or refuses.
+fn scan_plain<'a>(
+    xml: &'a str,
+    field: &impl Fn(&[u8]) -> Option<usize>,
+    slots: &mut [Slot<'a>],
+) -> bool {
+    /// `<name>` at `at`: the name and the index after `>`.
+    fn open_tag(b: &[u8], at: usize) -> Option<(&[u8], usize)> {
+        let rest = b.get(at..)?.strip_prefix(b"<")?;
+        let len = rest
+            .iter()
+            .position(|&c| !(c.is_ascii_alphanumeric() || c == b'_'))?;
+        (len > 0 && rest.get(len) == Some(&b'>')).then(|| (&rest[..len], at + len + 2))
+    }
+    fn skip_blanks(b: &[u8], mut at: usize) -> usize {
+        while b
+            .get(at)
+            .is_some_and(|c| matches!(c, b' ' | b'\t' | b'\r' | b'\n'))
+        {
+            at += 1;
+        }
+        at
+    }
+    let b = xml.as_bytes();
+    let Some((root, mut at)) = open_tag(b, skip_blanks(b, 0)) else {
+        return false;
+    };
+    loop {
+        at = skip_blanks(b, at);
+        let Some(rest) = b.get(at..) else {
+            return false;
+        };
+        if let Some(after) = rest.strip_prefix(b"</") {
+            // The root's end, then only blanks.
+            let Some(after) = after.strip_prefix(root) else {
+                return false;
+            };
+            return after.first() == Some(&b'>') && skip_blanks(after, 1) == after.len();
+        }
+        let Some((name, start)) = open_tag(b, at) else {
+            return false;
+        };
+        let content = &b[start..];
+        let (value, end) = if let Some(cdata) = content.strip_prefix(b"<![CDATA[") {
+            let Some(len) = cdata.windows(3).position(|w| w == b"]]>") else {
+                return false;
+            };
+            let begin = start + "<![CDATA[".len();
+            (begin..begin + len, begin + len + 3)
+        } else {
+            let Some(len) = content.iter().position(|&c| c == b'<' || c == b'&') else {
+                return false;
+            };
+            (start..start + len, start + len)
+        };
+        // Only the element's own end tag may follow.
+        let Some(close) = b.get(end..).and_then(|r| r.strip_prefix(b"</")) else {
+            return false;
+        };
+        let Some(close) = close.strip_prefix(name) else {
+            return false;
+        };
+        if close.first() != Some(&b'>') {
+            return false;
+        }
+        // Byte offsets found at ASCII bytes, so on character boundaries of `xml`.
+        let Some(text) = xml.get(value) else {
+            return false;
+        };
+        if let Some(slot) = field(name).and_then(|i| slots.get_mut(i)) {
+            *slot = Some(Cow::Borrowed(text));
+        }
+        at = end + 2 + name.len() + 1;
+    }
+}
+
+/// The full reader: quick-xml's events, for every document [`scan_plain`] does not take.
+fn scan_events<'a>(
+    xml: &'a str,
+    field: impl Fn(&[u8]) -> Option<usize>,
+    slots: &mut [Slot<'a>],
+) -> Result<(), ParseError> {
     let mut reader = Reader::from_str(xml);
     // Depth of the element being read: 1 inside the root, 2 inside one of its children.
     let mut depth = 0usize;
@@ -236,6 +330,118 @@ mod tests {
         )?;
         let [a, b] = slots;
         Ok((a.map(Cow::into_owned), b.map(Cow::into_owned)))
+    }
+
+    /// The slots as owned strings.
+    type Owned = Vec<Option<String>>;
+
+    /// Both readers' slots for `xml`: the fast one's only when it takes the document.
+    fn both(xml: &str) -> (Option<Owned>, Result<Owned, ParseError>) {
+        let field = |name: &[u8]| match name {
+            b"A" => Some(0),
+            b"B" => Some(1),
+            b"Content" => Some(2),
+            _ => None,
+        };
+        let owned = |slots: [Slot<'_>; 3]| slots.map(|s| s.map(Cow::into_owned)).to_vec();
+        let mut fast = [None, None, None];
+        let fast = scan_plain(xml, &field, &mut fast).then(|| owned(fast));
+        let mut full = [None, None, None];
+        let full = scan_events(xml, field, &mut full).map(|()| owned(full));
+        (fast, full)
+    }
+
+    #[test]
+    fn the_fast_reader_takes_what_wechat_sends() {
+        let xml = "<xml><ToUserName><![CDATA[gh_1]]></ToUserName>\n<CreateTime>1764230400</CreateTime>\
+                   <Content><![CDATA[请问 a<b]]></Content><A></A><B>two words</B></xml>\n";
+        let (fast, full) = both(xml);
+        assert_eq!(
+            fast,
+            Some(vec![
+                Some("".into()),
+                Some("two words".into()),
+                Some("请问 a<b".into())
+            ])
+        );
+        assert_eq!(fast, full.ok());
+    }
+
+    /// Documents near WeChat's shape: mostly what the fast reader takes, with every kind of
+    /// departure it must leave to the full reader mixed in.
+    fn near_wechat() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        let lead = prop_oneof![
+            12 => "[ \n]{0,2}",
+            1 => Just("<?xml version=\"1.0\"?>".to_string()),
+            1 => Just("<!-- c -->".to_string()),
+        ];
+        let root = prop_oneof![12 => Just("xml"), 2 => Just("x_1"), 1 => Just("")];
+        let name = prop_oneof![
+            8 => Just("A"), 8 => Just("B"), 8 => Just("Content"), 4 => Just("Other"),
+            1 => Just("A b=\"1\""), 1 => Just("A/"), 1 => Just("内容"),
+        ];
+        let content = prop_oneof![
+            12 => "[a-z \r\n\t你>;\\]]{0,6}",
+            12 => "<!\\[CDATA\\[[a-z \r\\]>你<&]{0,6}\\]\\]>",
+            1 => Just("&amp;x".to_string()),
+            1 => Just(" <![CDATA[y]]> ".to_string()),
+            1 => Just("<![CDATA[a]]><![CDATA[b]]>".to_string()),
+            1 => Just("<C>1</C>".to_string()),
+            1 => "[a-z<&]{0,3}",
+        ];
+        let end_suffix = prop_oneof![24 => Just(""), 1 => Just("x"), 1 => Just(" ")];
+        let child = (name, content, end_suffix, "[ \n]{0,2}");
+        let tail = prop_oneof![
+            12 => "[ \n]{0,2}",
+            1 => Just("junk".to_string()),
+            1 => Just("<!-- c -->".to_string()),
+            1 => Just("</xml>".to_string()),
+        ];
+        (lead, root, proptest::collection::vec(child, 0..5), tail).prop_map(
+            |(lead, root, children, tail)| {
+                let mut xml = format!("{lead}<{root}>");
+                for (name, content, suffix, blank) in children {
+                    let end = name.split([' ', '/']).next().unwrap_or("");
+                    xml.push_str(&format!("<{name}>{content}</{end}{suffix}>{blank}"));
+                }
+                xml.push_str(&format!("</{root}>{tail}"));
+                xml
+            },
+        )
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2048))]
+        /// Whatever the fast reader takes, it reads as the full reader does.
+        #[test]
+        fn the_fast_reader_agrees_with_the_full_one(xml in near_wechat()) {
+            let (fast, full) = both(&xml);
+            if let Some(fast) = fast {
+                proptest::prop_assert_eq!(Some(fast), full.ok(), "{}", xml);
+            }
+        }
+    }
+
+    /// The property above is not empty: the generator makes documents the fast reader takes,
+    /// with several fields, and ones it leaves.
+    #[test]
+    fn the_generator_reaches_both_readers() {
+        use proptest::strategy::{Strategy, ValueTree};
+        let mut runner = proptest::test_runner::TestRunner::deterministic();
+        let (mut taken, mut left) = (0, 0);
+        for _ in 0..2000 {
+            let Ok(tree) = near_wechat().new_tree(&mut runner) else {
+                continue;
+            };
+            let xml = tree.current();
+            match both(&xml).0 {
+                Some(slots) if slots.iter().flatten().count() >= 2 => taken += 1,
+                Some(_) => {}
+                None => left += 1,
+            }
+        }
+        assert!(taken > 100 && left > 100, "taken {taken}, left {left}");
     }
 
     #[test]
