@@ -176,13 +176,16 @@ impl DedupeCache {
         self.len() == 0
     }
 
-    /// Fills the cache with the memos committed within the hot window before `now`.
+    /// Fills the cache with the memos committed within the hot window before `now`, reading
+    /// back from the newest until memos are older than the window by more than
+    /// [`ARRIVAL_SLACK_SECS`] (arrival order is `at` order only to within a commit).
     pub fn load(&self, conn: &Connection, now: i64) -> Result<usize, StoreError> {
+        let since = now.saturating_sub(self.hot_secs);
         let mut stmt = conn
-            .prepare("SELECT key, content_type, body, at FROM dedupe WHERE at >= ?1 ORDER BY at")
+            .prepare("SELECT key, content_type, body, at FROM dedupe ORDER BY id DESC")
             .map_err(backend)?;
         let rows = stmt
-            .query_map([now.saturating_sub(self.hot_secs)], |r| {
+            .query_map([], |r| {
                 Ok((
                     PushKey(r.get(0)?),
                     Memo {
@@ -193,15 +196,28 @@ impl DedupeCache {
                 ))
             })
             .map_err(backend)?;
-        let mut n = 0;
+        let mut hot = Vec::new();
         for row in rows {
             let (key, memo, at) = row.map_err(backend)?;
+            if at < since.saturating_sub(ARRIVAL_SLACK_SECS) {
+                break;
+            }
+            if at >= since {
+                hot.push((key, memo, at));
+            }
+        }
+        hot.sort_by_key(|(_, _, at)| *at);
+        let n = hot.len();
+        for (key, memo, at) in hot {
             self.resolve(&key, memo, at);
-            n += 1;
         }
         Ok(n)
     }
 }
+
+/// How far `at` may run backwards along arrival order: a push received in one second can be
+/// committed after one received in the next (commits are batched within milliseconds).
+const ARRIVAL_SLACK_SECS: i64 = 60;
 
 /// Writes a memo; returns the memo already stored when the key was committed before (nothing is
 /// written then).

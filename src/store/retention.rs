@@ -107,7 +107,10 @@ pub fn step(conn: &mut Connection, c: &Cutoffs) -> Result<(PurgeReport, Progress
             c.log_before,
         )?,
         dedupe: del(
-            "DELETE FROM dedupe WHERE key IN (SELECT key FROM dedupe WHERE at < ?1 LIMIT ?2)",
+            // Oldest first, by arrival: the scan stops at the first chunk, however many
+            // memos are still young (`at` has no index; arrival order is its order).
+            "DELETE FROM dedupe WHERE id IN (SELECT id FROM dedupe ORDER BY id LIMIT ?2) \
+             AND at < ?1",
             c.dedupe_before,
         )?,
         sessions: del(

@@ -129,6 +129,24 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (app, sha256)
     ) WITHOUT ROWID;
     ",
+    // 5: dedupe memos in arrival order. A memo (a whole reply body) used to sit inside the
+    // key's B-tree, so its pages split every dozen pushes, with a second index on `at`. Now the
+    // row is appended and only the key goes into an index; the purge and the load at open walk
+    // the rows in arrival order, which is `at` order to within a commit.
+    "
+    CREATE TABLE dedupe_by_arrival (
+        id           INTEGER PRIMARY KEY,
+        key          TEXT NOT NULL,
+        content_type TEXT,
+        body         TEXT NOT NULL,
+        at           INTEGER NOT NULL
+    );
+    INSERT INTO dedupe_by_arrival (key, content_type, body, at)
+        SELECT key, content_type, body, at FROM dedupe ORDER BY at;
+    DROP TABLE dedupe;
+    ALTER TABLE dedupe_by_arrival RENAME TO dedupe;
+    CREATE UNIQUE INDEX dedupe_key ON dedupe(key);
+    ",
 ];
 
 /// The schema version this build writes.
@@ -237,6 +255,39 @@ mod tests {
             )
             .unwrap();
         assert_eq!(tables, 6);
+    }
+
+    #[test]
+    fn memos_written_before_migration_5_are_kept_in_arrival_order_and_stay_unique() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        for (step, sql) in MIGRATIONS.iter().take(4).enumerate() {
+            conn.execute_batch(sql).unwrap();
+            conn.pragma_update(None, "user_version", step as i64 + 1)
+                .unwrap();
+        }
+        conn.execute_batch(
+            "INSERT INTO dedupe (key, content_type, body, at) VALUES
+                 ('a|m|2', NULL, 'success', 20), ('a|m|1', 'application/xml', '<xml/>', 10);",
+        )
+        .unwrap();
+        assert_eq!(migrate(&mut conn).unwrap(), latest_version());
+        let rows: Vec<(i64, String, i64)> = conn
+            .prepare("SELECT id, key, at FROM dedupe ORDER BY id")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(
+            rows,
+            vec![(1, "a|m|1".to_string(), 10), (2, "a|m|2".to_string(), 20)]
+        );
+        let again = conn.execute(
+            "INSERT INTO dedupe (key, body, at) VALUES ('a|m|1', 'x', 30) \
+             ON CONFLICT (key) DO NOTHING",
+            [],
+        );
+        assert_eq!(again.unwrap(), 0);
     }
 
     #[test]
