@@ -608,31 +608,40 @@ impl WechatClient {
         let deadline = tokio::time::Instant::now() + LOCK_TTL;
         loop {
             if mode == FetchMode::Normal {
-                match share.get(app_id).await {
-                    Ok(Some((token, left_ms))) if left_ms > margin.saturating_add(1000) => {
-                        return Ok(Fetched {
-                            token: AccessToken::new(&token),
-                            expires_in: Duration::from_millis(left_ms.unsigned_abs()),
-                        });
-                    }
-                    Ok(_) => {}
-                    Err(e) => {
-                        tracing::warn!(error = %e, "shared token unreachable; fetching alone");
-                        return self.fetch_token_counted(app_id, appid, secret, mode).await;
-                    }
+                let shared = share.get(app_id).await;
+                if let Err(e) = &shared {
+                    tracing::warn!(error = %e, "shared token unreachable; fetching alone");
+                    return self.fetch_token_counted(app_id, appid, secret, mode).await;
+                }
+                if let Some(fetched) = fresh(shared, margin) {
+                    return Ok(fetched);
                 }
             }
             let me = holder();
             let ttl = i64::try_from(LOCK_TTL.as_millis()).unwrap_or(10_000);
             match share.lock(app_id, &me, ttl).await {
                 Ok(true) => {
-                    let fetched = self.fetch_token_counted(app_id, appid, secret, mode).await;
-                    if let Ok(f) = &fetched {
-                        let ttl = i64::try_from(f.expires_in.as_millis()).unwrap_or(i64::MAX);
-                        if let Err(e) = share.put(app_id, f.token.expose(), ttl).await {
-                            tracing::warn!(error = %e, "cannot share the new token");
+                    // A peer may have shared a token and released the lock between the read
+                    // above and this lock: look again before fetching a second one.
+                    let fetched = match mode {
+                        FetchMode::Normal => fresh(share.get(app_id).await, margin),
+                        FetchMode::Force => None,
+                    };
+                    let fetched = match fetched {
+                        Some(shared) => Ok(shared),
+                        None => {
+                            let fetched =
+                                self.fetch_token_counted(app_id, appid, secret, mode).await;
+                            if let Ok(f) = &fetched {
+                                let ttl =
+                                    i64::try_from(f.expires_in.as_millis()).unwrap_or(i64::MAX);
+                                if let Err(e) = share.put(app_id, f.token.expose(), ttl).await {
+                                    tracing::warn!(error = %e, "cannot share the new token");
+                                }
+                            }
+                            fetched
                         }
-                    }
+                    };
                     if let Err(e) = share.unlock(app_id, &me).await {
                         tracing::warn!(error = %e, "cannot release the token fetch lock; it expires by itself");
                     }
@@ -785,6 +794,18 @@ async fn exchange_classified(request: reqwest::RequestBuilder) -> Result<Answer,
     Ok(Answer { status, body })
 }
 
+/// The fleet's shared token as read, when it has more than the refresh margin (and a second)
+/// left.
+fn fresh(shared: Result<Option<(String, i64)>, String>, margin_ms: i64) -> Option<Fetched> {
+    match shared {
+        Ok(Some((token, left_ms))) if left_ms > margin_ms.saturating_add(1000) => Some(Fetched {
+            token: AccessToken::new(&token),
+            expires_in: Duration::from_millis(left_ms.unsigned_abs()),
+        }),
+        _ => None,
+    }
+}
+
 /// The outcome an HTTP status decides by itself; `None` for 2xx, whose body decides.
 /// 5xx, 408 and 429 are worth retrying; other statuses (3xx, 4xx) mean a wrong `api_base` or a
 /// proxy in the way, which retrying will not fix.
@@ -881,6 +902,56 @@ mod tests {
             )
             .is_ok()
         );
+    }
+
+    /// A fleet share where a peer shares its token and releases the lock just before this
+    /// instance takes it: the first read finds nothing, the lock is free.
+    #[derive(Default)]
+    struct PeerFinishesFirst {
+        token: std::sync::Mutex<Option<(String, i64)>>,
+        puts: std::sync::atomic::AtomicUsize,
+    }
+
+    impl super::super::TokenShare for PeerFinishesFirst {
+        fn get(&self, _: &str) -> BoxFuture<'_, Result<Option<(String, i64)>, String>> {
+            let token = self.token.lock().map(|t| t.clone()).unwrap_or_default();
+            Box::pin(async move { Ok(token) })
+        }
+        fn put(&self, _: &str, _: &str, _: i64) -> BoxFuture<'_, Result<(), String>> {
+            self.puts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Box::pin(async { Ok(()) })
+        }
+        fn lock(&self, _: &str, _: &str, _: i64) -> BoxFuture<'_, Result<bool, String>> {
+            if let Ok(mut token) = self.token.lock() {
+                *token = Some(("peer-token".into(), 7_200_000));
+            }
+            Box::pin(async { Ok(true) })
+        }
+        fn unlock(&self, _: &str, _: &str) -> BoxFuture<'_, Result<(), String>> {
+            Box::pin(async { Ok(()) })
+        }
+        fn expire_if(&self, _: &str, _: &str) -> BoxFuture<'_, Result<bool, String>> {
+            Box::pin(async { Ok(false) })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_token_shared_while_taking_the_lock_is_used_not_fetched_again() {
+        let share = Arc::new(PeerFinishesFirst::default());
+        let options = ClientOptions {
+            token_share: Some(share.clone()),
+            ..ClientOptions::default()
+        };
+        // Nothing listens on port 1: a fetch would fail.
+        let client =
+            WechatClient::new("http://127.0.0.1:1", Vec::<ClientApp>::new(), options).unwrap();
+        let secret = crate::secret::Secret::new("s");
+        let fetched = client
+            .fetch_token_shared("app", "wx1", &secret, FetchMode::Normal)
+            .await
+            .unwrap();
+        assert_eq!(fetched.token.expose(), "peer-token");
+        assert_eq!(share.puts.load(std::sync::atomic::Ordering::Relaxed), 0);
     }
 
     #[test]
