@@ -10,6 +10,7 @@
 # BENCH_DIR is a copy of ../shared/bench (cp -r ../shared/bench/. "$BENCH_DIR"; shared/ may be
 # read-only). Needs wrk and curl.
 set -u
+warmup="$(cd "$(dirname "$0")" && pwd)/wrk/warmup-post.lua"
 cd "${BENCH_DIR:?set BENCH_DIR to a copy of ../shared/bench}"
 for bin in "$@"; do
   export KEFU_BIN=$bin BENCH_PORT=${BENCH_PORT:-18010}
@@ -22,7 +23,8 @@ for bin in "$@"; do
     sleep 0.2
   done
   kpid=$(pgrep -s "$pid" -x kefu | head -1)
-  wrk -t2 -c32 -d2s -s wrk/post.lua "$url" >/dev/null 2>&1
+  # MsgIds of its own (see wrk/warmup-post.lua): every measured push is a new one.
+  wrk -t2 -c32 -d2s -s "$warmup" "$url" >/dev/null 2>&1
   t0=$(awk '{print $14+$15}' "/proc/$kpid/stat")
   wtask=$(grep -l "kefu-store-writ" /proc/"$kpid"/task/*/comm | head -1 | xargs dirname)
   w0=$(awk '{print $14+$15}' "$wtask/stat")

@@ -149,7 +149,7 @@ run_row() {
   sleep 1
   local idle; idle=$(rss_kb)
   export BENCH_LINES="$dir/pushes.txt" BENCH_THREADS=$THREADS BENCH_CTYPE=$CTYPE
-  [ "$WARMUP" != 0 ] && wrk -t"$THREADS" -c"$CONNS" -d"$WARMUP" -s bench/wrk/lines.lua "http://127.0.0.1:$PORT" >/dev/null 2>&1
+  [ "$WARMUP" != 0 ] && BENCH_REVERSE=1 wrk -t"$THREADS" -c"$CONNS" -d"$WARMUP" -s bench/wrk/lines.lua "http://127.0.0.1:$PORT" >/dev/null 2>&1
   local t0; t0=$(cpu_ticks)
   wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency -s bench/wrk/lines.lua "http://127.0.0.1:$PORT" >"$dir/wrk.txt" 2>&1
   local t1; t1=$(cpu_ticks)
@@ -235,9 +235,9 @@ run_redis_row() {
   export BENCH_THREADS=1 BENCH_CTYPE=$CTYPE
   local half=$(( (CONNS + 1) / 2 )) wa
   if [ "$WARMUP" != 0 ]; then
-    BENCH_LINES="$dir/pushes-a.txt" wrk -t1 -c"$half" -d"$WARMUP" -s bench/wrk/lines.lua "http://127.0.0.1:$PORT" >/dev/null 2>&1 &
+    BENCH_REVERSE=1 BENCH_LINES="$dir/pushes-a.txt" wrk -t1 -c"$half" -d"$WARMUP" -s bench/wrk/lines.lua "http://127.0.0.1:$PORT" >/dev/null 2>&1 &
     wa=$!
-    BENCH_LINES="$dir/pushes-b.txt" wrk -t1 -c"$half" -d"$WARMUP" -s bench/wrk/lines.lua "http://127.0.0.1:$port_b" >/dev/null 2>&1
+    BENCH_REVERSE=1 BENCH_LINES="$dir/pushes-b.txt" wrk -t1 -c"$half" -d"$WARMUP" -s bench/wrk/lines.lua "http://127.0.0.1:$port_b" >/dev/null 2>&1
     wait "$wa"
   fi
   local t0 r0; t0=$(ticks); r0=$(ticks "$redis_pid")
