@@ -379,7 +379,8 @@ mod tests {
         let root = prop_oneof![12 => Just("xml"), 2 => Just("x_1"), 1 => Just("")];
         let name = prop_oneof![
             8 => Just("A"), 8 => Just("B"), 8 => Just("Content"), 4 => Just("Other"),
-            1 => Just("A b=\"1\""), 1 => Just("A/"), 1 => Just("内容"),
+            1 => Just("A b=\"1\""), 1 => Just("A/"), 1 => Just("内容"), 1 => Just("1a"),
+            1 => Just("_x"), 1 => Just("a-b"),
         ];
         let content = prop_oneof![
             12 => "[a-z \r\n\t你>;\\]]{0,6}",
