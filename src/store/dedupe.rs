@@ -178,7 +178,8 @@ impl DedupeCache {
 
     /// Fills the cache with the memos committed within the hot window before `now`, reading
     /// back from the newest until memos are older than the window by more than
-    /// [`ARRIVAL_SLACK_SECS`] (arrival order is `at` order only to within a commit).
+    /// [`ARRIVAL_SLACK_SECS`] (arrival order is `at` order only to within a commit), or until
+    /// [`MAX_HOT_KEYS`] are read.
     pub fn load(&self, conn: &Connection, now: i64) -> Result<usize, StoreError> {
         let since = now.saturating_sub(self.hot_secs);
         let mut stmt = conn
@@ -204,6 +205,10 @@ impl DedupeCache {
             }
             if at >= since {
                 hot.push((key, memo, at));
+                // The cache keeps no more than this; the newest are the ones it would keep.
+                if hot.len() >= MAX_HOT_KEYS {
+                    break;
+                }
             }
         }
         hot.sort_by_key(|(_, _, at)| *at);
