@@ -222,7 +222,7 @@ impl DedupeCache {
 
 /// How far `at` may run backwards along arrival order: a push received in one second can be
 /// committed after one received in the next (commits are batched within milliseconds).
-const ARRIVAL_SLACK_SECS: i64 = 60;
+pub const ARRIVAL_SLACK_SECS: i64 = 60;
 
 /// Writes a memo; returns the memo already stored when the key was committed before (nothing is
 /// written then).
