@@ -266,7 +266,7 @@ pub(super) fn is_xml_char(c: char) -> bool {
 pub(super) fn push_cdata(out: &mut String, s: &str) {
     out.push_str("<![CDATA[");
     // The common case, an ordinary string, is copied whole.
-    if s.chars().all(is_xml_char) && !s.contains("]]>") {
+    if is_plain_cdata(s) {
         out.push_str(s);
         out.push_str("]]>");
         return;
@@ -279,6 +279,21 @@ pub(super) fn push_cdata(out: &mut String, s: &str) {
         }
     }
     out.push_str("]]>");
+}
+
+/// Whether `s` goes into a CDATA section as it is: every character legal in XML 1.0 and no
+/// `]]>`. One pass over the bytes: in UTF-8 the illegal characters of a `&str` are the C0
+/// controls but tab, line feed and carriage return (single bytes), and U+FFFE and U+FFFF
+/// (`EF BF BE`, `EF BF BF`).
+fn is_plain_cdata(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.iter().enumerate().all(|(i, &c)| match c {
+        b'\t' | b'\n' | b'\r' => true,
+        0..0x20 => false,
+        b']' => !b[i..].starts_with(b"]]>"),
+        0xEF => !matches!(b.get(i + 1..i + 3), Some([0xBF, 0xBE | 0xBF])),
+        _ => true,
+    })
 }
 
 /// Writes `<name><![CDATA[value]]></name>` and a newline.
@@ -520,6 +535,18 @@ mod tests {
             scan_two("<!DOCTYPE xml><xml/>").unwrap_err(),
             ParseError::Doctype
         );
+    }
+
+    proptest::proptest! {
+        /// The byte scan says "copy as it is" exactly when every character is legal and no
+        /// `]]>` is there.
+        #[test]
+        fn the_plain_cdata_check_is_the_character_definition(
+            s in "\\PC*|[a-z\\]>\u{0}\u{1f}\t\n\r\u{7f}\u{FFFD}-\u{FFFF}\u{EFBF}你]{0,8}",
+        ) {
+            let by_chars = s.chars().all(is_xml_char) && !s.contains("]]>");
+            proptest::prop_assert_eq!(is_plain_cdata(&s), by_chars, "{:?}", s);
+        }
     }
 
     #[test]
