@@ -5,19 +5,38 @@ use subtle::ConstantTimeEq;
 
 /// Lower-case hex SHA-1 of the byte-wise sorted, concatenated parts.
 pub fn sign(parts: &[&str]) -> String {
-    let mut sorted: Vec<&str> = parts.to_vec();
+    hex::encode(digest(parts))
+}
+
+/// SHA-1 of the byte-wise sorted, concatenated parts (WeChat signs at most four).
+fn digest(parts: &[&str]) -> [u8; 20] {
+    let mut sorted: [&str; 4] = [""; 4];
+    let mut rest: Vec<&str> = Vec::new();
+    let sorted: &mut [&str] = match sorted.get_mut(..parts.len()) {
+        Some(slots) => {
+            slots.copy_from_slice(parts);
+            slots
+        }
+        None => {
+            rest.extend_from_slice(parts);
+            &mut rest
+        }
+    };
     sorted.sort_unstable();
     let mut hasher = Sha1::new();
-    for part in sorted {
+    for part in sorted.iter() {
         hasher.update(part.as_bytes());
     }
-    hex::encode(hasher.finalize())
+    hasher.finalize().into()
 }
 
 /// Whether `signature` (as WeChat sent it) matches the parts, in constant time.
 pub fn verify(signature: &str, parts: &[&str]) -> bool {
-    let expected = sign(parts);
-    expected.as_bytes().ct_eq(signature.as_bytes()).into()
+    let mut expected = [0u8; 40];
+    if hex::encode_to_slice(digest(parts), &mut expected).is_err() {
+        return false;
+    }
+    expected.ct_eq(signature.as_bytes()).into()
 }
 
 #[cfg(test)]
@@ -79,6 +98,16 @@ mod tests {
             // The order of the parts does not matter: they are sorted.
             assert!(verify(expected, &[nonce, token, ts]));
         }
+    }
+
+    #[test]
+    fn more_than_four_parts_are_sorted_too() {
+        let mut hasher = Sha1::new();
+        hasher.update(b"abcde");
+        let expected = hex::encode(hasher.finalize());
+        assert_eq!(sign(&["e", "c", "a", "d", "b"]), expected);
+        assert!(verify(&expected, &["b", "a", "e", "d", "c"]));
+        assert!(!verify(&expected[..39], &["b", "a", "e", "d", "c"]));
     }
 
     #[test]
