@@ -91,7 +91,7 @@ use tokio::sync::{oneshot, watch};
 
 pub use crate::openid::OpenId;
 use crate::outbound::OutboundMessage;
-use crate::protocol::{InboundMessage, MsgKind};
+use crate::protocol::{InboundMessage, MsgId, MsgKind};
 
 /// Identifies one push for dedupe: `(app, MsgId)` for messages, `(app, FromUserName,
 /// CreateTime, Event)` for events (protocol doc §5.3).
@@ -102,7 +102,17 @@ impl PushKey {
     /// The dedupe key of `msg` pushed to `app`.
     pub fn of(app: &str, msg: &InboundMessage) -> Self {
         match (&msg.msg_id, &msg.kind) {
-            (Some(id), _) => Self(format!("{app}|m|{id}")),
+            // Every message has one: built without `fmt`, it is on every push's path.
+            (Some(id), _) => {
+                let mut key = String::with_capacity(app.len() + 24);
+                key.push_str(app);
+                key.push_str("|m|");
+                match id {
+                    MsgId::Number(n) => push_decimal(&mut key, *n),
+                    MsgId::Text(text) => key.push_str(text),
+                }
+                Self(key)
+            }
             (None, MsgKind::Event { event, .. }) => Self(format!(
                 "{app}|e|{}|{}|{event}",
                 msg.from_user_name, msg.create_time
@@ -115,6 +125,22 @@ impl PushKey {
             )),
         }
     }
+}
+
+/// Appends `n` in decimal, as `{n}` would.
+fn push_decimal(out: &mut String, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    // ASCII digits only.
+    out.extend(digits[start..].iter().map(|&d| char::from(d)));
 }
 
 /// The exact HTTP answer given to a push, replayed to its retries.

@@ -712,3 +712,20 @@ async fn without_a_daemon_the_end_is_stored_and_a_stale_request_is_never_applied
     );
     store.close();
 }
+
+#[test]
+fn push_keys_read_as_before() {
+    let mut msg = crate::protocol::message::parse_message(
+        b"<xml><ToUserName>gh</ToUserName><FromUserName>o1</FromUserName>\
+          <CreateTime>17</CreateTime><MsgType>text</MsgType><Content>x</Content>\
+          <MsgId>18446744073709551615</MsgId></xml>",
+    )
+    .unwrap()
+    .1;
+    for id in [0, 7, 10, 24912345678901234, u64::MAX] {
+        msg.msg_id = Some(crate::protocol::MsgId::Number(id));
+        assert_eq!(PushKey::of("app", &msg).0, format!("app|m|{id}"));
+    }
+    msg.msg_id = Some(crate::protocol::MsgId::Text("abc".into()));
+    assert_eq!(PushKey::of("app", &msg).0, "app|m|abc");
+}
