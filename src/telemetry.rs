@@ -87,12 +87,7 @@ impl tracing_subscriber::fmt::time::FormatTime for SecondCachedTime {
             }
             w.write_str(text)
         })?;
-        let micros = since_epoch.subsec_micros();
-        let mut digits = *b".000000Z";
-        for (i, d) in digits[1..7].iter_mut().rev().enumerate() {
-            *d = b'0' + ((micros / 10u32.pow(i as u32)) % 10) as u8;
-        }
-        w.write_str(std::str::from_utf8(&digits).unwrap_or(".000000Z"))
+        write!(w, ".{:06}Z", since_epoch.subsec_micros())
     }
 }
 
