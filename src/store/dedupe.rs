@@ -15,7 +15,7 @@ use std::collections::{HashMap, VecDeque};
 use std::hash::{Hash, Hasher};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, Statement, Transaction, params};
 use tokio::sync::watch;
 
 use super::schema::backend;
@@ -224,20 +224,22 @@ impl DedupeCache {
 /// committed after one received in the next (commits are batched within milliseconds).
 pub const ARRIVAL_SLACK_SECS: i64 = 60;
 
-/// Writes a memo; returns the memo already stored when the key was committed before (nothing is
-/// written then).
+/// The statement that appends a memo unless its key is stored, for [`insert`]: the writer
+/// prepares it once per batch instead of once per push.
+pub const INSERT_SQL: &str = "INSERT INTO dedupe (key, content_type, body, at) \
+     VALUES (?1, ?2, ?3, ?4) ON CONFLICT (key) DO NOTHING";
+
+/// Writes a memo through `stmt` ([`INSERT_SQL`] prepared on `tx`); returns the memo already
+/// stored when the key was committed before (nothing is written then).
 pub fn insert(
     tx: &Transaction<'_>,
+    stmt: &mut Statement<'_>,
     key: &PushKey,
     memo: &Memo,
     at: i64,
 ) -> Result<Option<Memo>, StoreError> {
-    let inserted = tx
-        .prepare_cached(
-            "INSERT INTO dedupe (key, content_type, body, at) VALUES (?1, ?2, ?3, ?4) \
-             ON CONFLICT (key) DO NOTHING",
-        )
-        .and_then(|mut s| s.execute(params![key.0, memo.content_type, memo.body, at]))
+    let inserted = stmt
+        .execute(params![key.0, memo.content_type, memo.body, at])
         .map_err(backend)?;
     if inserted == 1 {
         return Ok(None);

@@ -5,7 +5,7 @@
 //! rows are what `kefu stats` and the console read. Deleted after `log_retention_days`
 //! ([`super::retention`]).
 
-use rusqlite::{Transaction, params};
+use rusqlite::{Statement, Transaction, params};
 
 use super::schema::backend;
 use super::{PushRecord, StoreError};
@@ -50,10 +50,16 @@ pub fn one_line(text: &str) -> String {
     }
 }
 
-/// Logs one push, with the bot's side of it.
-pub fn insert_message(tx: &Transaction<'_>, record: &PushRecord) -> Result<(), StoreError> {
-    insert_log(
-        tx,
+/// The statement that appends one line to `messages`, for [`insert_log_with`]: the writer
+/// prepares it once per batch instead of once per push.
+pub const INSERT_MESSAGE_SQL: &str = "INSERT INTO messages (at, app, openid, msg_type, text, rule, \
+     faq, action, handoff, replies, event, agent) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)";
+
+/// Logs one push, with the bot's side of it, through `stmt` ([`INSERT_MESSAGE_SQL`] prepared).
+pub fn insert_message(stmt: &mut Statement<'_>, record: &PushRecord) -> Result<(), StoreError> {
+    insert_log_with(
+        stmt,
         record.received_at,
         &record.app,
         &record.openid,
@@ -69,31 +75,37 @@ pub fn insert_log(
     openid: &str,
     log: &super::LogRecord,
 ) -> Result<(), StoreError> {
+    let mut stmt = tx.prepare_cached(INSERT_MESSAGE_SQL).map_err(backend)?;
+    insert_log_with(&mut stmt, at, app, openid, log)
+}
+
+/// [`insert_log`] through a prepared [`INSERT_MESSAGE_SQL`].
+pub fn insert_log_with(
+    stmt: &mut Statement<'_>,
+    at: i64,
+    app: &str,
+    openid: &str,
+    log: &super::LogRecord,
+) -> Result<(), StoreError> {
     let replies = if log.replies.is_empty() {
         None
     } else {
         Some(serde_json::to_string(&log.replies).map_err(backend)?)
     };
-    tx.prepare_cached(
-        "INSERT INTO messages (at, app, openid, msg_type, text, rule, faq, action, handoff, \
-         replies, event, agent) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-    )
-    .and_then(|mut s| {
-        s.execute(params![
-            at,
-            app,
-            openid,
-            log.msg_type,
-            log.text,
-            log.rule,
-            log.faq,
-            log.action,
-            log.handoff,
-            replies,
-            log.event,
-            log.agent
-        ])
-    })
+    stmt.execute(params![
+        at,
+        app,
+        openid,
+        log.msg_type,
+        log.text,
+        log.rule,
+        log.faq,
+        log.action,
+        log.handoff,
+        replies,
+        log.event,
+        log.agent
+    ])
     .map(drop)
     .map_err(backend)
 }
