@@ -18,6 +18,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use rusqlite::{Connection, OptionalExtension, Statement, Transaction, params};
 use tokio::sync::watch;
 
+use super::arrival::ARRIVAL_SLACK_SECS;
 use super::schema::backend;
 use super::{Claim, Memo, PushKey, StoreError};
 
@@ -219,10 +220,6 @@ impl DedupeCache {
         Ok(n)
     }
 }
-
-/// How far `at` may run backwards along arrival order: a push received in one second can be
-/// committed after one received in the next (commits are batched within milliseconds).
-pub const ARRIVAL_SLACK_SECS: i64 = 60;
 
 /// The statement that appends a memo unless its key is stored, for [`insert`]: the writer
 /// prepares it once per batch instead of once per push.

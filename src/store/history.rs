@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use rusqlite::{Connection, OpenFlags, Transaction, params};
 use serde::Serialize;
 
+use super::arrival::{ArrivalTable, first_id_since};
 use super::schema::{self, backend};
 use super::sessions::SessionCache;
 use super::{LogRecord, Session, StoreError};
@@ -106,13 +107,16 @@ fn like(needle: &str) -> String {
 
 /// The users seen since `q.since` (newest first), optionally one app, one user or a search.
 pub fn recent_users(conn: &Connection, q: &LogQuery) -> Result<Vec<UserSummary>, StoreError> {
+    // The range by row id (`super::arrival`); NOT INDEXED keeps the planner from walking all of
+    // `messages_user` for the GROUP BY instead.
+    let first = first_id_since(conn, ArrivalTable::Messages, q.since)?;
     let grep = q.grep.as_deref().filter(|g| !g.is_empty()).map(like);
     let mut stmt = conn
         .prepare_cached(
             "SELECT app, openid, max(at), count(*), sum(handoff), \
              (SELECT m2.text FROM messages m2 WHERE m2.app = m.app AND m2.openid = m.openid \
               AND m2.text IS NOT NULL ORDER BY m2.at DESC, m2.id DESC LIMIT 1) \
-             FROM messages m WHERE at >= ?1 \
+             FROM messages m NOT INDEXED WHERE m.id >= ?6 AND at >= ?1 \
              AND (?2 IS NULL OR app = ?2) AND (?3 IS NULL OR openid = ?3) \
              AND (?4 IS NULL OR text LIKE ?4 ESCAPE '\\' OR replies LIKE ?4 ESCAPE '\\' \
                   OR openid LIKE ?4 ESCAPE '\\') \
@@ -121,7 +125,7 @@ pub fn recent_users(conn: &Connection, q: &LogQuery) -> Result<Vec<UserSummary>,
         .map_err(backend)?;
     let rows = stmt
         .query_map(
-            params![q.since, q.app, q.openid, grep, limit(q.limit)],
+            params![q.since, q.app, q.openid, grep, limit(q.limit), first],
             |r| {
                 Ok(UserSummary {
                     app: r.get(0)?,
@@ -148,19 +152,22 @@ fn limit(n: usize) -> i64 {
 /// The threads matching `q`: each user's exchanges (and the outcomes of what was sent to them in
 /// the same time span), users ordered by their first exchange shown.
 pub fn threads(conn: &Connection, q: &LogQuery) -> Result<Vec<Thread>, StoreError> {
+    // The range by row id (`super::arrival`), the newest `limit` rows by arrival (read backwards
+    // from the end, no sort of the whole range), shown in time order.
+    let first = first_id_since(conn, ArrivalTable::Messages, q.since)?;
     let grep = q.grep.as_deref().filter(|g| !g.is_empty()).map(like);
     let mut stmt = conn
         .prepare_cached(
             "SELECT at, app, openid, msg_type, text, event, agent, rule, faq, action, handoff, \
-             replies FROM (SELECT * FROM messages WHERE at >= ?1 \
+             replies FROM (SELECT * FROM messages WHERE id >= ?6 AND at >= ?1 \
              AND (?2 IS NULL OR app = ?2) AND (?3 IS NULL OR openid = ?3) \
              AND (?4 IS NULL OR text LIKE ?4 ESCAPE '\\' OR replies LIKE ?4 ESCAPE '\\') \
-             ORDER BY at DESC, id DESC LIMIT ?5) ORDER BY at, id",
+             ORDER BY id DESC LIMIT ?5) ORDER BY at, id",
         )
         .map_err(backend)?;
     let rows = stmt
         .query_map(
-            params![q.since, q.app, q.openid, grep, limit(q.limit)],
+            params![q.since, q.app, q.openid, grep, limit(q.limit), first],
             |r| {
                 let replies: Option<String> = r.get(11)?;
                 Ok(Exchange {

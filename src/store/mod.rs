@@ -53,6 +53,7 @@
 //! [`dedupe`], [`sessions`], [`quota`], [`outbox`], [`log`], [`retention`], [`stats`] (operators'
 //! read side). The worker that sends the outbox lives in [`crate::delivery`].
 
+pub mod arrival;
 pub mod checkpoint;
 pub mod dedupe;
 pub mod history;

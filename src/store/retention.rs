@@ -94,7 +94,10 @@ pub fn step(conn: &mut Connection, c: &Cutoffs) -> Result<(PurgeReport, Progress
     };
     let r = PurgeReport {
         messages: del(
-            "DELETE FROM messages WHERE id IN (SELECT id FROM messages WHERE at < ?1 LIMIT ?2)",
+            // Oldest first, by arrival, as the dedupe memos below (`messages` has no index on
+            // `at`; see `super::arrival`).
+            "DELETE FROM messages WHERE id IN (SELECT id FROM messages ORDER BY id LIMIT ?2) \
+             AND at < ?1",
             c.log_before,
         )?,
         sends: del(

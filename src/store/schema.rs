@@ -147,6 +147,11 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE dedupe_by_arrival RENAME TO dedupe;
     CREATE UNIQUE INDEX dedupe_key ON dedupe(key);
     ",
+    // 6: the conversation log without its index on `at`, one B-tree insert less per push; time
+    // ranges are found by row id, the log being appended in arrival order (`super::arrival`).
+    "
+    DROP INDEX messages_at;
+    ",
 ];
 
 /// The schema version this build writes.
@@ -288,6 +293,34 @@ mod tests {
             [],
         );
         assert_eq!(again.unwrap(), 0);
+    }
+
+    #[test]
+    fn migration_6_drops_the_log_time_index_and_keeps_the_rows() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        for (step, sql) in MIGRATIONS.iter().take(5).enumerate() {
+            conn.execute_batch(sql).unwrap();
+            conn.pragma_update(None, "user_version", step as i64 + 1)
+                .unwrap();
+        }
+        conn.execute_batch(
+            "INSERT INTO messages (at, app, openid, msg_type, action, handoff) VALUES
+                 (10, 'a', 'u', 'text', 'reply', 0), (20, 'a', 'u', 'text', 'faq', 0);",
+        )
+        .unwrap();
+        assert_eq!(migrate(&mut conn).unwrap(), latest_version());
+        let index: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE name = 'messages_at'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(index, 0);
+        let rows: i64 = conn
+            .query_row("SELECT count(*) FROM messages", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(rows, 2);
     }
 
     #[test]

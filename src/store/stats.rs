@@ -15,6 +15,7 @@ use rusqlite::{Connection, OpenFlags};
 use serde::Serialize;
 
 use super::StoreError;
+use super::arrival::{self, ArrivalTable};
 use super::schema::{self, backend};
 
 /// How many unmatched texts the report lists.
@@ -125,11 +126,12 @@ pub fn collect_from(
     until: i64,
     tz: Tz,
 ) -> Result<StatsReport, StoreError> {
+    let first = arrival::first_id_since(conn, ArrivalTable::Messages, since)?;
     let counts = |sql: &str, limit: Option<usize>| -> Result<Vec<Count>, StoreError> {
         let mut stmt = conn.prepare_cached(sql).map_err(backend)?;
         let limit = limit.map_or(-1, |l| l as i64);
         let rows = stmt
-            .query_map(rusqlite::params![since, limit], |r| {
+            .query_map(rusqlite::params![since, limit, first], |r| {
                 Ok(Count {
                     key: r.get(0)?,
                     count: r.get(1)?,
@@ -138,8 +140,11 @@ pub fn collect_from(
             .map_err(backend)?;
         rows.collect::<Result<_, _>>().map_err(backend)
     };
-    // Open-ended: a push stamped after `until` (clock skew) still counts.
-    let range = "at >= ?1";
+    // Open-ended: a push stamped after `until` (clock skew) still counts. Messages are found by
+    // row id first (`messages` has no index on `at`), sends by their `at` index.
+    // (`?2` is the limit of the `counts` queries; the others bind it unused.)
+    let range = "id >= ?3 AND at >= ?1";
+    let sends_range = "at >= ?1";
     // An operator's action (kefu session end) is in the thread, not a message a user sent.
     let pushes = "msg_type != 'operator'";
 
@@ -149,7 +154,7 @@ pub fn collect_from(
                 "SELECT count(*), coalesce(sum(handoff), 0), \
                  coalesce(sum(action IN ('ignore', 'default')), 0) FROM messages WHERE {range} AND {pushes}"
             ),
-            [since],
+            rusqlite::params![since, 0, first],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )
         .map_err(backend)?;
@@ -184,10 +189,22 @@ pub fn collect_from(
     )?;
 
     let mut sends = SendCounts::default();
-    for c in counts(
-        &format!("SELECT outcome, count(*) FROM sends WHERE {range} GROUP BY outcome LIMIT ?2"),
-        None,
-    )? {
+    let mut stmt = conn
+        .prepare_cached(&format!(
+            "SELECT outcome, count(*) FROM sends WHERE {sends_range} GROUP BY outcome"
+        ))
+        .map_err(backend)?;
+    let outcomes = stmt
+        .query_map([since], |r| {
+            Ok(Count {
+                key: r.get(0)?,
+                count: r.get(1)?,
+            })
+        })
+        .map_err(backend)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(backend)?;
+    for c in outcomes {
         match c.key.as_str() {
             "sent" => sends.sent = c.count,
             "failed" => sends.failed = c.count,
@@ -206,7 +223,7 @@ pub fn collect_from(
         ))
         .map_err(backend)?;
     let rows = stmt
-        .query_map([since], |r| {
+        .query_map(rusqlite::params![since, 0, first], |r| {
             Ok((
                 r.get::<_, i64>(0)?,
                 r.get::<_, u64>(1)?,
@@ -356,11 +373,13 @@ pub fn series_from(
             "SELECT (at / ?2) * ?2 AS b, count(*), \
              coalesce(sum(action IN ('reply', 'faq', 'clarify')), 0), coalesce(sum(handoff), 0), \
              coalesce(sum(action IN ('ignore', 'default')), 0) \
-             FROM messages WHERE at >= ?1 AND msg_type != 'operator' GROUP BY b ORDER BY b",
+             FROM messages WHERE id >= ?3 AND at >= ?1 AND msg_type != 'operator' \
+             GROUP BY b ORDER BY b",
         )
         .map_err(backend)?;
+    let first_id = arrival::first_id_since(conn, ArrivalTable::Messages, first)?;
     let rows = stmt
-        .query_map(rusqlite::params![first, bucket], |r| {
+        .query_map(rusqlite::params![first, bucket, first_id], |r| {
             Ok(SeriesPoint {
                 t: r.get(0)?,
                 messages: r.get(1)?,

@@ -34,6 +34,20 @@ struct SendRow {
     summary: Option<String>,
 }
 
+/// A stream entry's `at`, read without decoding the rest of its line (0 if it has none).
+fn line_at(fields: &[(String, String)]) -> i64 {
+    #[derive(serde::Deserialize)]
+    struct At {
+        #[serde(default)]
+        at: i64,
+    }
+    fields
+        .iter()
+        .find(|(f, _)| f == "v")
+        .and_then(|(_, v)| serde_json::from_str::<At>(v).ok())
+        .map_or(0, |a| a.at)
+}
+
 fn outcome(word: &str) -> SendLogOutcome {
     match word {
         "sent" => SendLogOutcome::Sent,
@@ -72,6 +86,9 @@ impl RedisStore {
                 lines.push((app.clone(), pairs));
             }
         }
+        // In `at` order, as the SQLite store appends them: its queries find time ranges by row
+        // id (`crate::store::arrival`). The sort is stable: each app's lines keep their order.
+        lines.sort_by_cached_key(|(_, fields)| line_at(fields));
         let mut conn = Connection::open_in_memory().map_err(sql)?;
         schema::migrate(&mut conn)?;
         let tx = conn.transaction().map_err(sql)?;
