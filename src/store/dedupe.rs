@@ -10,9 +10,9 @@
 //! ignored on purpose: every critical section is a single map operation that leaves the map
 //! consistent even if a panic unwinds through it, and refusing every later push would be worse.
 
-use std::collections::hash_map::{DefaultHasher, Entry};
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
-use std::hash::{Hash, Hasher};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use rusqlite::{Connection, OptionalExtension, Statement, Transaction, params};
@@ -42,12 +42,39 @@ enum Slot {
     Done { memo: Memo, at: i64 },
 }
 
+/// A push key's seeded 128-bit XXH3 digest: what the map holds instead of the key's text. A
+/// look-up hashes the key once, never clones it, and compares two integers where a string
+/// compare would read the key from another cache line. Two keys of the map's at most
+/// [`MAX_HOT_KEYS`] share a digest with a probability below 10^-28.
+type Digest = u128;
+
+/// The map's hasher: a digest is already a hash, its low half is the bucket's.
+#[derive(Default)]
+struct DigestHasher(u64);
+
+impl Hasher for DigestHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only digests are hashed here (`write_u128`); anything else still spreads.
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(5) ^ u64::from(b)).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+        }
+    }
+
+    fn write_u128(&mut self, n: u128) {
+        self.0 = n as u64;
+    }
+}
+
 #[derive(Default)]
 struct Shard {
     /// Every key known to this shard.
-    map: HashMap<PushKey, Slot>,
+    map: HashMap<Digest, Slot, BuildHasherDefault<DigestHasher>>,
     /// Done keys in the order they were resolved, for eviction after the hot window.
-    order: VecDeque<(i64, PushKey)>,
+    order: VecDeque<(i64, Digest)>,
 }
 
 /// Answered keys held in memory at most, whatever the hot window: under sustained load the
@@ -78,6 +105,8 @@ pub struct DedupeCache {
     shards: Box<[Mutex<Shard>]>,
     /// How long done keys stay in memory.
     hot_secs: i64,
+    /// The digests' seed, drawn at start: nobody outside can aim two keys at one digest.
+    seed: u64,
 }
 
 impl DedupeCache {
@@ -86,23 +115,25 @@ impl DedupeCache {
         Self {
             shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
             hot_secs,
+            seed: rand::random(),
         }
     }
 
-    fn shard(&self, key: &PushKey) -> MutexGuard<'_, Shard> {
-        let mut h = DefaultHasher::new();
-        key.hash(&mut h);
-        let i = (h.finish() as usize) % self.shards.len();
-        self.shards[i]
+    /// The key's digest and its shard (chosen by the digest's high half; the map uses the low).
+    fn shard(&self, key: &PushKey) -> (Digest, MutexGuard<'_, Shard>) {
+        let digest = xxhash_rust::xxh3::xxh3_128_with_seed(key.0.as_bytes(), self.seed);
+        let i = ((digest >> 64) as usize) % self.shards.len();
+        let shard = self.shards[i]
             .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+            .unwrap_or_else(PoisonError::into_inner);
+        (digest, shard)
     }
 
     /// Looks a key up; marks it in flight when it is new.
     pub fn claim(&self, key: &PushKey, now: i64) -> Claim {
-        let mut shard = self.shard(key);
+        let (digest, mut shard) = self.shard(key);
         shard.evict(now, self.hot_secs);
-        match shard.map.get_mut(key) {
+        match shard.map.get_mut(&digest) {
             Some(Slot::Done { memo, .. }) => Claim::Done(memo.clone()),
             Some(Slot::InFlight { tx, since })
                 if now.saturating_sub(*since) < STALE_IN_FLIGHT_SECS =>
@@ -112,7 +143,7 @@ impl DedupeCache {
             // New, or a stale claim: replacing it closes the old waiters, who claim again.
             _ => {
                 shard.map.insert(
-                    key.clone(),
+                    digest,
                     Slot::InFlight {
                         tx: None,
                         since: now,
@@ -125,8 +156,8 @@ impl DedupeCache {
 
     /// Forgets an in-flight key; its waiters see the channel close and claim again.
     pub fn abandon(&self, key: &PushKey) {
-        let mut shard = self.shard(key);
-        if let Entry::Occupied(e) = shard.map.entry(key.clone())
+        let (digest, mut shard) = self.shard(key);
+        if let Entry::Occupied(e) = shard.map.entry(digest)
             && matches!(e.get(), Slot::InFlight { .. })
         {
             e.remove();
@@ -135,8 +166,8 @@ impl DedupeCache {
 
     /// Records a durable memo and hands it to the waiters.
     pub fn resolve(&self, key: &PushKey, memo: Memo, at: i64) {
-        let mut shard = self.shard(key);
-        let slot = shard.map.entry(key.clone()).or_insert(Slot::Done {
+        let (digest, mut shard) = self.shard(key);
+        let slot = shard.map.entry(digest).or_insert(Slot::Done {
             memo: Memo::default(),
             at,
         });
@@ -148,7 +179,7 @@ impl DedupeCache {
             tx.send_replace(Some(memo.clone()));
         }
         *slot = Slot::Done { memo, at };
-        shard.order.push_back((at, key.clone()));
+        shard.order.push_back((at, digest));
         if shard.order.len() > MAX_HOT_KEYS / SHARDS {
             shard.evict(at, self.hot_secs);
         }
