@@ -210,40 +210,78 @@ impl Metrics {
         r
     }
 
-    /// Counts a push the store recorded: its message, the rule or FAQ entry that decided, a
-    /// handoff, a menu, or nothing answering it.
-    pub fn count_recorded(&self, record: &crate::store::PushRecord) {
-        let log = &record.log;
-        self.messages
-            .get_or_create(&AppTypeLabels {
-                app: record.app.clone(),
-                r#type: crate::protocol::message::msg_type_label(&log.msg_type).into(),
-            })
-            .inc();
-        if let Some(rule) = &log.rule {
+    /// Counts the pushes a commit recorded: their messages, the rules or FAQ entries that
+    /// decided, handoffs, menus, and those nothing answered. A commit's pushes share few label
+    /// values, so they are tallied first and each series is looked up once per value.
+    pub fn count_recorded(&self, records: &[&crate::store::PushRecord]) {
+        fn bump<K: PartialEq>(tally: &mut Vec<(K, u64)>, key: K) {
+            match tally.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, n)) => *n += 1,
+                None => tally.push((key, 1)),
+            }
+        }
+        let mut messages: Vec<((&str, &'static str), u64)> = Vec::new();
+        let mut rules: Vec<(&str, u64)> = Vec::new();
+        let mut faqs: Vec<(&str, u64)> = Vec::new();
+        let mut handoffs: Vec<(&str, u64)> = Vec::new();
+        let mut clarifies: Vec<(&str, u64)> = Vec::new();
+        let mut unmatched: Vec<(&str, u64)> = Vec::new();
+        for record in records {
+            let log = &record.log;
+            let app = record.app.as_str();
+            bump(
+                &mut messages,
+                (app, crate::protocol::message::msg_type_label(&log.msg_type)),
+            );
+            if let Some(rule) = &log.rule {
+                bump(&mut rules, rule.as_str());
+            }
+            if let Some(faq) = &log.faq {
+                bump(&mut faqs, faq.as_str());
+            }
+            if log.handoff {
+                bump(&mut handoffs, app);
+            }
+            match log.action.as_str() {
+                "clarify" => bump(&mut clarifies, app),
+                "default" | "ignore" => bump(&mut unmatched, app),
+                _ => {}
+            }
+        }
+        for ((app, r#type), n) in messages {
+            self.messages
+                .get_or_create(&AppTypeLabels {
+                    app: app.to_string(),
+                    r#type: r#type.to_string(),
+                })
+                .inc_by(n);
+        }
+        for (rule, n) in rules {
             self.rule_hits
-                .get_or_create(&RuleLabels { rule: rule.clone() })
-                .inc();
+                .get_or_create(&RuleLabels {
+                    rule: rule.to_string(),
+                })
+                .inc_by(n);
         }
-        if let Some(faq) = &log.faq {
+        for (faq, n) in faqs {
             self.faq_hits
-                .get_or_create(&FaqLabels { faq: faq.clone() })
-                .inc();
+                .get_or_create(&FaqLabels {
+                    faq: faq.to_string(),
+                })
+                .inc_by(n);
         }
-        let app = AppLabels {
-            app: record.app.clone(),
-        };
-        if log.handoff {
-            self.handoffs.get_or_create(&app).inc();
-        }
-        match log.action.as_str() {
-            "clarify" => {
-                self.clarifies.get_or_create(&app).inc();
+        for (family, tally) in [
+            (&self.handoffs, handoffs),
+            (&self.clarifies, clarifies),
+            (&self.unmatched, unmatched),
+        ] {
+            for (app, n) in tally {
+                family
+                    .get_or_create(&AppLabels {
+                        app: app.to_string(),
+                    })
+                    .inc_by(n);
             }
-            "default" | "ignore" => {
-                self.unmatched.get_or_create(&app).inc();
-            }
-            _ => {}
         }
     }
 
@@ -306,4 +344,39 @@ pub fn render(registry: &Registry) -> String {
         out.clear();
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::tests::push;
+
+    #[test]
+    fn a_commit_is_counted_per_label_value_whatever_its_order() {
+        let metrics = Metrics::default();
+        let mut faq = push("2", "u", 0, &[]);
+        faq.log.rule = None;
+        faq.log.faq = Some("mp-deregister".into());
+        faq.log.action = "faq".into();
+        let mut unmatched = push("3", "v", 0, &[]);
+        unmatched.log.rule = None;
+        unmatched.log.action = "default".into();
+        let mut handoff = push("4", "u", 0, &[]);
+        handoff.log.handoff = true;
+        handoff.log.msg_type = "event".into();
+        let (first, last) = (push("1", "u", 0, &[]), push("5", "w", 0, &[]));
+        metrics.count_recorded(&[&first, &faq, &unmatched, &handoff, &last]);
+        metrics.count_recorded(&[&push("6", "u", 0, &[])]);
+        let text = render(&metrics.registry());
+        for line in [
+            "kefu_messages_total{app=\"demo\",type=\"text\"} 5",
+            "kefu_messages_total{app=\"demo\",type=\"event\"} 1",
+            "kefu_rule_hits_total{rule=\"r\"} 4",
+            "kefu_faq_hits_total{faq=\"mp-deregister\"} 1",
+            "kefu_unmatched_total{app=\"demo\"} 1",
+            "kefu_handoffs_total{app=\"demo\"} 1",
+        ] {
+            assert!(text.contains(line), "{line} missing from\n{text}");
+        }
+    }
 }

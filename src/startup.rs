@@ -204,8 +204,8 @@ fn redis_options(settings: &Settings, metrics: &Metrics) -> RedisOptions {
         quota: settings.quota.clone(),
         lease_ms: i64::try_from(settings.outbox.lease_ms).unwrap_or(i64::MAX),
         log_retention_days: settings.log_retention_days,
-        on_recorded: Some(RecordedHook(Arc::new(move |record| {
-            metrics.count_recorded(record);
+        on_recorded: Some(RecordedHook(Arc::new(move |records| {
+            metrics.count_recorded(records);
         }))),
         on_stale_fence: Some(StaleFenceHook(Arc::new(move || {
             stale.inc();
@@ -653,8 +653,8 @@ fn store_options(settings: &Settings, metrics: &Metrics) -> StoreOptions {
     StoreOptions {
         log_retention_days: settings.log_retention_days,
         durability: settings.durability,
-        on_recorded: Some(RecordedHook(Arc::new(move |record| {
-            metrics.count_recorded(record);
+        on_recorded: Some(RecordedHook(Arc::new(move |records| {
+            metrics.count_recorded(records);
         }))),
         ..StoreOptions::new(settings.quota.clone())
     }

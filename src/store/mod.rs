@@ -455,11 +455,15 @@ pub enum Durability {
     Normal,
 }
 
-/// Told of every push the store recorded (not of a retry found already recorded), on the
-/// store's own thread once the record is durable: start-up counts the message metrics here, so
-/// they count recorded pushes only and the request path pays nothing for it.
+/// Told of the pushes the store recorded (not of a retry found already recorded), on the
+/// store's own thread once they are durable, a commit's pushes at once: start-up counts the
+/// message metrics here, so they count recorded pushes only and the request path pays nothing
+/// for it.
 #[derive(Clone)]
-pub struct RecordedHook(pub Arc<dyn Fn(&PushRecord) + Send + Sync>);
+pub struct RecordedHook(pub Arc<RecordedFn>);
+
+/// What a [`RecordedHook`] calls.
+pub type RecordedFn = dyn Fn(&[&PushRecord]) + Send + Sync;
 
 impl std::fmt::Debug for RecordedHook {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

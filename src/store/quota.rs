@@ -133,34 +133,42 @@ pub fn admit(
     }
 }
 
-/// The user key of the book.
-pub type UserKey = (String, String);
+/// A user in a batch's pending changes, borrowed from the batch's records.
+pub type UserRef<'a> = (&'a str, &'a str);
 
-/// Every open window, by (app, openid). Owned by the writer thread.
+/// Every open window, by app and openid. Owned by the writer thread.
 #[derive(Debug, Default)]
 pub struct QuotaBook {
-    /// Windows as committed.
-    windows: HashMap<UserKey, Window>,
+    /// Windows as committed, by app, then openid: a look-up by `&str` allocates nothing.
+    windows: HashMap<String, HashMap<String, Window>>,
 }
 
 impl QuotaBook {
     /// The committed window of a user.
     pub fn get(&self, app: &str, openid: &str) -> Option<Window> {
-        // Two-level lookup would avoid the allocation; commits are not lookup-bound.
-        self.windows
-            .get(&(app.to_string(), openid.to_string()))
-            .copied()
+        self.windows.get(app)?.get(openid).copied()
     }
 
     /// Makes a batch's changes part of the committed state.
-    pub fn apply(&mut self, changes: HashMap<UserKey, Option<Window>>) {
-        for (key, w) in changes {
+    pub fn apply(&mut self, changes: HashMap<UserRef<'_>, Option<Window>>) {
+        for ((app, openid), w) in changes {
             match w {
                 Some(w) => {
-                    self.windows.insert(key, w);
+                    let users = match self.windows.get_mut(app) {
+                        Some(users) => users,
+                        None => self.windows.entry(app.to_owned()).or_default(),
+                    };
+                    match users.get_mut(openid) {
+                        Some(slot) => *slot = w,
+                        None => {
+                            users.insert(openid.to_owned(), w);
+                        }
+                    }
                 }
                 None => {
-                    self.windows.remove(&key);
+                    if let Some(users) = self.windows.get_mut(app) {
+                        users.remove(openid);
+                    }
                 }
             }
         }
@@ -168,17 +176,20 @@ impl QuotaBook {
 
     /// Forgets closed windows.
     pub fn sweep(&mut self, now: i64) {
-        self.windows.retain(|_, w| w.is_open(now));
+        for users in self.windows.values_mut() {
+            users.retain(|_, w| w.is_open(now));
+        }
+        self.windows.retain(|_, users| !users.is_empty());
     }
 
     /// Number of open windows held.
     pub fn len(&self) -> usize {
-        self.windows.len()
+        self.windows.values().map(HashMap::len).sum()
     }
 
     /// Whether no window is held.
     pub fn is_empty(&self) -> bool {
-        self.windows.is_empty()
+        self.len() == 0
     }
 
     /// Loads the windows still open at `now`.
@@ -197,14 +208,14 @@ impl QuotaBook {
                 ))
             })
             .map_err(backend)?;
-        let mut windows = HashMap::new();
+        let mut windows: HashMap<String, HashMap<String, Window>> = HashMap::new();
         for row in rows {
-            let (key, trigger, limit, used, until) = row.map_err(backend)?;
+            let ((app, openid), trigger, limit, used, until) = row.map_err(backend)?;
             let Some(trigger) = trigger_from_str(&trigger) else {
                 continue;
             };
-            windows.insert(
-                key,
+            windows.entry(app).or_default().insert(
+                openid,
                 Window {
                     trigger,
                     limit,

@@ -22,7 +22,7 @@ use tokio::sync::{Notify, oneshot};
 use super::dedupe::{self, DedupeCache};
 use super::log::{self, SendLine, SendLogOutcome};
 use super::outbox::{self, Claimed, Settlement};
-use super::quota::{self, QuotaBook, UserKey, Window};
+use super::quota::{self, QuotaBook, UserRef, Window};
 use super::retention::{self, Cutoffs, Progress, PurgeReport};
 use super::schema::backend;
 use super::sessions::{self, SessionCache};
@@ -297,7 +297,7 @@ impl Writer {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(backend)?;
-        let mut overlay: HashMap<UserKey, Option<Window>> = HashMap::new();
+        let mut overlay: HashMap<UserRef<'_>, Option<Window>> = HashMap::new();
         let mut effects = Vec::with_capacity(cmds.len());
         let mut statements: Option<PushStatements<'_>> = None;
         for cmd in cmds {
@@ -356,19 +356,31 @@ impl Writer {
     }
 
     fn publish(&mut self, cmds: Vec<Cmd>, effects: Vec<Effect>) {
+        if let Some(hook) = &self.options.on_recorded {
+            let recorded: Vec<&PushRecord> = cmds
+                .iter()
+                .zip(&effects)
+                .filter_map(|pair| match pair {
+                    (Cmd::Commit { record, .. }, Effect::Committed(report))
+                        if report.replay.is_none() =>
+                    {
+                        Some(&**record)
+                    }
+                    _ => None,
+                })
+                .collect();
+            if !recorded.is_empty() {
+                (hook.0)(&recorded);
+            }
+        }
         let mut session_updates = Vec::new();
         let mut queued = 0u64;
         let mut left = 0u64;
         let mut purges = Vec::new();
-        let mut replies: Vec<Box<dyn FnOnce()>> = Vec::with_capacity(cmds.len());
+        let mut tickets: Vec<Ticket> = Vec::with_capacity(cmds.len());
         for (cmd, effect) in cmds.into_iter().zip(effects) {
             match (cmd, effect) {
                 (Cmd::Commit { mut record, reply }, Effect::Committed(report)) => {
-                    if report.replay.is_none()
-                        && let Some(hook) = &self.options.on_recorded
-                    {
-                        (hook.0)(&record);
-                    }
                     let memo = match &report.replay {
                         Some(first) => first.clone(),
                         None => std::mem::take(&mut record.memo),
@@ -380,26 +392,18 @@ impl Writer {
                     if report.replay.is_none() && record.session.is_some() {
                         session_updates.push(record);
                     }
-                    replies.push(Box::new(move || {
-                        let _ = reply.send(Ok(report));
-                    }));
+                    tickets.push(Ticket::Committed(reply, report));
                 }
                 (Cmd::ClaimDue { reply, .. }, Effect::Claimed(claimed)) => {
-                    replies.push(Box::new(move || {
-                        let _ = reply.send(Ok(claimed));
-                    }));
+                    tickets.push(Ticket::Claimed(reply, claimed));
                 }
                 (Cmd::Settle { reply, .. }, Effect::Settled { left_pending }) => {
                     left += u64::from(left_pending);
-                    replies.push(Box::new(move || {
-                        let _ = reply.send(Ok(()));
-                    }));
+                    tickets.push(Ticket::Done(reply));
                 }
                 (Cmd::Purge { now, reply }, _) => purges.push((now, reply)),
                 (Cmd::Probe { reply } | Cmd::Media { reply, .. }, _) => {
-                    replies.push(Box::new(move || {
-                        let _ = reply.send(Ok(()));
-                    }))
+                    tickets.push(Ticket::Done(reply));
                 }
                 (cmd, _) => cmd.fail(
                     &self.shared,
@@ -421,8 +425,8 @@ impl Writer {
             self.shared.depth.fetch_sub(left, Ordering::Relaxed);
         }
         // Resolve tickets only once everything they imply is visible.
-        for reply in replies {
-            reply();
+        for ticket in tickets {
+            ticket.resolve();
         }
         if queued > 0 {
             self.shared.wakeup.notify_one();
@@ -488,6 +492,27 @@ impl Writer {
     }
 }
 
+/// A command's answer, held until everything its batch changed is visible.
+enum Ticket {
+    Committed(
+        oneshot::Sender<Result<CommitReport, StoreError>>,
+        CommitReport,
+    ),
+    Claimed(oneshot::Sender<Result<Claimed, StoreError>>, Claimed),
+    Done(oneshot::Sender<Result<(), StoreError>>),
+}
+
+impl Ticket {
+    fn resolve(self) {
+        // A sender whose receiver is gone (nobody waits for the commit) has nobody to tell.
+        match self {
+            Self::Committed(reply, report) => drop(reply.send(Ok(report))),
+            Self::Claimed(reply, claimed) => drop(reply.send(Ok(claimed))),
+            Self::Done(reply) => drop(reply.send(Ok(()))),
+        }
+    }
+}
+
 /// How long a commit nobody waits for waits for company before its transaction starts.
 const LINGER: Duration = Duration::from_millis(1);
 
@@ -527,13 +552,13 @@ impl<'c> PushStatements<'c> {
     }
 }
 
-fn apply_commit(
+fn apply_commit<'r>(
     tx: &rusqlite::Transaction<'_>,
     statements: &mut PushStatements<'_>,
     book: &QuotaBook,
     settings: &super::QuotaSettings,
-    overlay: &mut HashMap<UserKey, Option<Window>>,
-    record: &PushRecord,
+    overlay: &mut HashMap<UserRef<'r>, Option<Window>>,
+    record: &'r PushRecord,
     now_ms: i64,
 ) -> Result<CommitReport, StoreError> {
     let at = record.received_at;
@@ -546,7 +571,7 @@ fn apply_commit(
     }
     log::insert_message(&mut statements.message, record)?;
 
-    let user = (record.app.clone(), record.openid.as_str().to_owned());
+    let user = (record.app.as_str(), record.openid.as_str());
     let current = match overlay.get(&user) {
         Some(w) => *w,
         None => book.get(&record.app, &record.openid),

@@ -274,7 +274,7 @@ impl RedisStore {
                     inner.wakeup.notify_one();
                 }
                 if let Some(hook) = &inner.opts.on_recorded {
-                    (hook.0)(record);
+                    (hook.0)(&[record]);
                 }
                 Ok(CommitReport {
                     queued: admitted,
