@@ -242,7 +242,7 @@ impl Metrics {
             if log.handoff {
                 bump(&mut handoffs, app);
             }
-            match log.action.as_str() {
+            match log.action.as_ref() {
                 "clarify" => bump(&mut clarifies, app),
                 "default" | "ignore" => bump(&mut unmatched, app),
                 _ => {}

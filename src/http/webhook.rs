@@ -449,11 +449,11 @@ async fn process(
         quota_trigger: dispatch::quota_trigger(&msg),
         outbox,
         log: LogRecord {
-            msg_type: msg.kind.type_name().to_string(),
+            msg_type: msg.kind.type_name_for_log(),
             text: dispatch::message_text(&msg.kind).map(str::to_string),
             rule: decision.rule.clone(),
             faq: decision.faq.clone(),
-            action: decision.action.as_str().to_string(),
+            action: decision.action.as_str().into(),
             handoff: decision.handoff,
             replies: bot_side,
             event: match &msg.kind {

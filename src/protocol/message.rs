@@ -97,12 +97,29 @@ impl MsgKind {
     /// The push's `MsgType` as WeChat names it.
     pub fn type_name(&self) -> &str {
         match self {
+            MsgKind::Other { msg_type } => msg_type,
+            known => known.known_type_name(),
+        }
+    }
+
+    /// The name of a type kefu knows (`other` for the rest, which [`Self::type_name`] names).
+    fn known_type_name(&self) -> &'static str {
+        match self {
             MsgKind::Text { .. } => "text",
             MsgKind::Image { .. } => "image",
             MsgKind::MiniProgramPage { .. } => "miniprogrampage",
             MsgKind::Voice { .. } => "voice",
             MsgKind::Event { .. } => "event",
-            MsgKind::Other { msg_type } => msg_type,
+            MsgKind::Other { .. } => "other",
+        }
+    }
+
+    /// [`Self::type_name`] for the conversation log: borrowed for every type kefu knows, owned
+    /// only for one it does not.
+    pub fn type_name_for_log(&self) -> std::borrow::Cow<'static, str> {
+        match self {
+            MsgKind::Other { msg_type } => msg_type.clone().into(),
+            known => known.known_type_name().into(),
         }
     }
 

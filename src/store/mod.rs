@@ -73,6 +73,7 @@ pub mod writer;
 #[cfg(test)]
 pub(crate) mod tests;
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -171,8 +172,8 @@ pub use crate::dispatch::{LastFaq, Menu, QuotaTrigger, Session};
 /// What the conversation log records of one push.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct LogRecord {
-    /// The push's MsgType (`text`, `image`, `event`, …).
-    pub msg_type: String,
+    /// The push's MsgType (`text`, `image`, `event`, …); borrowed for the known ones.
+    pub msg_type: Cow<'static, str>,
     /// The user's text (text messages only).
     pub text: Option<String>,
     /// The rule that decided, if any.
@@ -180,7 +181,7 @@ pub struct LogRecord {
     /// The FAQ entry answered, if any.
     pub faq: Option<String>,
     /// `reply`, `faq`, `clarify`, `handoff`, `default`, `ignore`.
-    pub action: String,
+    pub action: Cow<'static, str>,
     /// Whether the user was transferred to a human.
     pub handoff: bool,
     /// The bot's side: each message sent (or passively answered), one line each: a text, or a

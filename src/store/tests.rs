@@ -413,7 +413,7 @@ async fn stats_count_rules_faqs_handoffs_and_unmatched() {
             text: Some(text.into()),
             rule: rule.map(Into::into),
             faq: faq.map(Into::into),
-            action: action.into(),
+            action: action.to_owned().into(),
             handoff,
             ..LogRecord::default()
         };
