@@ -565,6 +565,43 @@ async fn the_log_is_shared_and_read_like_sqlite() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_time_range_holds_across_apps_whose_logs_interleave() {
+    let Some(server) = TestRedis::start("a_time_range_holds_across_apps_whose_logs_interleave")
+    else {
+        return;
+    };
+    // The view reads one app's stream after the other: "demo" is read first and is the newer.
+    let opts = RedisOptions {
+        prefix: format!("t{:06x}", rand::random::<u32>() & 0xff_ffff),
+        ..RedisOptions::new(&server.url(), vec!["demo".into(), "shop".into()])
+    };
+    let s = RedisStore::open(opts).await.unwrap();
+    let t = now();
+    for (app, key, at) in [
+        ("demo", "n1", t),
+        ("demo", "n2", t),
+        ("shop", "o1", t - 3_600),
+        ("shop", "o2", t - 3_600),
+        ("shop", "o3", t - 3_600),
+    ] {
+        let mut r = push(key, "u", at, &[]);
+        r.app = app.into();
+        r.key = crate::store::PushKey(format!("{app}|m|{key}"));
+        s.commit(r).await.unwrap().unwrap();
+    }
+    for (since, messages) in [(t - 60, 2), (t - 7_200, 5)] {
+        let s = s.clone();
+        let stats = tokio::task::spawn_blocking(move || {
+            crate::store::Operations::stats(&s, since, chrono_tz::Asia::Shanghai)
+        })
+        .await
+        .unwrap()
+        .unwrap();
+        assert_eq!(stats.messages, messages, "since {since}: {stats}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn switching_from_sqlite_moves_the_unsent_replies_once() {
     let Some(server) = TestRedis::start("switching_from_sqlite_moves_the_unsent_replies_once")
     else {
