@@ -90,7 +90,7 @@ pub struct UserSummary {
     pub last_at: i64,
     /// Pushes in the window.
     pub messages: u64,
-    /// The latest text the user sent.
+    /// The latest text the user sent in the window.
     pub last_text: Option<String>,
     /// Whether any push in the window was handed off.
     pub handoffs: u64,
@@ -107,20 +107,25 @@ fn like(needle: &str) -> String {
 
 /// The users seen since `q.since` (newest first), optionally one app, one user or a search.
 pub fn recent_users(conn: &Connection, q: &LogQuery) -> Result<Vec<UserSummary>, StoreError> {
-    // The range by row id (`super::arrival`); NOT INDEXED keeps the planner from walking all of
-    // `messages_user` for the GROUP BY instead.
+    // One pass over the range, found by row id (`super::arrival`): the log has no per-user
+    // index (one B-tree insert less per push). A push counts when it matches the search; the
+    // user's latest text in the range is found by its row id, whether or not it matched.
     let first = first_id_since(conn, ArrivalTable::Messages, q.since)?;
     let grep = q.grep.as_deref().filter(|g| !g.is_empty()).map(like);
     let mut stmt = conn
         .prepare_cached(
-            "SELECT app, openid, max(at), count(*), sum(handoff), \
-             (SELECT m2.text FROM messages m2 WHERE m2.app = m.app AND m2.openid = m.openid \
-              AND m2.text IS NOT NULL ORDER BY m2.at DESC, m2.id DESC LIMIT 1) \
-             FROM messages m NOT INDEXED WHERE m.id >= ?6 AND at >= ?1 \
-             AND (?2 IS NULL OR app = ?2) AND (?3 IS NULL OR openid = ?3) \
-             AND (?4 IS NULL OR text LIKE ?4 ESCAPE '\\' OR replies LIKE ?4 ESCAPE '\\' \
-                  OR openid LIKE ?4 ESCAPE '\\') \
-             GROUP BY app, openid ORDER BY max(at) DESC LIMIT ?5",
+            "SELECT g.app, g.openid, g.last_at, g.n, g.handoffs, \
+             (SELECT t.text FROM messages t WHERE t.id = g.text_id) \
+             FROM (SELECT app, openid, max(CASE WHEN hit THEN at END) AS last_at, \
+                   sum(hit) AS n, sum(CASE WHEN hit THEN handoff ELSE 0 END) AS handoffs, \
+                   max(CASE WHEN text IS NOT NULL THEN id END) AS text_id \
+                   FROM (SELECT id, app, openid, at, handoff, text, \
+                         (?4 IS NULL OR text LIKE ?4 ESCAPE '\\' OR replies LIKE ?4 ESCAPE '\\' \
+                          OR openid LIKE ?4 ESCAPE '\\') AS hit \
+                         FROM messages WHERE id >= ?6 AND at >= ?1 \
+                         AND (?2 IS NULL OR app = ?2) AND (?3 IS NULL OR openid = ?3)) \
+                   GROUP BY app, openid HAVING sum(hit) > 0) g \
+             ORDER BY g.last_at DESC LIMIT ?5",
         )
         .map_err(backend)?;
     let rows = stmt

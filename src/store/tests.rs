@@ -729,3 +729,76 @@ fn push_keys_read_as_before() {
     msg.msg_id = Some(crate::protocol::MsgId::Text("abc".into()));
     assert_eq!(PushKey::of("app", &msg).0, "app|m|abc");
 }
+
+#[tokio::test]
+async fn recent_users_count_what_matches_and_show_the_latest_text_of_the_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let t = now();
+    for (key, user, at, text, handoff) in [
+        ("1", "a", t - 7_200, "旧消息 refund", false),
+        ("2", "a", t - 50, "退款 refund", true),
+        ("3", "a", t - 40, "谢谢", false),
+        ("4", "b", t - 30, "营业时间", false),
+        ("5", "c", t - 20, "refund please", false),
+    ] {
+        let mut r = push(key, user, at, &[]);
+        r.log.text = Some(text.into());
+        r.log.handoff = handoff;
+        commit(&store, r).await;
+    }
+    let ops: &dyn Operations = &store;
+    let since = t - 3_600;
+    let users = ops
+        .recent_users(&history::LogQuery {
+            since,
+            ..history::LogQuery::default()
+        })
+        .unwrap();
+    let seen: Vec<(&str, u64, u64, Option<&str>)> = users
+        .iter()
+        .map(|u| {
+            (
+                u.openid.as_str(),
+                u.messages,
+                u.handoffs,
+                u.last_text.as_deref(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("c", 1, 0, Some("refund please")),
+            ("b", 1, 0, Some("营业时间")),
+            ("a", 2, 1, Some("谢谢")),
+        ]
+    );
+    // A search counts the pushes it matches; the latest text is the window's, matched or not.
+    let users = ops
+        .recent_users(&history::LogQuery {
+            since,
+            grep: Some("refund".into()),
+            ..history::LogQuery::default()
+        })
+        .unwrap();
+    let seen: Vec<(&str, u64, i64, Option<&str>)> = users
+        .iter()
+        .map(|u| {
+            (
+                u.openid.as_str(),
+                u.messages,
+                u.last_at,
+                u.last_text.as_deref(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("c", 1, t - 20, Some("refund please")),
+            ("a", 1, t - 50, Some("谢谢")),
+        ]
+    );
+    store.close();
+}
