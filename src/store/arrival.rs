@@ -1,8 +1,9 @@
 //! Time ranges found by row id, for tables appended in arrival order.
 //!
-//! The conversation log (`messages`) has no index on `at`: an index is a B-tree insert on every
-//! push, and every push pays for it while only operators' questions (`kefu stats`, `kefu log`,
-//! the console, the retention purge) ever ask for a time range. Rows are appended as pushes
+//! The conversation and send logs (`messages`, `sends`) have no index on `at` (nor per user): an
+//! index is a B-tree insert on every push or send, and every one pays for it while only
+//! operators' questions (`kefu stats`, `kefu log`, the console, the retention purge) ever ask
+//! for a time range. Rows are appended as pushes
 //! are committed, so `at` grows with the row id, except that a push received in one second can
 //! be committed after one received in the next ([`ARRIVAL_SLACK_SECS`]). A time range is found
 //! by a binary search over row ids (a few dozen primary-key look-ups whatever the table's size)
@@ -30,18 +31,22 @@ pub const ARRIVAL_SLACK_SECS: i64 = 60;
 pub enum ArrivalTable {
     /// The conversation log.
     Messages,
+    /// The send log.
+    Sends,
 }
 
 impl ArrivalTable {
     fn bounds_sql(self) -> &'static str {
         match self {
             Self::Messages => "SELECT min(id), max(id) FROM messages",
+            Self::Sends => "SELECT min(id), max(id) FROM sends",
         }
     }
 
     fn at_from_sql(self) -> &'static str {
         match self {
             Self::Messages => "SELECT at FROM messages WHERE id >= ?1 ORDER BY id LIMIT 1",
+            Self::Sends => "SELECT at FROM sends WHERE id >= ?1 ORDER BY id LIMIT 1",
         }
     }
 }

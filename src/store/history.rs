@@ -6,6 +6,7 @@
 //! daemon runs): the daemon's writer applies it within a poll interval, so its in-memory session
 //! cache and the row on disk change together, in the writer's own transaction.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -210,28 +211,56 @@ pub fn threads(conn: &Connection, q: &LogQuery) -> Result<Vec<Thread>, StoreErro
             }),
         }
     }
-    let mut sends = conn
+    // What became of the sends to these users since each one's first exchange shown: one pass
+    // over the send log's range, found by row id (`super::arrival`), dealt out to the threads.
+    let Some(since) = threads
+        .iter()
+        .filter_map(|t| t.exchanges.first().map(|e| e.at))
+        .min()
+    else {
+        return Ok(threads);
+    };
+    let by_user: HashMap<(&str, &str), usize> = threads
+        .iter()
+        .enumerate()
+        .map(|(i, t)| ((t.app.as_str(), t.openid.as_str()), i))
+        .collect();
+    let mut dealt: Vec<Vec<SendOutcome>> = vec![Vec::new(); threads.len()];
+    let first = first_id_since(conn, ArrivalTable::Sends, since)?;
+    let mut stmt = conn
         .prepare_cached(
-            "SELECT at, outcome, errcode, reason, summary FROM sends \
-             WHERE app = ?1 AND openid = ?2 AND at >= ?3 ORDER BY at, id",
+            "SELECT at, app, openid, outcome, errcode, reason, summary FROM sends \
+             WHERE id >= ?1 AND at >= ?2 AND (?3 IS NULL OR app = ?3) \
+             AND (?4 IS NULL OR openid = ?4) ORDER BY at, id",
         )
         .map_err(backend)?;
-    for thread in &mut threads {
-        let first = thread.exchanges.first().map_or(q.since, |e| e.at);
-        let rows = sends
-            .query_map(params![thread.app, thread.openid, first], |r| {
-                Ok(SendOutcome {
-                    at: r.get(0)?,
-                    app: thread.app.clone(),
-                    openid: thread.openid.clone(),
-                    outcome: r.get(1)?,
-                    errcode: r.get(2)?,
-                    reason: r.get(3)?,
-                    summary: r.get(4)?,
-                })
-            })
-            .map_err(backend)?;
-        thread.sends = rows.collect::<Result<Vec<_>, _>>().map_err(backend)?;
+    let mut rows = stmt
+        .query(params![first, since, q.app, q.openid])
+        .map_err(backend)?;
+    while let Some(r) = rows.next().map_err(backend)? {
+        let at: i64 = r.get(0).map_err(backend)?;
+        let app: String = r.get(1).map_err(backend)?;
+        let openid: String = r.get(2).map_err(backend)?;
+        let Some(&i) = by_user.get(&(app.as_str(), openid.as_str())) else {
+            continue;
+        };
+        if threads[i].exchanges.first().is_none_or(|e| at < e.at) {
+            continue;
+        }
+        dealt[i].push(SendOutcome {
+            at,
+            app,
+            openid,
+            outcome: r.get(3).map_err(backend)?,
+            errcode: r.get(4).map_err(backend)?,
+            reason: r.get(5).map_err(backend)?,
+            summary: r.get(6).map_err(backend)?,
+        });
+    }
+    drop(rows);
+    drop(by_user);
+    for (thread, sends) in threads.iter_mut().zip(dealt) {
+        thread.sends = sends;
     }
     Ok(threads)
 }

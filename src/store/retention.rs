@@ -101,7 +101,8 @@ pub fn step(conn: &mut Connection, c: &Cutoffs) -> Result<(PurgeReport, Progress
             c.log_before,
         )?,
         sends: del(
-            "DELETE FROM sends WHERE id IN (SELECT id FROM sends WHERE at < ?1 LIMIT ?2)",
+            "DELETE FROM sends WHERE id IN (SELECT id FROM sends ORDER BY id LIMIT ?2) \
+             AND at < ?1",
             c.log_before,
         )?,
         failed_outbox: del(

@@ -158,6 +158,11 @@ const MIGRATIONS: &[&str] = &[
     "
     DROP INDEX messages_user;
     ",
+    // 8: the send log likewise (one row per send of the outbox, on the Mini Program path).
+    "
+    DROP INDEX sends_at;
+    DROP INDEX sends_user;
+    ",
 ];
 
 /// The schema version this build writes.
@@ -302,7 +307,7 @@ mod tests {
     }
 
     #[test]
-    fn migrations_6_and_7_drop_the_log_indexes_and_keep_the_rows() {
+    fn migrations_6_to_8_drop_the_log_indexes_and_keep_the_rows() {
         let mut conn = Connection::open_in_memory().unwrap();
         for (step, sql) in MIGRATIONS.iter().take(5).enumerate() {
             conn.execute_batch(sql).unwrap();
@@ -317,7 +322,8 @@ mod tests {
         assert_eq!(migrate(&mut conn).unwrap(), latest_version());
         let index: i64 = conn
             .query_row(
-                "SELECT count(*) FROM sqlite_master WHERE name IN ('messages_at', 'messages_user')",
+                "SELECT count(*) FROM sqlite_master WHERE name IN \
+                 ('messages_at', 'messages_user', 'sends_at', 'sends_user')",
                 [],
                 |r| r.get(0),
             )

@@ -140,11 +140,11 @@ pub fn collect_from(
             .map_err(backend)?;
         rows.collect::<Result<_, _>>().map_err(backend)
     };
-    // Open-ended: a push stamped after `until` (clock skew) still counts. Messages are found by
-    // row id first (`messages` has no index on `at`), sends by their `at` index.
+    // Open-ended: a push stamped after `until` (clock skew) still counts. Both logs are found by
+    // row id first (they have no index on `at`).
     // (`?2` is the limit of the `counts` queries; the others bind it unused.)
     let range = "id >= ?3 AND at >= ?1";
-    let sends_range = "at >= ?1";
+    let sends_range = "id >= ?2 AND at >= ?1";
     // An operator's action (kefu session end) is in the thread, not a message a user sent.
     let pushes = "msg_type != 'operator'";
 
@@ -195,12 +195,18 @@ pub fn collect_from(
         ))
         .map_err(backend)?;
     let outcomes = stmt
-        .query_map([since], |r| {
-            Ok(Count {
-                key: r.get(0)?,
-                count: r.get(1)?,
-            })
-        })
+        .query_map(
+            [
+                since,
+                arrival::first_id_since(conn, ArrivalTable::Sends, since)?,
+            ],
+            |r| {
+                Ok(Count {
+                    key: r.get(0)?,
+                    count: r.get(1)?,
+                })
+            },
+        )
         .map_err(backend)?
         .collect::<Result<Vec<_>, _>>()
         .map_err(backend)?;

@@ -802,3 +802,55 @@ async fn recent_users_count_what_matches_and_show_the_latest_text_of_the_window(
     );
     store.close();
 }
+
+#[tokio::test]
+async fn each_thread_gets_the_sends_to_its_user_from_its_first_exchange_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let t = now();
+    for (key, user, at) in [("1", "a", t - 100), ("2", "b", t - 50), ("3", "a", t - 10)] {
+        commit(&store, push(key, user, at, &[])).await;
+    }
+    {
+        let conn = Connection::open(store.path()).unwrap();
+        for (user, at, summary) in [
+            ("a", t - 200, "before a's first exchange"),
+            ("a", t - 99, "to a"),
+            ("b", t - 60, "before b's first exchange"),
+            ("b", t - 49, "to b"),
+            ("c", t - 40, "to a user without a thread"),
+            ("a", t - 9, "to a again"),
+        ] {
+            conn.execute(
+                "INSERT INTO sends (at, app, openid, outcome, summary) \
+                 VALUES (?1, 'demo', ?2, 'sent', ?3)",
+                rusqlite::params![at, user, summary],
+            )
+            .unwrap();
+        }
+    }
+    let ops: &dyn Operations = &store;
+    let threads = ops
+        .threads(&history::LogQuery {
+            since: t - 3_600,
+            ..history::LogQuery::default()
+        })
+        .unwrap();
+    let sends: Vec<(&str, Vec<&str>)> = threads
+        .iter()
+        .map(|t| {
+            (
+                t.openid.as_str(),
+                t.sends
+                    .iter()
+                    .filter_map(|s| s.summary.as_deref())
+                    .collect(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        sends,
+        [("a", vec!["to a", "to a again"]), ("b", vec!["to b"])]
+    );
+    store.close();
+}
