@@ -15,12 +15,13 @@ use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use rusqlite::{Connection, OptionalExtension, Statement, Transaction, params};
+use rusqlite::{Connection, Transaction};
 use tokio::sync::watch;
 
 use super::arrival::ARRIVAL_SLACK_SECS;
+use super::multirow::MultiRow;
 use super::schema::backend;
-use super::{Claim, Memo, PushKey, StoreError};
+use super::{Claim, Memo, PushKey, PushRecord, StoreError};
 
 const SHARDS: usize = 32;
 
@@ -252,35 +253,69 @@ impl DedupeCache {
     }
 }
 
-/// The statement that appends a memo unless its key is stored, for [`insert`]: the writer
-/// prepares it once per batch instead of once per push.
-pub const INSERT_SQL: &str = "INSERT INTO dedupe (key, content_type, body, at) \
-     VALUES (?1, ?2, ?3, ?4) ON CONFLICT (key) DO NOTHING";
+/// The multi-row statement that appends memos whose keys are not stored yet.
+static INSERT: std::sync::LazyLock<MultiRow> = std::sync::LazyLock::new(|| {
+    MultiRow::new(
+        "INSERT OR IGNORE INTO dedupe (key, content_type, body, at)",
+        4,
+    )
+});
 
-/// Writes a memo through `stmt` ([`INSERT_SQL`] prepared on `tx`); returns the memo already
-/// stored when the key was committed before (nothing is written then).
-pub fn insert(
+/// Writes the memos of `records`, in order, [`super::multirow`] rows to a statement. Returns,
+/// for each record, the memo already stored when its key was committed before (by an earlier
+/// batch, or by an earlier record of this one): that record's row is not written, and the push is
+/// a retry to answer with the stored memo.
+pub fn insert_all(
     tx: &Transaction<'_>,
-    stmt: &mut Statement<'_>,
-    key: &PushKey,
-    memo: &Memo,
-    at: i64,
-) -> Result<Option<Memo>, StoreError> {
-    let inserted = stmt
-        .execute(params![key.0, memo.content_type, memo.body, at])
-        .map_err(backend)?;
-    if inserted == 1 {
-        return Ok(None);
+    records: &[&PushRecord],
+) -> Result<Vec<Option<Memo>>, StoreError> {
+    let mut firsts = Vec::with_capacity(records.len());
+    for chunk in INSERT.chunks(records) {
+        let mut stmt = INSERT.prepare(tx, chunk.len())?;
+        for (i, r) in chunk.iter().enumerate() {
+            INSERT.bind(
+                &mut stmt,
+                i,
+                &[&r.key.0, &r.memo.content_type, &r.memo.body, &r.received_at],
+            )?;
+        }
+        let inserted = stmt.raw_execute().map_err(backend)?;
+        if inserted == chunk.len() {
+            firsts.extend(std::iter::repeat_n(None, chunk.len()));
+        } else {
+            // Rare: a retry that left the hot map. The rows this statement wrote took the
+            // row ids after the table's last, in order; any other row of a key is older.
+            let last = tx.last_insert_rowid();
+            let written = (last - inserted as i64 + 1)..=last;
+            let mut seen: Vec<&str> = Vec::with_capacity(chunk.len());
+            for r in chunk {
+                let first_in_chunk = !seen.contains(&r.key.0.as_str());
+                seen.push(&r.key.0);
+                let (id, memo) = stored(tx, &r.key)?;
+                firsts.push(if inserted > 0 && first_in_chunk && written.contains(&id) {
+                    None
+                } else {
+                    Some(memo)
+                });
+            }
+        }
     }
-    tx.prepare_cached("SELECT content_type, body FROM dedupe WHERE key = ?1")
+    Ok(firsts)
+}
+
+/// The row id and memo stored for a key (which was just written, or found).
+fn stored(tx: &Transaction<'_>, key: &PushKey) -> Result<(i64, Memo), StoreError> {
+    tx.prepare_cached("SELECT id, content_type, body FROM dedupe WHERE key = ?1")
         .and_then(|mut s| {
             s.query_row([&key.0], |r| {
-                Ok(Memo {
-                    content_type: r.get(0)?,
-                    body: r.get(1)?,
-                })
+                Ok((
+                    r.get(0)?,
+                    Memo {
+                        content_type: r.get(1)?,
+                        body: r.get(2)?,
+                    },
+                ))
             })
-            .optional()
         })
         .map_err(backend)
 }
@@ -294,6 +329,48 @@ mod tests {
             content_type: None,
             body: body.into(),
         }
+    }
+
+    /// A record of key `k` whose memo says `answer`.
+    fn record(k: &str, answer: &str) -> PushRecord {
+        let mut r = crate::store::tests::push(k, "u", 100, &[]);
+        r.memo = memo(answer);
+        r
+    }
+
+    #[test]
+    fn insert_all_writes_new_keys_and_finds_the_first_memo_of_any_other() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        super::super::schema::migrate(&mut conn).unwrap();
+        let tx = conn.transaction().unwrap();
+        let old = record("old", "first answer");
+        assert_eq!(insert_all(&tx, &[&old]).unwrap(), vec![None]);
+
+        // One chunk: a new key, a key from before, the new key again, another new key.
+        let batch = [
+            record("a", "a1"),
+            record("old", "second answer"),
+            record("a", "a2"),
+            record("c", "c1"),
+        ];
+        let refs: Vec<&PushRecord> = batch.iter().collect();
+        assert_eq!(
+            insert_all(&tx, &refs).unwrap(),
+            vec![None, Some(memo("first answer")), Some(memo("a1")), None]
+        );
+
+        // 40 records, chunks of 32 and 8: the last repeats the first, across chunks.
+        let mut many: Vec<PushRecord> = (0..39).map(|i| record(&format!("m{i}"), "m")).collect();
+        many.push(record("m0", "again"));
+        let refs: Vec<&PushRecord> = many.iter().collect();
+        let firsts = insert_all(&tx, &refs).unwrap();
+        assert!(firsts[..39].iter().all(Option::is_none));
+        assert_eq!(firsts[39], Some(memo("m")));
+
+        let rows: i64 = tx
+            .query_row("SELECT count(*) FROM dedupe", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(rows, 1 + 2 + 39);
     }
 
     #[test]

@@ -5,8 +5,9 @@
 //! rows are what `kefu stats` and the console read. Deleted after `log_retention_days`
 //! ([`super::retention`]).
 
-use rusqlite::{Statement, Transaction, params};
+use rusqlite::{CachedStatement, Transaction, params};
 
+use super::multirow::MultiRow;
 use super::schema::backend;
 use super::{PushRecord, StoreError};
 
@@ -50,24 +51,28 @@ pub fn one_line(text: &str) -> String {
     }
 }
 
-/// The statement that appends one line to `messages`, for [`insert_log_with`]: the writer
-/// prepares it once per batch instead of once per push.
-pub const INSERT_MESSAGE_SQL: &str = "INSERT INTO messages (at, app, openid, msg_type, text, rule, \
-     faq, action, handoff, replies, event, agent) \
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)";
-
-/// Logs one push, with the bot's side of it, through `stmt` ([`INSERT_MESSAGE_SQL`] prepared).
-pub fn insert_message(stmt: &mut Statement<'_>, record: &PushRecord) -> Result<(), StoreError> {
-    insert_log_with(
-        stmt,
-        record.received_at,
-        &record.app,
-        &record.openid,
-        &record.log,
+/// The multi-row statement that appends lines to `messages`.
+static INSERT_MESSAGES: std::sync::LazyLock<MultiRow> = std::sync::LazyLock::new(|| {
+    MultiRow::new(
+        "INSERT OR IGNORE INTO messages (at, app, openid, msg_type, text, rule, faq, action, \
+         handoff, replies, event, agent)",
+        12,
     )
+});
+
+/// Logs pushes, with the bot's side of each, in order, [`super::multirow`] rows to a statement.
+pub fn insert_messages(tx: &Transaction<'_>, records: &[&PushRecord]) -> Result<(), StoreError> {
+    for chunk in INSERT_MESSAGES.chunks(records) {
+        let mut stmt = INSERT_MESSAGES.prepare(tx, chunk.len())?;
+        for (i, r) in chunk.iter().enumerate() {
+            bind_line(&mut stmt, i, r.received_at, &r.app, &r.openid, &r.log)?;
+        }
+        stmt.raw_execute().map_err(backend)?;
+    }
+    Ok(())
 }
 
-/// Logs one line of a conversation (a push, or an operator's action on the user's session).
+/// Logs one line of a conversation (an operator's action on the user's session).
 pub fn insert_log(
     tx: &Transaction<'_>,
     at: i64,
@@ -75,39 +80,44 @@ pub fn insert_log(
     openid: &str,
     log: &super::LogRecord,
 ) -> Result<(), StoreError> {
-    let mut stmt = tx.prepare_cached(INSERT_MESSAGE_SQL).map_err(backend)?;
-    insert_log_with(&mut stmt, at, app, openid, log)
+    let mut stmt = INSERT_MESSAGES.prepare(tx, 1)?;
+    bind_line(&mut stmt, 0, at, app, openid, log)?;
+    stmt.raw_execute().map(drop).map_err(backend)
 }
 
-/// [`insert_log`] through a prepared [`INSERT_MESSAGE_SQL`].
-pub fn insert_log_with(
-    stmt: &mut Statement<'_>,
+/// Binds one line as row `row` of an [`INSERT_MESSAGES`] statement.
+fn bind_line(
+    stmt: &mut CachedStatement<'_>,
+    row: usize,
     at: i64,
     app: &str,
     openid: &str,
     log: &super::LogRecord,
 ) -> Result<(), StoreError> {
+    // The bot's side is stored as a JSON array of strings, or NULL for none.
     let replies = if log.replies.is_empty() {
         None
     } else {
         Some(serde_json::to_string(&log.replies).map_err(backend)?)
     };
-    stmt.execute(params![
-        at,
-        app,
-        openid,
-        log.msg_type,
-        log.text,
-        log.rule,
-        log.faq,
-        log.action,
-        log.handoff,
-        replies,
-        log.event,
-        log.agent
-    ])
-    .map(drop)
-    .map_err(backend)
+    INSERT_MESSAGES.bind(
+        stmt,
+        row,
+        &[
+            &at,
+            &app,
+            &openid,
+            &log.msg_type,
+            &log.text,
+            &log.rule,
+            &log.faq,
+            &log.action,
+            &log.handoff,
+            &replies,
+            &log.event,
+            &log.agent,
+        ],
+    )
 }
 
 /// One row of the send log.

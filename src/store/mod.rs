@@ -59,6 +59,7 @@ pub mod dedupe;
 pub mod history;
 pub mod log;
 pub mod media;
+pub mod multirow;
 pub mod outbox;
 pub mod quota;
 pub mod redis;

@@ -299,21 +299,34 @@ impl Writer {
             .map_err(backend)?;
         let mut overlay: HashMap<UserRef<'_>, Option<Window>> = HashMap::new();
         let mut effects = Vec::with_capacity(cmds.len());
-        let mut statements: Option<PushStatements<'_>> = None;
+        // The pushes' memos and log lines go in with a few multi-row statements: first the
+        // memos, which say which pushes are retries; the lines of the others follow.
+        let records: Vec<&PushRecord> = cmds
+            .iter()
+            .filter_map(|cmd| match cmd {
+                Cmd::Commit { record, .. } => Some(&**record),
+                _ => None,
+            })
+            .collect();
+        let mut firsts = dedupe::insert_all(&tx, &records)?.into_iter();
+        let mut logged: Vec<&PushRecord> = Vec::with_capacity(records.len());
         for cmd in cmds {
             effects.push(match cmd {
-                Cmd::Commit { record, .. } => Effect::Committed(apply_commit(
-                    &tx,
-                    match &mut statements {
-                        Some(s) => s,
-                        None => statements.insert(PushStatements::prepare(&tx)?),
-                    },
-                    &self.quota,
-                    &self.options.quota,
-                    &mut overlay,
-                    record,
-                    now_ms,
-                )?),
+                Cmd::Commit { record, .. } => {
+                    let first = firsts.next().flatten();
+                    if first.is_none() {
+                        logged.push(record);
+                    }
+                    Effect::Committed(apply_commit(
+                        &tx,
+                        &self.quota,
+                        &self.options.quota,
+                        &mut overlay,
+                        record,
+                        first,
+                        now_ms,
+                    )?)
+                }
                 Cmd::ClaimDue { now_ms, limit, .. } => {
                     Effect::Claimed(outbox::claim_due(&tx, *now_ms, *limit)?)
                 }
@@ -341,7 +354,7 @@ impl Writer {
                 Cmd::Purge { .. } | Cmd::Close => Effect::Deferred,
             });
         }
-        drop(statements);
+        log::insert_messages(&tx, &logged)?;
         tx.commit().map_err(backend)?;
         if let Some(ticks) = &self.ticks {
             // Full means a tick is already pending: the checkpointer will see this commit too.
@@ -533,43 +546,24 @@ fn short_preview(message: &crate::outbound::OutboundMessage) -> String {
     }
 }
 
-/// The two statements every push runs, prepared once per batch: rusqlite's statement cache
-/// hashes the SQL text on every look-up and again when the statement goes back, which cost more
-/// than a row's insert.
-struct PushStatements<'c> {
-    dedupe: rusqlite::CachedStatement<'c>,
-    message: rusqlite::CachedStatement<'c>,
-}
-
-impl<'c> PushStatements<'c> {
-    fn prepare(tx: &'c rusqlite::Transaction<'_>) -> Result<Self, StoreError> {
-        Ok(Self {
-            dedupe: tx.prepare_cached(dedupe::INSERT_SQL).map_err(backend)?,
-            message: tx
-                .prepare_cached(log::INSERT_MESSAGE_SQL)
-                .map_err(backend)?,
-        })
-    }
-}
-
+/// Applies one push whose memo is written (`first` is `None`) or was stored before (then the
+/// push is a retry and nothing else is written). Its log line is the caller's.
 fn apply_commit<'r>(
     tx: &rusqlite::Transaction<'_>,
-    statements: &mut PushStatements<'_>,
     book: &QuotaBook,
     settings: &super::QuotaSettings,
     overlay: &mut HashMap<UserRef<'r>, Option<Window>>,
     record: &'r PushRecord,
+    first: Option<super::Memo>,
     now_ms: i64,
 ) -> Result<CommitReport, StoreError> {
     let at = record.received_at;
-    if let Some(first) = dedupe::insert(tx, &mut statements.dedupe, &record.key, &record.memo, at)?
-    {
+    if let Some(first) = first {
         return Ok(CommitReport {
             replay: Some(first),
             ..CommitReport::default()
         });
     }
-    log::insert_message(&mut statements.message, record)?;
 
     let user = (record.app.as_str(), record.openid.as_str());
     let current = match overlay.get(&user) {
