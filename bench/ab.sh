@@ -10,6 +10,7 @@
 # BENCH_DIR is a copy of ../shared/bench (cp -r ../shared/bench/. "$BENCH_DIR"; shared/ may be
 # read-only). Needs wrk and curl.
 set -u
+. "$(dirname "$0")/work-dir.sh"
 warmup="$(cd "$(dirname "$0")" && pwd)/wrk/warmup-post.lua"
 cd "${BENCH_DIR:?set BENCH_DIR to a copy of ../shared/bench}"
 for bin in "$@"; do
@@ -23,6 +24,7 @@ for bin in "$@"; do
     sleep 0.2
   done
   kpid=$(pgrep -s "$pid" -x kefu | head -1)
+  work=$(work_dir "$kpid")
   # MsgIds of its own (see wrk/warmup-post.lua): every measured push is a new one.
   wrk -t2 -c32 -d2s -s "$warmup" "$url" >/dev/null 2>&1
   t0=$(awk '{print $14+$15}' "/proc/$kpid/stat")
@@ -39,4 +41,5 @@ for bin in "$@"; do
   kill -TERM -- -"$pid" 2>/dev/null
   sleep 1
   kill -KILL -- -"$pid" 2>/dev/null || true
+  remove_work_dir "$work"
 done

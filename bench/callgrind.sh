@@ -11,6 +11,7 @@
 #
 # BENCH_DIR is a copy of ../shared/bench, as for ab.sh. Needs valgrind, wrk and curl.
 set -u
+. "$(dirname "$0")/work-dir.sh"
 warmup="$(cd "$(dirname "$0")" && pwd)/wrk/warmup-post.lua"
 cd "${BENCH_DIR:?set BENCH_DIR to a copy of ../shared/bench}"
 out_dir=${OUT_DIR:-/tmp}
@@ -36,6 +37,7 @@ for bin in "$@"; do
   # MsgIds of its own (see wrk/warmup-post.lua): every counted push is a new one.
   wrk -t1 -c8 -d5s -s "$warmup" "$url" >/dev/null 2>&1
   vpid=$(pgrep -f "callgrind-out-file=$out " | head -1)
+  work=$(work_dir "$vpid")
   callgrind_control -z "$vpid" >/dev/null
   wrk -t1 -c8 -d20s -s wrk/post.lua "$url" >"$out_dir/$name.cg.wrk" 2>&1
   callgrind_control -d "$vpid" >/dev/null
@@ -43,6 +45,7 @@ for bin in "$@"; do
   sleep 2
   kill -KILL -- -"$pid" 2>/dev/null
   rm -f "$wrapper"
+  remove_work_dir "$work"
   reqs=$(grep -oE "^ +[0-9]+ requests" "$out_dir/$name.cg.wrk" | grep -oE "[0-9]+")
   ir=$(callgrind_annotate "$out.1" 2>/dev/null | grep -m1 "PROGRAM TOTALS" | grep -oE "^[0-9,]+" | tr -d ,)
   echo "$name requests $reqs instructions/push $((ir / reqs))"
