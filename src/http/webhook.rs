@@ -59,14 +59,29 @@ impl<'q> PushQuery<'q> {
     /// as a strict deserializer would.
     fn parse(query: &'q str) -> Self {
         let mut parsed = PushQuery::default();
-        for pair in query.split('&').filter(|p| !p.is_empty()) {
-            let (name, value) = if pair.contains(['%', '+']) {
+        // Byte searches (memchr) rather than `str::split`: every delimiter is ASCII, so each
+        // slice below is at a character boundary, and the pattern machinery of `str` cost as
+        // much as the signature check.
+        let mut rest = query;
+        while !rest.is_empty() {
+            let (pair, tail) = match memchr::memchr(b'&', rest.as_bytes()) {
+                Some(i) => (&rest[..i], &rest[i + 1..]),
+                None => (rest, ""),
+            };
+            rest = tail;
+            if pair.is_empty() {
+                continue;
+            }
+            let (name, value) = if memchr::memchr2(b'%', b'+', pair.as_bytes()).is_some() {
                 match form_urlencoded::parse(pair.as_bytes()).next() {
                     Some((name, value)) => (name, value),
                     None => continue,
                 }
             } else {
-                let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+                let (name, value) = match memchr::memchr(b'=', pair.as_bytes()) {
+                    Some(i) => (&pair[..i], &pair[i + 1..]),
+                    None => (pair, ""),
+                };
                 (Cow::Borrowed(name), Cow::Borrowed(value))
             };
             let slot = match name.as_ref() {
@@ -654,6 +669,23 @@ mod tests {
         assert_eq!(q.echostr.as_deref(), Some("a b+c你"));
         assert_eq!(q.encrypt_type.as_deref(), Some("aes"));
         assert_eq!(q.nonce.as_deref(), Some("%zz"));
+    }
+
+    #[test]
+    fn raw_non_ascii_text_and_stray_separators_are_read_as_form_urlencoded_does() {
+        let q = PushQuery::parse("&&nonce=你好=x&signature=&timestamp&");
+        assert_eq!(q.nonce.as_deref(), Some("你好=x"));
+        assert_eq!(q.signature.as_deref(), Some(""));
+        assert_eq!(q.timestamp.as_deref(), Some(""));
+        let reference: Vec<(String, String)> =
+            form_urlencoded::parse("&&nonce=你好=x&signature=&timestamp&".as_bytes())
+                .into_owned()
+                .collect();
+        assert_eq!(
+            reference,
+            [("nonce", "你好=x"), ("signature", ""), ("timestamp", "")]
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+        );
     }
 
     #[test]

@@ -87,7 +87,7 @@ fn scan_plain<'a>(
             let begin = start + "<![CDATA[".len();
             (begin..begin + len, begin + len + 3)
         } else {
-            let Some(len) = content.iter().position(|&c| c == b'<' || c == b'&') else {
+            let Some(len) = memchr::memchr2(b'<', b'&', content) else {
                 return false;
             };
             (start..start + len, start + len)
@@ -113,12 +113,12 @@ fn scan_plain<'a>(
     }
 }
 
-/// Where `]]>` starts in `b`: the `]`s are looked for one byte at a time, which is faster than
+/// Where `]]>` starts in `b`: the `]`s are looked for with memchr, which is faster than
 /// comparing every three-byte window.
 fn find_cdata_end(b: &[u8]) -> Option<usize> {
     let mut from = 0;
     loop {
-        let at = from + b.get(from..)?.iter().position(|&c| c == b']')?;
+        let at = from + memchr::memchr(b']', b.get(from..)?)?;
         if b.get(at..at + 3) == Some(b"]]>".as_slice()) {
             return Some(at);
         }

@@ -130,15 +130,8 @@ mod tests {
         }
         tx.commit().unwrap();
         assert_eq!(changed, 3);
-        let got: Vec<(i64, String, i64)> = conn
-            .prepare("SELECT id, k, v FROM t ORDER BY id")
-            .unwrap()
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-            .unwrap()
-            .map(Result::unwrap)
-            .collect();
         assert_eq!(
-            got,
+            crate::store::tests::triples(&conn, "SELECT id, k, v FROM t ORDER BY id"),
             vec![
                 (1, "a".to_string(), 1),
                 (2, "b".to_string(), 2),

@@ -287,15 +287,8 @@ mod tests {
         )
         .unwrap();
         assert_eq!(migrate(&mut conn).unwrap(), latest_version());
-        let rows: Vec<(i64, String, i64)> = conn
-            .prepare("SELECT id, key, at FROM dedupe ORDER BY id")
-            .unwrap()
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-            .unwrap()
-            .map(Result::unwrap)
-            .collect();
         assert_eq!(
-            rows,
+            crate::store::tests::triples(&conn, "SELECT id, key, at FROM dedupe ORDER BY id"),
             vec![(1, "a|m|1".to_string(), 10), (2, "a|m|2".to_string(), 20)]
         );
         let again = conn.execute(

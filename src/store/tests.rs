@@ -48,6 +48,16 @@ pub(crate) fn push(key: &str, openid: &str, at: i64, texts: &[&str]) -> PushReco
     }
 }
 
+/// The rows of a query for `(id, text, number)` triples.
+pub(crate) fn triples(conn: &Connection, sql: &str) -> Vec<(i64, String, i64)> {
+    conn.prepare(sql)
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
 pub(crate) fn open(dir: &Path) -> SqliteStore {
     SqliteStore::open(dir, StoreOptions::default()).unwrap()
 }

@@ -11,7 +11,6 @@
 //! Between batches it purges expired rows in small chunks ([`super::retention`]), so the purge
 //! never delays a commit by more than one chunk.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
@@ -22,7 +21,7 @@ use tokio::sync::{Notify, oneshot};
 use super::dedupe::{self, DedupeCache};
 use super::log::{self, SendLine, SendLogOutcome};
 use super::outbox::{self, Claimed, Settlement};
-use super::quota::{self, QuotaBook, UserRef, Window};
+use super::quota::{self, Overlay, QuotaBook};
 use super::retention::{self, Cutoffs, Progress, PurgeReport};
 use super::schema::backend;
 use super::sessions::{self, SessionCache};
@@ -297,7 +296,7 @@ impl Writer {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(backend)?;
-        let mut overlay: HashMap<UserRef<'_>, Option<Window>> = HashMap::new();
+        let mut overlay = Overlay::default();
         let mut effects = Vec::with_capacity(cmds.len());
         // The pushes' memos and log lines go in with a few multi-row statements: first the
         // memos, which say which pushes are retries; the lines of the others follow.
@@ -552,7 +551,7 @@ fn apply_commit<'r>(
     tx: &rusqlite::Transaction<'_>,
     book: &QuotaBook,
     settings: &super::QuotaSettings,
-    overlay: &mut HashMap<UserRef<'r>, Option<Window>>,
+    overlay: &mut Overlay<'r>,
     record: &'r PushRecord,
     first: Option<super::Memo>,
     now_ms: i64,
