@@ -328,6 +328,11 @@ struct EscapingWriter<W>(W);
 
 impl<W: std::fmt::Write> std::fmt::Write for EscapingWriter<W> {
     fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        // Printable ASCII (an openid, a rule id) has nothing to escape: one byte loop instead of
+        // decoding every character.
+        if s.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+            return self.0.write_str(s);
+        }
         let mut rest = s;
         while let Some(at) = rest.find(char::is_control) {
             self.0.write_str(&rest[..at])?;
@@ -491,5 +496,8 @@ mod tests {
             "o_user\\n2026-12-02 INFO forged\\u{1b}[31m\\t"
         );
         assert_eq!(Escaped("用户 ok").to_string(), "用户 ok");
+        // DEL and a C1 control (NEL) are control characters too, past the ASCII fast path.
+        assert_eq!(Escaped("a\u{7f}b\u{85}c").to_string(), "a\\u{7f}b\\u{85}c");
+        assert_eq!(Escaped("plain_ascii-1").to_string(), "plain_ascii-1");
     }
 }

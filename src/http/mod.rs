@@ -41,9 +41,11 @@ pub struct State {
 
 /// Routes of the public listener.
 pub fn public_routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/healthz", web::get().to(health::healthz))
+    // `/wechat` before `/wechat/{app}`: the router tries routes in order, and a static path is
+    // matched without the segment captures a pattern allocates.
+    cfg.service(web::resource("/wechat").route(web::route().to(webhook::single)))
         .service(web::resource("/wechat/{app}").route(web::route().to(webhook::with_app)))
-        .service(web::resource("/wechat").route(web::route().to(webhook::single)));
+        .route("/healthz", web::get().to(health::healthz));
 }
 
 /// Routes of the admin listener.

@@ -29,7 +29,8 @@ pub fn transfer(format: Format, to_user: &str, from_user: &str, create_time: i64
 pub fn text(to_user: &str, from_user: &str, create_time: i64, content: &str) -> String {
     let mut e = Emitter::new(
         Format::Xml,
-        192 + to_user.len() + from_user.len() + content.len(),
+        // The markup is 196 bytes and CreateTime up to 20 more.
+        224 + to_user.len() + from_user.len() + content.len(),
     );
     e.text("ToUserName", to_user)
         .text("FromUserName", from_user)
