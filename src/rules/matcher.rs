@@ -402,8 +402,9 @@ impl Matcher {
     /// The winner for a message, if any rule holds.
     pub fn find(&self, input: &MatchInput<'_>, schedules: Schedules) -> Option<Found> {
         let text = input.text;
-        let mut hits: Vec<Hit> = Vec::new();
-        let mut candidates: Vec<u32> = Vec::new();
+        // Room for a few of each from the start: growing from empty reallocated twice per push.
+        let mut hits: Vec<Hit> = Vec::with_capacity(4);
+        let mut candidates: Vec<u32> = Vec::with_capacity(8);
         let mut regex_hits: Option<SetMatches> = None;
         if !text.is_empty() {
             if let Some(automaton) = &self.automaton {
