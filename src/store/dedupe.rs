@@ -269,35 +269,24 @@ pub fn insert_all(
     tx: &Transaction<'_>,
     records: &[&PushRecord],
 ) -> Result<Vec<Option<Memo>>, StoreError> {
+    let written = INSERT.insert(tx, records, |row, r| {
+        row.values(&[&r.key.0, &r.memo.content_type, &r.memo.body, &r.received_at])
+    })?;
     let mut firsts = Vec::with_capacity(records.len());
-    for chunk in INSERT.chunks(records) {
-        let mut stmt = INSERT.prepare(tx, chunk.len())?;
-        for (i, r) in chunk.iter().enumerate() {
-            INSERT.bind(
-                &mut stmt,
-                i,
-                &[&r.key.0, &r.memo.content_type, &r.memo.body, &r.received_at],
-            )?;
+    for chunk in written {
+        if chunk.written == chunk.items.len() {
+            firsts.extend(std::iter::repeat_n(None, chunk.items.len()));
+            continue;
         }
-        let inserted = stmt.raw_execute().map_err(backend)?;
-        if inserted == chunk.len() {
-            firsts.extend(std::iter::repeat_n(None, chunk.len()));
-        } else {
-            // Rare: a retry that left the hot map. The rows this statement wrote took the
-            // row ids after the table's last, in order; any other row of a key is older.
-            let last = tx.last_insert_rowid();
-            let written = (last - inserted as i64 + 1)..=last;
-            let mut seen: Vec<&str> = Vec::with_capacity(chunk.len());
-            for r in chunk {
-                let first_in_chunk = !seen.contains(&r.key.0.as_str());
-                seen.push(&r.key.0);
-                let (id, memo) = stored(tx, &r.key)?;
-                firsts.push(if inserted > 0 && first_in_chunk && written.contains(&id) {
-                    None
-                } else {
-                    Some(memo)
-                });
-            }
+        // Rare: a retry that left the hot map. A row of the key that this statement did not
+        // write is older, and the first answer.
+        let ours = chunk.ids();
+        let mut seen: Vec<&str> = Vec::with_capacity(chunk.items.len());
+        for r in chunk.items {
+            let first_in_chunk = !seen.contains(&r.key.0.as_str());
+            seen.push(&r.key.0);
+            let (id, memo) = stored(tx, &r.key)?;
+            firsts.push((!(first_in_chunk && ours.contains(&id))).then_some(memo));
         }
     }
     Ok(firsts)
@@ -367,10 +356,19 @@ mod tests {
         assert!(firsts[..39].iter().all(Option::is_none));
         assert_eq!(firsts[39], Some(memo("m")));
 
+        // 35 records, chunks of 32, 2 and 1: a repeat in the first chunk, whose rows are told
+        // from the older one by their ids although two more statements ran after it.
+        let mut more: Vec<PushRecord> = (0..35).map(|i| record(&format!("n{i}"), "n")).collect();
+        more[5] = record("old", "third answer");
+        let refs: Vec<&PushRecord> = more.iter().collect();
+        let firsts = insert_all(&tx, &refs).unwrap();
+        assert_eq!(firsts[5], Some(memo("first answer")));
+        assert_eq!(firsts.iter().filter(|f| f.is_some()).count(), 1);
+
         let rows: i64 = tx
             .query_row("SELECT count(*) FROM dedupe", [], |r| r.get(0))
             .unwrap();
-        assert_eq!(rows, 1 + 2 + 39);
+        assert_eq!(rows, 1 + 2 + 39 + 34);
     }
 
     #[test]

@@ -5,9 +5,9 @@
 //! rows are what `kefu stats` and the console read. Deleted after `log_retention_days`
 //! ([`super::retention`]).
 
-use rusqlite::{CachedStatement, Transaction, params};
+use rusqlite::{Transaction, params};
 
-use super::multirow::MultiRow;
+use super::multirow::{MultiRow, Row};
 use super::schema::backend;
 use super::{PushRecord, StoreError};
 
@@ -62,13 +62,9 @@ static INSERT_MESSAGES: std::sync::LazyLock<MultiRow> = std::sync::LazyLock::new
 
 /// Logs pushes, with the bot's side of each, in order, [`super::multirow`] rows to a statement.
 pub fn insert_messages(tx: &Transaction<'_>, records: &[&PushRecord]) -> Result<(), StoreError> {
-    for chunk in INSERT_MESSAGES.chunks(records) {
-        let mut stmt = INSERT_MESSAGES.prepare(tx, chunk.len())?;
-        for (i, r) in chunk.iter().enumerate() {
-            bind_line(&mut stmt, i, r.received_at, &r.app, &r.openid, &r.log)?;
-        }
-        stmt.raw_execute().map_err(backend)?;
-    }
+    INSERT_MESSAGES.insert(tx, records, |row, r| {
+        bind_line(row, r.received_at, &r.app, &r.openid, &r.log)
+    })?;
     Ok(())
 }
 
@@ -80,15 +76,13 @@ pub fn insert_log(
     openid: &str,
     log: &super::LogRecord,
 ) -> Result<(), StoreError> {
-    let mut stmt = INSERT_MESSAGES.prepare(tx, 1)?;
-    bind_line(&mut stmt, 0, at, app, openid, log)?;
-    stmt.raw_execute().map(drop).map_err(backend)
+    INSERT_MESSAGES.insert(tx, &[()], |row, ()| bind_line(row, at, app, openid, log))?;
+    Ok(())
 }
 
-/// Binds one line as row `row` of an [`INSERT_MESSAGES`] statement.
+/// Binds one line as a row of an [`INSERT_MESSAGES`] statement.
 fn bind_line(
-    stmt: &mut CachedStatement<'_>,
-    row: usize,
+    row: &mut Row<'_, '_>,
     at: i64,
     app: &str,
     openid: &str,
@@ -100,24 +94,20 @@ fn bind_line(
     } else {
         Some(serde_json::to_string(&log.replies).map_err(backend)?)
     };
-    INSERT_MESSAGES.bind(
-        stmt,
-        row,
-        &[
-            &at,
-            &app,
-            &openid,
-            &log.msg_type,
-            &log.text,
-            &log.rule,
-            &log.faq,
-            &log.action,
-            &log.handoff,
-            &replies,
-            &log.event,
-            &log.agent,
-        ],
-    )
+    row.values(&[
+        &at,
+        &app,
+        &openid,
+        &log.msg_type,
+        &log.text,
+        &log.rule,
+        &log.faq,
+        &log.action,
+        &log.handoff,
+        &replies,
+        &log.event,
+        &log.agent,
+    ])
 }
 
 /// One row of the send log.

@@ -1,4 +1,4 @@
-//! Multi-row `INSERT`s: one statement appends up to [`MAX_ROWS`] rows.
+//! Multi-row `INSERT`s: one statement appends up to 32 rows.
 //!
 //! Each execution of a statement pays fixed costs that have nothing to do with its row: a cursor
 //! opened and freed, a seek to the table's last row for the new rowid, the halt that closes it
@@ -20,10 +20,7 @@ use rusqlite::{CachedStatement, Transaction};
 use super::StoreError;
 use super::schema::backend;
 
-/// Rows per statement at most; the chunk sizes are the powers of two up to it.
-pub const MAX_ROWS: usize = 32;
-
-/// The chunk sizes, largest first.
+/// The rows of a statement, largest first: the chunk sizes.
 const SIZES: [usize; 6] = [32, 16, 8, 4, 2, 1];
 
 /// The SQL of one multi-row `INSERT` for every chunk size.
@@ -32,6 +29,45 @@ pub struct MultiRow {
     columns: usize,
     /// The statement for `SIZES[i]` rows.
     sql: [String; SIZES.len()],
+}
+
+/// What one statement of [`MultiRow::insert`] did.
+pub struct Chunk<'a, T> {
+    /// The items it was given, in order.
+    pub items: &'a [T],
+    /// The rows it wrote: fewer than `items` when `OR IGNORE` skipped some.
+    pub written: usize,
+    /// The row id SQLite reported for the last row written so far (`last_insert_rowid`).
+    last_id: i64,
+}
+
+impl<T> Chunk<'_, T> {
+    /// The row ids of the rows this statement wrote (empty when it wrote none). New rows of a
+    /// rowid table take the ids after its last, one after the other.
+    pub fn ids(&self) -> std::ops::RangeInclusive<i64> {
+        (self.last_id - self.written as i64 + 1)..=self.last_id
+    }
+}
+
+/// One row of a chunk's statement, for the caller to give its values.
+pub struct Row<'s, 'c> {
+    stmt: &'s mut CachedStatement<'c>,
+    /// The row's first parameter (parameters count from 1).
+    first: usize,
+    columns: usize,
+}
+
+impl Row<'_, '_> {
+    /// Binds the row's values, one per column, in the order of the columns.
+    pub fn values(&mut self, values: &[&dyn ToSql]) -> Result<(), StoreError> {
+        debug_assert_eq!(values.len(), self.columns);
+        for (i, value) in values.iter().enumerate() {
+            self.stmt
+                .raw_bind_parameter(self.first + i, value)
+                .map_err(backend)?;
+        }
+        Ok(())
+    }
 }
 
 impl MultiRow {
@@ -43,53 +79,41 @@ impl MultiRow {
         Self { columns, sql }
     }
 
-    /// Splits `items` into chunks of the sizes above, in order.
-    pub fn chunks<'a, T>(&self, items: &'a [T]) -> Chunks<'a, T> {
-        Chunks { rest: items }
-    }
-
-    /// Prepares (from the cache) the statement for a chunk of `rows` rows, one of the sizes
-    /// [`Self::chunks`] yields.
-    pub fn prepare<'c>(
+    /// Appends one row per item, in order, with `bind` giving an item's values. Returns what
+    /// each statement did.
+    pub fn insert<'a, T>(
         &self,
-        tx: &'c Transaction<'_>,
-        rows: usize,
-    ) -> Result<CachedStatement<'c>, StoreError> {
-        let i = SIZES.iter().position(|&s| s == rows).ok_or_else(|| {
-            StoreError::backend(format!("internal: no multi-row statement for {rows} rows"))
-        })?;
-        tx.prepare_cached(&self.sql[i]).map_err(backend)
-    }
-
-    /// Binds one row's values at its place in a chunk (`row` counts from 0).
-    pub fn bind(
-        &self,
-        stmt: &mut CachedStatement<'_>,
-        row: usize,
-        values: &[&dyn ToSql],
-    ) -> Result<(), StoreError> {
-        debug_assert_eq!(values.len(), self.columns);
-        let first = row * self.columns + 1;
-        for (i, value) in values.iter().enumerate() {
-            stmt.raw_bind_parameter(first + i, value).map_err(backend)?;
+        tx: &Transaction<'_>,
+        items: &'a [T],
+        mut bind: impl FnMut(&mut Row<'_, '_>, &T) -> Result<(), StoreError>,
+    ) -> Result<Vec<Chunk<'a, T>>, StoreError> {
+        let mut written = Vec::with_capacity(4);
+        let mut rest = items;
+        for (sql, &size) in self.sql.iter().zip(&SIZES) {
+            if rest.len() < size {
+                continue;
+            }
+            let mut stmt = tx.prepare_cached(sql).map_err(backend)?;
+            while rest.len() >= size {
+                let (chunk, tail) = rest.split_at(size);
+                rest = tail;
+                for (i, item) in chunk.iter().enumerate() {
+                    let mut row = Row {
+                        stmt: &mut stmt,
+                        first: i * self.columns + 1,
+                        columns: self.columns,
+                    };
+                    bind(&mut row, item)?;
+                }
+                let rows = stmt.raw_execute().map_err(backend)?;
+                written.push(Chunk {
+                    items: chunk,
+                    written: rows,
+                    last_id: tx.last_insert_rowid(),
+                });
+            }
         }
-        Ok(())
-    }
-}
-
-/// The chunks of a slice, largest sizes first (see [`MultiRow::chunks`]).
-pub struct Chunks<'a, T> {
-    rest: &'a [T],
-}
-
-impl<'a, T> Iterator for Chunks<'a, T> {
-    type Item = &'a [T];
-
-    fn next(&mut self) -> Option<&'a [T]> {
-        let size = SIZES.iter().copied().find(|&s| s <= self.rest.len())?;
-        let (chunk, rest) = self.rest.split_at(size);
-        self.rest = rest;
-        Some(chunk)
+        Ok(written)
     }
 }
 
@@ -98,40 +122,52 @@ mod tests {
     use super::*;
     use rusqlite::Connection;
 
-    #[test]
-    fn chunks_are_the_binary_digits_of_the_length_in_order() {
-        let m = MultiRow::new("INSERT INTO t (a)", 1);
-        let items: Vec<u32> = (0..35).collect();
-        let sizes: Vec<usize> = m.chunks(&items).map(<[u32]>::len).collect();
-        assert_eq!(sizes, vec![32, 2, 1]);
-        let again: Vec<u32> = m.chunks(&items).flatten().copied().collect();
-        assert_eq!(again, items);
-        assert_eq!(m.chunks(&items[..0]).count(), 0);
-        let many: Vec<u32> = (0..70).collect();
-        let sizes: Vec<usize> = m.chunks(&many).map(<[u32]>::len).collect();
-        assert_eq!(sizes, vec![32, 32, 4, 2]);
-    }
+    /// Each statement's items and rows written.
+    type Sizes = Vec<(usize, usize)>;
 
-    #[test]
-    fn a_chunk_inserts_its_rows_in_order_and_a_conflict_skips_only_its_row() {
+    /// Inserts `rows` into a fresh table with a unique `k`; returns the chunks' sizes and rows
+    /// written, and the table.
+    fn run(rows: &[(String, i64)]) -> (Sizes, Vec<(i64, String, i64)>) {
         let mut conn = Connection::open_in_memory().unwrap();
         conn.execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY, k TEXT UNIQUE, v INTEGER)")
             .unwrap();
         let m = MultiRow::new("INSERT OR IGNORE INTO t (k, v)", 2);
-        let rows = [("a", 1), ("b", 2), ("a", 3), ("c", 4)];
         let tx = conn.transaction().unwrap();
-        let mut changed = 0;
-        for chunk in m.chunks(&rows) {
-            let mut stmt = m.prepare(&tx, chunk.len()).unwrap();
-            for (i, (k, v)) in chunk.iter().enumerate() {
-                m.bind(&mut stmt, i, &[k, v]).unwrap();
-            }
-            changed += stmt.raw_execute().unwrap();
-        }
+        let chunks: Vec<(usize, usize)> = m
+            .insert(&tx, rows, |row, (k, v)| row.values(&[k, v]))
+            .unwrap()
+            .into_iter()
+            .map(|chunk| (chunk.items.len(), chunk.written))
+            .collect();
         tx.commit().unwrap();
-        assert_eq!(changed, 3);
+        let table = crate::store::tests::triples(&conn, "SELECT id, k, v FROM t ORDER BY id");
+        (chunks, table)
+    }
+
+    fn rows(n: i64) -> Vec<(String, i64)> {
+        (0..n).map(|i| (format!("k{i}"), i)).collect()
+    }
+
+    #[test]
+    fn chunks_are_the_binary_digits_of_the_length_and_rows_keep_their_order() {
+        let (chunks, table) = run(&rows(35));
+        assert_eq!(chunks, vec![(32, 32), (2, 2), (1, 1)]);
+        let expected: Vec<(i64, String, i64)> =
+            rows(35).into_iter().map(|(k, v)| (v + 1, k, v)).collect();
+        assert_eq!(table, expected);
+        assert_eq!(run(&rows(70)).0, vec![(32, 32), (32, 32), (4, 4), (2, 2)]);
+        assert_eq!(run(&[]).0, vec![]);
+    }
+
+    #[test]
+    fn a_conflict_skips_only_its_row_and_is_counted() {
+        let rows: Vec<(String, i64)> = [("a", 1), ("b", 2), ("a", 3), ("c", 4)]
+            .map(|(k, v)| (k.to_string(), v))
+            .into();
+        let (chunks, table) = run(&rows);
+        assert_eq!(chunks, vec![(4, 3)]);
         assert_eq!(
-            crate::store::tests::triples(&conn, "SELECT id, k, v FROM t ORDER BY id"),
+            table,
             vec![
                 (1, "a".to_string(), 1),
                 (2, "b".to_string(), 2),
